@@ -1,0 +1,104 @@
+//! `AdaptedEmbedding`: an embedding table that adapters attach to.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::fmt::Debug;
+
+use super::linear_merge::{replace, unknown};
+use super::mixed::select_rows;
+use super::set::AdapterSet;
+use crate::{Error, PeftType, Result};
+
+/// An adapter on an embedding table.
+pub trait EmbeddingAdapter: Send + Sync + Debug + 'static {
+    crate::erased_module_decls!(EmbeddingAdapter);
+
+    /// The method this adapter implements.
+    fn peft_type(&self) -> PeftType;
+
+    /// Transforms the looked-up embeddings given the token ids (LoRA adds `s * A[ids] B`).
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, tokens]`
+    /// - `y`: `[batch, tokens, d_model]`, and the same out.
+    fn adapt_output(&self, ids: &Tensor<2, Int>, y: Tensor<3>) -> Tensor<3>;
+
+    /// Folds the adapter into the table `[n_embedding, d_model]`.
+    fn merge(&self, weight: Tensor<2>) -> Result<Tensor<2>>;
+
+    /// Takes a merged adapter back out of the table.
+    fn unmerge(&self, weight: Tensor<2>) -> Result<Tensor<2>>;
+
+    /// The adapter's tensors in the Python library's layout, keyed by suffix.
+    fn export(&self) -> Vec<(String, TensorData)>;
+}
+
+crate::erased_module_trait_impl!(EmbeddingAdapter);
+
+/// An embedding table with named adapters.
+#[derive(Module, Debug)]
+pub struct AdaptedEmbedding {
+    /// The frozen table.
+    pub base_layer: Embedding,
+    /// The adapters, by name.
+    pub adapters: AdapterSet<dyn EmbeddingAdapter>,
+}
+
+impl AdaptedEmbedding {
+    /// A new table with Burn's default initialisation.
+    pub fn new(n_embedding: usize, d_model: usize, device: &Device) -> Self {
+        Self::from_embedding(EmbeddingConfig::new(n_embedding, d_model).init(device))
+    }
+
+    /// Wraps an existing Burn embedding.
+    pub fn from_embedding(base_layer: Embedding) -> Self {
+        AdaptedEmbedding { base_layer, adapters: AdapterSet::default() }
+    }
+
+    /// `[n_embedding, d_model]`.
+    pub fn dims(&self) -> [usize; 2] {
+        self.base_layer.weight.shape().dims()
+    }
+
+    /// Looks up `ids` and applies the active adapters.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, tokens]`
+    /// - output: `[batch, tokens, d_model]`
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let y = self.base_layer.forward(ids.clone());
+        if self.adapters.is_empty() || self.adapters.is_disabled() {
+            return y;
+        }
+        if let Some(rows) = self.adapters.rows() {
+            let adapters: Vec<&dyn EmbeddingAdapter> = self.adapters.iter().map(|(_, a)| a).collect();
+            return select_rows(y, rows, |i, y| adapters[i].adapt_output(&ids, y));
+        }
+        self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output(&ids, y))
+    }
+
+    /// Folds adapter `name` into the table.
+    pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+        if self.adapters.merged().iter().any(|n| n == name) {
+            return Ok(());
+        }
+        let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
+        let weight = adapter.merge(self.base_layer.weight.val())?;
+        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        self.adapters.mark_merged(name);
+        Ok(())
+    }
+
+    /// Takes merged adapter `name` back out of the table.
+    pub fn unmerge_adapter(&mut self, name: &str) -> Result<()> {
+        if !self.adapters.merged().iter().any(|n| n == name) {
+            return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
+        }
+        let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
+        let weight = adapter.unmerge(self.base_layer.weight.val())?;
+        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        self.adapters.mark_unmerged(name);
+        Ok(())
+    }
+}

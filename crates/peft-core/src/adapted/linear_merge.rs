@@ -1,0 +1,55 @@
+//! Merging adapters into an `AdaptedLinear`'s base weight and taking them out again.
+
+use burn::module::Param;
+use burn::tensor::Tensor;
+
+use super::linear::AdaptedLinear;
+use crate::{Error, Result};
+
+impl AdaptedLinear {
+    /// Folds adapter `name` into the base weight, so the forward no longer computes it.
+    ///
+    /// Merging an already merged adapter does nothing.
+    pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+        if self.adapters.merged().iter().any(|n| n == name) {
+            return Ok(());
+        }
+        let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
+        let (weight, bias) = adapter.merge(self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))?;
+        self.set_base(weight, bias);
+        self.adapters.mark_merged(name);
+        Ok(())
+    }
+
+    /// Takes merged adapter `name` back out of the base weight.
+    pub fn unmerge_adapter(&mut self, name: &str) -> Result<()> {
+        if !self.adapters.merged().iter().any(|n| n == name) {
+            return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
+        }
+        let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
+        let (weight, bias) =
+            adapter.unmerge(self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))?;
+        self.set_base(weight, bias);
+        self.adapters.mark_unmerged(name);
+        Ok(())
+    }
+
+    /// Replaces the base values, keeping parameter ids and whether they train.
+    fn set_base(&mut self, weight: Tensor<2>, bias: Option<Tensor<1>>) {
+        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        if let (Some(old), Some(new)) = (self.base_layer.bias.as_ref(), bias) {
+            self.base_layer.bias = Some(replace(old, new));
+        }
+    }
+}
+
+/// A parameter with a new value, same id and same `require_grad`.
+pub(crate) fn replace<const D: usize>(param: &Param<Tensor<D>>, value: Tensor<D>) -> Param<Tensor<D>> {
+    let require_grad = param.val().is_require_grad();
+    let value = value.detach().set_require_grad(require_grad);
+    param.clone().map(|_| value)
+}
+
+pub(crate) fn unknown(name: &str, available: Vec<String>) -> Error {
+    Error::UnknownAdapter { name: name.into(), available }
+}

@@ -1,0 +1,15 @@
+//! Adapter sites: the layers of a model that adapters attach to, and the traits methods implement.
+
+mod conv;
+mod embedding;
+mod erased;
+mod linear;
+mod linear_merge;
+mod mixed;
+mod set;
+
+pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
+pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
+pub use erased::{DynMapper, DynToMapper, DynToVisitor, DynVisitor, ErasedModule, MapperToDyn, ParamBox, ParamRef, VisitorToDyn};
+pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
+pub use set::{AdapterSet, BASE_ONLY, RowAdapters, check_name};

@@ -1,0 +1,271 @@
+//! `AdapterSet`: the named adapters of one site, as a Burn module.
+
+use burn::module::{Content, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor};
+use burn::tensor::Device;
+use std::fmt;
+use std::sync::Arc;
+
+use super::erased::{ErasedModule, MapperToDyn, VisitorToDyn};
+use crate::{Error, Result};
+
+/// The adapter name meaning "no adapter" in a mixed-adapter batch, as in the Python library.
+pub const BASE_ONLY: &str = "__base__";
+
+/// Which adapter each row of a batch uses: an index into the set, or `None` for the base alone.
+pub type RowAdapters = Arc<[Option<usize>]>;
+
+/// The named adapters of one adapter site, in the order they were added.
+///
+/// Each adapter's name is a module path segment, so records, optimizers, device moves and
+/// autodiff see `...q_proj.adapters.default.lora_a` like any other parameter.
+pub struct AdapterSet<T: ?Sized + ErasedModule> {
+    entries: Vec<(String, Box<T>)>,
+    /// Names of the adapters the forward uses (all of them, summed).
+    active: Vec<String>,
+    /// Names of the adapters folded into the base weight, in merge order.
+    merged: Vec<String>,
+    /// When true, the forward is the base layer's alone.
+    disabled: bool,
+    /// Per-row adapter choice for a mixed-adapter batch (indices into `entries`).
+    rows: Option<RowAdapters>,
+}
+
+impl<T: ?Sized + ErasedModule> Default for AdapterSet<T> {
+    fn default() -> Self {
+        AdapterSet { entries: Vec::new(), active: Vec::new(), merged: Vec::new(), disabled: false, rows: None }
+    }
+}
+
+impl<T: ?Sized + ErasedModule> AdapterSet<T> {
+    /// Adds an adapter under `name` and makes it the active one.
+    pub fn insert(&mut self, name: &str, adapter: Box<T>) -> Result<()> {
+        check_name(name)?;
+        if self.get(name).is_some() {
+            return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used at this module" });
+        }
+        self.entries.push((name.to_string(), adapter));
+        if self.active.is_empty() {
+            self.active.push(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Removes the adapter `name`, returning it.
+    pub fn remove(&mut self, name: &str) -> Option<Box<T>> {
+        let index = self.entries.iter().position(|(n, _)| n == name)?;
+        self.active.retain(|n| n != name);
+        self.merged.retain(|n| n != name);
+        self.rows = None;
+        Some(self.entries.remove(index).1)
+    }
+
+    /// The adapter `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_ref())
+    }
+
+    /// The adapter `name`, mutably (to replace its weights).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Box<T>> {
+        self.entries.iter_mut().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+
+    /// Every adapter with its name, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.entries.iter().map(|(n, a)| (n.as_str(), a.as_ref()))
+    }
+
+    /// The adapter names, in insertion order.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Whether the set holds no adapter.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sets the active adapters; names this site lacks are skipped (the site is not targeted by them).
+    pub fn set_active(&mut self, names: &[String]) {
+        self.active = names.iter().filter(|n| self.get(n).is_some()).cloned().collect();
+    }
+
+    /// The active adapter names.
+    pub fn active(&self) -> &[String] {
+        &self.active
+    }
+
+    /// Turns every adapter off (true) or back on (false) without removing any.
+    pub fn set_disabled(&mut self, disabled: bool) {
+        self.disabled = disabled;
+    }
+
+    /// Whether the adapters are turned off.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// Names of merged adapters.
+    pub fn merged(&self) -> &[String] {
+        &self.merged
+    }
+
+    /// Records that `name` was folded into the base weight.
+    pub fn mark_merged(&mut self, name: &str) {
+        if !self.merged.iter().any(|n| n == name) {
+            self.merged.push(name.to_string());
+        }
+    }
+
+    /// Records that `name` was taken back out of the base weight.
+    pub fn mark_unmerged(&mut self, name: &str) {
+        self.merged.retain(|n| n != name);
+    }
+
+    /// Sets the per-row adapter names of a mixed batch (`BASE_ONLY` for the base alone), or
+    /// clears them with `None`. Names this site lacks act as `BASE_ONLY`.
+    pub fn set_rows(&mut self, rows: Option<&[String]>) {
+        self.rows = rows.map(|names| {
+            names.iter().map(|n| self.entries.iter().position(|(e, _)| e == n)).collect::<Vec<_>>().into()
+        });
+    }
+
+    /// The per-row adapter indices of a mixed batch, if one is set.
+    pub fn rows(&self) -> Option<&RowAdapters> {
+        self.rows.as_ref()
+    }
+
+    /// The adapter at an index of [`AdapterSet::iter`].
+    pub fn at(&self, index: usize) -> Option<(&str, &T)> {
+        self.entries.get(index).map(|(n, a)| (n.as_str(), a.as_ref()))
+    }
+
+    /// The adapters a plain forward applies: active, not merged, unless disabled.
+    pub fn forward_adapters(&self) -> impl Iterator<Item = &T> {
+        let live = !self.disabled;
+        self.entries
+            .iter()
+            .filter(move |(n, _)| live && self.active.contains(n) && !self.merged.contains(n))
+            .map(|(_, a)| a.as_ref())
+    }
+
+    fn map_entries(self, f: impl Fn(Box<T>) -> Box<T>) -> Self {
+        AdapterSet {
+            entries: self.entries.into_iter().map(|(n, a)| (n, f(a))).collect(),
+            active: self.active,
+            merged: self.merged,
+            disabled: self.disabled,
+            rows: self.rows,
+        }
+    }
+}
+
+/// Adapter names are path segments: they must be non-empty, without dots, and not reserved.
+pub fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "is empty"
+    } else if name.contains('.') || name.contains('/') {
+        "contains '.' or '/' (names are module path segments and folder names)"
+    } else if name == BASE_ONLY {
+        "is reserved for \"base model only\" rows of mixed batches"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidAdapterName { name: name.into(), reason })
+}
+
+impl<T: ?Sized + ErasedModule> Clone for AdapterSet<T> {
+    fn clone(&self) -> Self {
+        AdapterSet {
+            entries: self.entries.iter().map(|(n, a)| (n.clone(), a.clone_box())).collect(),
+            active: self.active.clone(),
+            merged: self.merged.clone(),
+            disabled: self.disabled,
+            rows: self.rows.clone(),
+        }
+    }
+}
+
+impl<T: ?Sized + ErasedModule> fmt::Debug for AdapterSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdapterSet")
+            .field("adapters", &self.names())
+            .field("active", &self.active)
+            .field("merged", &self.merged)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+impl<T: ?Sized + ErasedModule> Module for AdapterSet<T> {
+    fn collect_devices(&self, mut devices: Vec<Device>) -> Vec<Device> {
+        for (_, a) in &self.entries {
+            devices = a.collect_devices_dyn(devices);
+        }
+        devices
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        self.map_entries(|a| a.fork_dyn(device))
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        self.map_entries(|a| a.to_device_dyn(device))
+    }
+
+    fn train(self) -> Self {
+        self.map_entries(|a| a.train_dyn())
+    }
+
+    fn valid(&self) -> Self {
+        let mut copy = self.clone();
+        copy.entries = self.entries.iter().map(|(n, a)| (n.clone(), a.valid_dyn())).collect();
+        copy
+    }
+
+    fn materialize(self) -> Self {
+        // Adapters carry no Burn reparameterization; nothing to fold.
+        self
+    }
+
+    fn num_params(&self) -> usize {
+        self.entries.iter().map(|(_, a)| a.num_params_dyn()).sum()
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        for (name, adapter) in &self.entries {
+            visitor.enter_module(name, "AdapterSet");
+            adapter.visit_dyn(&mut VisitorToDyn(visitor));
+            visitor.exit_module(name, "AdapterSet");
+        }
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        let AdapterSet { entries, active, merged, disabled, rows } = self;
+        let entries = entries
+            .into_iter()
+            .map(|(name, adapter)| {
+                mapper.enter_module(&name, "AdapterSet");
+                let adapter = adapter.map_dyn(&mut MapperToDyn(mapper));
+                mapper.exit_module(&name, "AdapterSet");
+                (name, adapter)
+            })
+            .collect();
+        AdapterSet { entries, active, merged, disabled, rows }
+    }
+}
+
+impl<T: ?Sized + ErasedModule> ModuleDisplayDefault for AdapterSet<T> {
+    fn content(&self, content: Content) -> Option<Content> {
+        self.entries
+            .iter()
+            .fold(content, |acc, (name, adapter)| acc.add_debug_attribute(name, adapter))
+            .set_top_level_type("AdapterSet")
+            .optional()
+    }
+
+    fn num_params(&self) -> usize {
+        Module::num_params(self)
+    }
+}
+
+impl<T: ?Sized + ErasedModule> ModuleDisplay for AdapterSet<T> {}

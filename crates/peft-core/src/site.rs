@@ -1,0 +1,108 @@
+//! How a model shows its adapter sites to the methods.
+
+use burn::module::Module;
+
+use crate::adapted::{AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear};
+
+/// One adapter site, borrowed mutably.
+#[derive(Debug)]
+pub enum SiteMut<'a> {
+    /// A linear layer.
+    Linear(&'a mut AdaptedLinear),
+    /// An embedding table.
+    Embedding(&'a mut AdaptedEmbedding),
+    /// A 1-D convolution.
+    Conv1d(&'a mut AdaptedConv1d),
+    /// A 2-D convolution.
+    Conv2d(&'a mut AdaptedConv2d),
+}
+
+/// The kind of an adapter site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    /// A linear layer.
+    Linear,
+    /// An embedding table.
+    Embedding,
+    /// A 1-D convolution.
+    Conv1d,
+    /// A 2-D convolution.
+    Conv2d,
+}
+
+impl SiteMut<'_> {
+    /// The kind of this site.
+    pub fn kind(&self) -> SiteKind {
+        match self {
+            SiteMut::Linear(_) => SiteKind::Linear,
+            SiteMut::Embedding(_) => SiteKind::Embedding,
+            SiteMut::Conv1d(_) => SiteKind::Conv1d,
+            SiteMut::Conv2d(_) => SiteKind::Conv2d,
+        }
+    }
+}
+
+/// A model built for adapters: it lists its adapter sites under transformers' module paths.
+///
+/// Paths are exactly those of transformers' `named_modules()` for the same model
+/// (`model.layers.3.self_attn.q_proj`), so `target_modules` and adapter files written by the Python
+/// library address the same layers here.
+pub trait AdapterSites: Module {
+    /// Calls `f` once per adapter site with its path, always in the same order.
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>));
+
+    /// Paths of the output heads (`lm_head`), which `"all-linear"` leaves out.
+    fn output_head_paths(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Module names trained in full by default for a task (`classifier`/`score` for SEQ_CLS).
+    fn default_modules_to_save(&self, task: crate::TaskType) -> Vec<String> {
+        match task {
+            crate::TaskType::SeqCls => vec!["classifier".into(), "score".into()],
+            crate::TaskType::QuestionAns => vec!["qa_outputs".into()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Like [`AdapterSites::visit_sites_mut`] for reading: runs on a cheap clone (tensors are shared).
+    fn visit_sites(&self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        self.clone().visit_sites_mut(f);
+    }
+
+    /// Every site path with its kind, in visiting order.
+    fn site_paths(&self) -> Vec<(String, SiteKind)> {
+        let mut out = Vec::new();
+        self.visit_sites(&mut |path, site| out.push((path.to_string(), site.kind())));
+        out
+    }
+}
+
+/// Whether module name `name` (from `modules_to_save`) covers the site at `path`: the path or
+/// one of its ancestors is `name` or ends in `.name`, as the Python library wraps whole modules.
+pub fn module_covers(name: &str, path: &str) -> bool {
+    let mut end = path.len();
+    loop {
+        if crate::targets::name_matches(name, &path[..end]) {
+            return true;
+        }
+        match path[..end].rfind('.') {
+            Some(dot) => end = dot,
+            None => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_covers;
+
+    #[test]
+    fn modules_to_save_cover_children() {
+        assert!(module_covers("classifier", "classifier"));
+        assert!(module_covers("classifier", "classifier.dense"));
+        assert!(module_covers("classifier", "roberta.classifier.out_proj"));
+        assert!(!module_covers("classifier", "my_classifier.dense"));
+        assert!(!module_covers("score", "bert.pooler.dense"));
+    }
+}
