@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod tensors;
+pub mod weights;
+
+pub use peft_core::{Error, Result};

@@ -1,0 +1,1 @@
+//! Base-model weights from safetensors into a model built for adapters (in progress).
