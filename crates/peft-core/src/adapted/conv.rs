@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use super::linear_merge::{replace, unknown};
 use super::mixed::select_rows;
 use super::set::AdapterSet;
-use crate::{Error, PeftType, Result};
+use crate::{Error, Result};
 
 macro_rules! adapted_conv {
     ($site:ident, $adapter:ident, $conv:ident, $rank:literal, $wrank:literal, $shape:literal) => {
@@ -19,8 +19,6 @@ macro_rules! adapted_conv {
         pub trait $adapter: Send + Sync + Debug + 'static {
             crate::erased_module_decls!($adapter);
 
-            /// The method this adapter implements.
-            fn peft_type(&self) -> PeftType;
 
             /// Transforms the base output given the input (LoRA adds `s * conv_B(conv_A(x))`).
             ///

@@ -8,14 +8,12 @@ use std::fmt::Debug;
 use super::linear_merge::{replace, unknown};
 use super::mixed::select_rows;
 use super::set::AdapterSet;
-use crate::{Error, PeftType, Result};
+use crate::{Error, Result};
 
 /// An adapter on an embedding table.
 pub trait EmbeddingAdapter: Send + Sync + Debug + 'static {
     crate::erased_module_decls!(EmbeddingAdapter);
 
-    /// The method this adapter implements.
-    fn peft_type(&self) -> PeftType;
 
     /// Transforms the looked-up embeddings given the token ids (LoRA adds `s * A[ids] B`).
     ///

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::fmt::Debug;
 
 use super::set::AdapterSet;
-use crate::{PeftType, Result};
+use crate::Result;
 
 /// A low-rank update `s * x A B`, as LoRA-family adapters can express it.
 ///
@@ -28,8 +28,6 @@ pub struct LowRank {
 pub trait LinearAdapter: Send + Sync + Debug + 'static {
     crate::erased_module_decls!(LinearAdapter);
 
-    /// The method this adapter implements.
-    fn peft_type(&self) -> PeftType;
 
     /// Transforms the input the base layer sees (IA3 on feed-forward layers). Identity by default.
     ///

@@ -6,10 +6,12 @@ mod erased;
 mod linear;
 mod linear_merge;
 mod mixed;
+mod saved;
 mod set;
 
 pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
 pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
 pub use erased::{DynMapper, DynToMapper, DynToVisitor, DynVisitor, ErasedModule, MapperToDyn, ParamBox, ParamRef, VisitorToDyn};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
+pub use saved::{SavedEmbedding, SavedLinear};
 pub use set::{AdapterSet, BASE_ONLY, RowAdapters, check_name};

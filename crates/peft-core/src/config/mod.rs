@@ -19,7 +19,6 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 /// Method crates add their configs here as they land; a file for a method this build does not
 /// know fails with [`Error::Unsupported`] naming the method.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum PeftConfig {
     /// `"peft_type": "LORA"`.
     Lora(LoraConfig),
@@ -30,6 +29,48 @@ impl PeftConfig {
     pub fn peft_type(&self) -> PeftType {
         match self {
             PeftConfig::Lora(_) => PeftType::Lora,
+        }
+    }
+
+    /// The `bias` mode (methods without one train no bias).
+    pub fn bias(&self) -> Bias {
+        match self {
+            PeftConfig::Lora(c) => c.bias,
+        }
+    }
+
+    /// Whether the adapter is for inference only.
+    pub fn inference_mode(&self) -> bool {
+        match self {
+            PeftConfig::Lora(c) => c.inference_mode,
+        }
+    }
+
+    /// Sets `inference_mode`.
+    pub fn set_inference_mode(&mut self, yes: bool) {
+        match self {
+            PeftConfig::Lora(c) => c.inference_mode = yes,
+        }
+    }
+
+    /// The task type, if set.
+    pub fn task_type(&self) -> Option<crate::TaskType> {
+        match self {
+            PeftConfig::Lora(c) => c.task_type,
+        }
+    }
+
+    /// `modules_to_save`, to read or extend.
+    pub fn modules_to_save_mut(&mut self) -> &mut Option<Vec<String>> {
+        match self {
+            PeftConfig::Lora(c) => &mut c.modules_to_save,
+        }
+    }
+
+    /// `modules_to_save` (empty when unset).
+    pub fn modules_to_save(&self) -> Vec<String> {
+        match self {
+            PeftConfig::Lora(c) => c.modules_to_save.clone().unwrap_or_default(),
         }
     }
 

@@ -1,0 +1,84 @@
+//! Adapter folders as the Hugging Face Hub holds them: `adapter_config.json` and
+//! `adapter_model.safetensors` with keys such as
+//! `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` (no adapter name, PyTorch
+//! layouts). Extra adapters live in subfolders named after them.
+
+use burn::tensor::TensorData;
+use peft_core::{AdapterSites, CONFIG_FILE, Error, PeftConfig, Result, SiteMut};
+use std::path::{Path, PathBuf};
+
+use crate::tensors::{TensorMap, read_safetensors, write_atomic, write_safetensors};
+
+/// The adapter weights file name.
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// The prefix the Python library puts before module paths in adapter files.
+pub const KEY_PREFIX: &str = "base_model.model.";
+
+/// The adapter name the Python library stores at the top of a folder.
+pub const DEFAULT_ADAPTER: &str = "default";
+
+/// An adapter folder read from disk.
+#[derive(Debug, Clone)]
+pub struct AdapterFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Its `adapter_config.json`.
+    pub config: PeftConfig,
+    /// Its tensors keyed by module path and suffix, `base_model.model.` removed.
+    pub tensors: TensorMap,
+}
+
+/// Where adapter `name` lives under a save folder: the folder itself for `default`, else a
+/// subfolder named after it, as the Python library lays them out.
+pub fn adapter_dir(root: &Path, name: &str) -> PathBuf {
+    if name == DEFAULT_ADAPTER { root.to_path_buf() } else { root.join(name) }
+}
+
+/// Reads an adapter folder: the config first (cheap, and it names the method), then the tensors.
+pub fn read_adapter_folder(dir: &Path) -> Result<AdapterFolder> {
+    let config = PeftConfig::from_dir(dir)?;
+    let file = dir.join(WEIGHTS_FILE);
+    if !file.is_file() {
+        let fix = if dir.join("adapter_model.bin").is_file() {
+            "this folder holds adapter_model.bin (a pickle, which is never loaded here for safety): convert it to safetensors"
+        } else {
+            "the folder must hold adapter_model.safetensors next to adapter_config.json"
+        };
+        return Err(Error::io("cannot read", &file, std::io::Error::new(std::io::ErrorKind::NotFound, fix)));
+    }
+    let raw = read_safetensors(&file)?;
+    let mut tensors = TensorMap::with_capacity(raw.len());
+    for (key, value) in raw {
+        let stripped = key.strip_prefix(KEY_PREFIX).map(str::to_string).unwrap_or(key);
+        tensors.insert(stripped, value);
+    }
+    Ok(AdapterFolder { dir: dir.to_path_buf(), config, tensors })
+}
+
+/// Writes an adapter folder atomically file by file: weights first, then the config, each through
+/// a temporary file and a rename. Keys get the `base_model.model.` prefix.
+pub fn write_adapter_folder(dir: &Path, config: &PeftConfig, tensors: Vec<(String, TensorData)>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+    let prefixed = tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)).collect();
+    write_safetensors(&dir.join(WEIGHTS_FILE), prefixed)?;
+    write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())
+}
+
+/// The tensors of adapter `name` at every site that holds it, keyed `{path}.{suffix}` in the
+/// Python library's layouts.
+pub fn site_tensors<M: AdapterSites>(model: &M, name: &str) -> Vec<(String, TensorData)> {
+    let mut out = Vec::new();
+    model.visit_sites(&mut |path, site| {
+        let exported = match site {
+            SiteMut::Linear(s) => s.adapters.get(name).map(|a| a.export()),
+            SiteMut::Embedding(s) => s.adapters.get(name).map(|a| a.export()),
+            SiteMut::Conv1d(s) => s.adapters.get(name).map(|a| a.export()),
+            SiteMut::Conv2d(s) => s.adapters.get(name).map(|a| a.export()),
+        };
+        for (suffix, data) in exported.unwrap_or_default() {
+            out.push((format!("{path}.{suffix}"), data));
+        }
+    });
+    out
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod conv;
+mod embedding;
+mod init;
+mod inject;
+mod linear;
+
+pub use conv::{LoraConv1d, LoraConv2d};
+pub use embedding::LoraEmbedding;
+pub use inject::{AdapterTensors, Injection, inject, not_found};
+pub use linear::LoraLinear;
+pub use peft_core::{LoraConfig, TaskType};

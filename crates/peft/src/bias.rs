@@ -1,0 +1,134 @@
+//! The `bias` modes: which base biases train with an adapter, and their place in its file.
+//!
+//! `lora_only` trains the biases of the adapted layers, `all` every bias of the model. Either way
+//! the biases are base-model parameters: loading such an adapter writes them into the model, as
+//! the Python library does.
+
+use burn::module::{ModuleMapper, Param};
+use burn::tensor::{Tensor, TensorData};
+use peft_core::{AdapterSites, Bias, PeftConfig, Result, SiteMut};
+use std::collections::HashMap;
+
+use crate::model::AdapterEntry;
+use crate::saved::fetch;
+use crate::tensors::TensorMap;
+
+/// The file key of a module's bias.
+pub(crate) fn bias_key(module_path: &str) -> String {
+    format!("{module_path}.bias")
+}
+
+/// The bias mode of a config.
+pub(crate) fn bias_mode(config: &PeftConfig) -> Bias {
+    config.bias()
+}
+
+/// Biases to write: by module path (the Burn path without `base_layer` segments).
+pub(crate) type PlannedBiases = HashMap<String, TensorData>;
+
+/// Finds, checks and returns the biases an adapter file carries for its bias mode.
+pub(crate) fn plan_biases<M: AdapterSites>(
+    model: &M,
+    entry: &AdapterEntry,
+    tensors: &TensorMap,
+    consumed: &mut Vec<String>,
+) -> Result<PlannedBiases> {
+    let mode = bias_mode(&entry.config);
+    let mut planned = PlannedBiases::new();
+    if mode == Bias::None {
+        return Ok(planned);
+    }
+    let mut error = None;
+    model.visit_sites(&mut |path, site| {
+        let SiteMut::Linear(s) = site else { return };
+        let in_scope = mode == Bias::All || entry.targeted.iter().any(|t| t == path);
+        if !in_scope || s.base_layer.bias.is_none() || error.is_some() {
+            return;
+        }
+        let key = bias_key(path);
+        match fetch(tensors, &key, path, "bias", &[s.dims()[1]]) {
+            Ok(data) => {
+                planned.insert(path.to_string(), data);
+                consumed.push(key);
+            }
+            Err(e) => error = Some(e),
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if mode == Bias::All {
+        // Biases outside adapter sites (layer norms): every remaining `*.bias` key.
+        for (key, data) in tensors {
+            if key.ends_with(".bias") && !consumed.contains(key) && !planned.contains_key(key.trim_end_matches(".bias")) {
+                planned.insert(key.trim_end_matches(".bias").to_string(), data.clone());
+                consumed.push(key.clone());
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// Writes planned biases into the base model.
+pub(crate) fn apply_biases<M: AdapterSites>(model: &mut M, planned: PlannedBiases) {
+    if planned.is_empty() {
+        return;
+    }
+    let mut mapper = BiasWriter { path: Vec::new(), planned };
+    let mapped = burn::module::Module::map(model.clone(), &mut mapper);
+    *model = mapped;
+}
+
+/// Sets 1-D parameters named `bias` whose module path (without `base_layer`) is planned.
+struct BiasWriter {
+    path: Vec<String>,
+    planned: PlannedBiases,
+}
+
+impl ModuleMapper for BiasWriter {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D != 1 || self.path.last().map(String::as_str) != Some("bias") || self.path.iter().any(|s| s == "adapters") {
+            return param;
+        }
+        let module: Vec<&str> =
+            self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
+        let Some(data) = self.planned.get(&module.join(".")) else { return param };
+        let device = param.val().device();
+        let require_grad = param.val().is_require_grad();
+        let value = Tensor::<D>::from_data(data.clone(), &device).set_require_grad(require_grad);
+        param.map(|_| value)
+    }
+}
+
+/// The biases to save with adapter `entry`: `(key, value)` in PyTorch layout.
+pub(crate) fn export_biases<M: AdapterSites>(model: &M, entry: &AdapterEntry) -> Vec<(String, TensorData)> {
+    let mode = bias_mode(&entry.config);
+    let mut out = Vec::new();
+    if mode == Bias::None {
+        return out;
+    }
+    model.visit_sites(&mut |path, site| {
+        let SiteMut::Linear(s) = site else { return };
+        let in_scope = mode == Bias::All || entry.targeted.iter().any(|t| t == path);
+        if let (true, Some(b)) = (in_scope, &s.base_layer.bias) {
+            out.push((bias_key(path), b.val().into_data()));
+        }
+    });
+    if mode == Bias::All {
+        let mut collector = crate::trainable::PathParams::default();
+        burn::module::Module::visit(model, &mut collector);
+        for (path, value) in collector.biases {
+            let key = bias_key(&path);
+            if !out.iter().any(|(k, _)| *k == key) {
+                out.push((key, value));
+            }
+        }
+    }
+    out
+}

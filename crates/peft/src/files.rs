@@ -1,0 +1,59 @@
+//! `save_pretrained`, `from_pretrained` and `load_adapter` with the Hub's adapter folders.
+
+use peft_core::{AdapterSites, Result};
+use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder};
+use std::path::Path;
+
+use crate::bias::export_biases;
+use crate::model::{AdapterRegistry, PeftModel};
+
+impl<M: AdapterSites> PeftModel<M> {
+    /// Writes every adapter as the Python library does: `default` in `dir` itself
+    /// (`adapter_config.json` + `adapter_model.safetensors`), each other adapter in `dir/<name>/`.
+    ///
+    /// Each file is written to a temporary file and renamed into place.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let names = self.adapter_names();
+        self.save_adapters(dir, &names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Writes only the named adapters (`selected_adapters` in Python).
+    pub fn save_adapters(&self, dir: impl AsRef<Path>, names: &[&str]) -> Result<()> {
+        let dir = dir.as_ref();
+        for name in names {
+            let entry = self.entry(name)?;
+            let mut tensors = site_tensors(&self.base_model, name);
+            tensors.extend(export_biases(&self.base_model, entry));
+            let mut config = entry.config.clone();
+            config.set_inference_mode(true);
+            write_adapter_folder(&adapter_dir(dir, name), &config, tensors)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the adapter folder `dir` (written here or by the Python library) onto `model` as
+    /// adapter `default`, frozen for inference unless its config says otherwise.
+    ///
+    /// Every shape is checked before anything is attached; on error the model is dropped
+    /// unchanged with the error (use [`PeftModel::load_adapter`] on a `PeftModel` to keep it).
+    pub fn from_pretrained(model: M, dir: impl AsRef<Path>) -> Result<Self> {
+        let mut peft = PeftModel { base_model: model, registry: AdapterRegistry::default() };
+        peft.load_adapter(dir, DEFAULT_ADAPTER)?;
+        Ok(peft)
+    }
+
+    /// Loads another adapter folder under `name`, leaving the active set as it is (the first
+    /// adapter loaded becomes active). On error nothing is attached.
+    pub fn load_adapter(&mut self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
+        let folder = read_adapter_folder(dir.as_ref())?;
+        self.attach(name, folder.config, Some(&folder.tensors))?;
+        if self.registry.active.is_empty() {
+            self.set_adapter(name)?;
+        } else {
+            let active: Vec<String> = self.registry.active.clone();
+            let refs: Vec<&str> = active.iter().map(String::as_str).collect();
+            self.set_adapters(&refs)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,273 @@
+//! `PeftModel`: a model with named adapters, and `get_peft_model`.
+
+use burn::module::Module;
+use indexmap::IndexMap;
+use peft_core::adapted::check_name;
+use peft_core::{AdapterSites, Error, PeftConfig, Result, SiteMut, BASE_ONLY};
+
+use crate::methods::{Injection, inject_method};
+use crate::saved::attach_modules_to_save;
+use crate::tensors::TensorMap;
+
+/// What the model knows of one adapter besides its weights.
+#[derive(Clone, Debug)]
+pub(crate) struct AdapterEntry {
+    pub(crate) config: PeftConfig,
+    /// Sites that hold the method's adapter.
+    pub(crate) targeted: Vec<String>,
+    /// Sites that hold a `modules_to_save` copy.
+    pub(crate) saved: Vec<String>,
+}
+
+/// The adapters of a [`PeftModel`] and which of them the forward uses.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterRegistry {
+    pub(crate) entries: IndexMap<String, AdapterEntry>,
+    pub(crate) active: Vec<String>,
+    pub(crate) disabled: bool,
+}
+
+/// A model with one or more named adapters, as the Python library's `PeftModel`.
+///
+/// It is a Burn module, so optimizers, records and device moves work on it directly; only the
+/// active adapter's parameters (plus the biases its config names) require gradients. The wrapped
+/// model is `base_model`, and its own forward functions run with the adapters applied.
+#[derive(Module, Debug)]
+pub struct PeftModel<M: AdapterSites> {
+    /// The model, with adapters attached at its sites.
+    pub base_model: M,
+    /// The adapters' configs and the active set.
+    #[module(skip)]
+    pub registry: AdapterRegistry,
+}
+
+/// Wraps `model` with a new adapter named `default` built from `config`, as the Python library's
+/// `get_peft_model`: only the adapter (and what the config trains along) requires gradients.
+///
+/// Fails, leaving nothing attached, when the config is invalid or targets nothing.
+pub fn get_peft_model<M: AdapterSites>(model: M, config: impl Into<PeftConfig>) -> Result<PeftModel<M>> {
+    let mut peft = PeftModel { base_model: model, registry: AdapterRegistry::default() };
+    peft.add_adapter(peft_io::adapter::DEFAULT_ADAPTER, config)?;
+    Ok(peft)
+}
+
+impl<M: AdapterSites> PeftModel<M> {
+    /// Adds a new adapter `name` built from `config` and makes it the active one.
+    pub fn add_adapter(&mut self, name: &str, config: impl Into<PeftConfig>) -> Result<()> {
+        self.attach(name, config.into(), None)?;
+        self.set_adapter(name)
+    }
+
+    /// Attaches adapter `name`, from `tensors` when given, without changing the active set.
+    ///
+    /// The model is unchanged on error: the method and the `modules_to_save` copies are planned
+    /// and checked before anything is attached, and undone if a later step fails.
+    pub(crate) fn attach(&mut self, name: &str, mut config: PeftConfig, tensors: Option<&TensorMap>) -> Result<()> {
+        check_name(name)?;
+        if self.registry.entries.contains_key(name) {
+            return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });
+        }
+        complete_modules_to_save(&mut config, &self.base_model);
+        let Injection { targeted, mut consumed } = inject_method(&mut self.base_model, &config, name, tensors)?;
+        let to_save = config.modules_to_save();
+        let saved = match attach_modules_to_save(&mut self.base_model, &to_save, name, tensors) {
+            Ok((saved, keys)) => {
+                consumed.extend(keys);
+                saved
+            }
+            Err(e) => {
+                remove_everywhere(&mut self.base_model, name);
+                return Err(e);
+            }
+        };
+        let entry = AdapterEntry { config, targeted, saved };
+        if let Some(tensors) = tensors {
+            // Biases change the base model: check everything before writing any.
+            let planned = crate::bias::plan_biases(&self.base_model, &entry, tensors, &mut consumed)
+                .and_then(|planned| check_all_consumed(tensors, &consumed).map(|_| planned));
+            match planned {
+                Ok(planned) => crate::bias::apply_biases(&mut self.base_model, planned),
+                Err(e) => {
+                    remove_everywhere(&mut self.base_model, name);
+                    return Err(e);
+                }
+            }
+        }
+        self.registry.entries.insert(name.to_string(), entry);
+        Ok(())
+    }
+
+    /// Makes `name` the only active adapter (and the one that trains).
+    pub fn set_adapter(&mut self, name: &str) -> Result<()> {
+        self.set_adapters(&[name])
+    }
+
+    /// Activates several adapters at once: their outputs add up, and all of them train.
+    pub fn set_adapters(&mut self, names: &[&str]) -> Result<()> {
+        for name in names {
+            self.entry(name)?;
+        }
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.registry.active = names.clone();
+        for_each_set(&mut self.base_model, &mut |set| set.set_active(&names));
+        self.refresh_trainable();
+        Ok(())
+    }
+
+    /// The active adapters.
+    pub fn active_adapters(&self) -> &[String] {
+        &self.registry.active
+    }
+
+    /// Every adapter name, in the order added.
+    pub fn adapter_names(&self) -> Vec<String> {
+        self.registry.entries.keys().cloned().collect()
+    }
+
+    /// The config of adapter `name`.
+    pub fn peft_config(&self, name: &str) -> Result<&PeftConfig> {
+        Ok(&self.entry(name)?.config)
+    }
+
+    /// Module paths adapter `name` is attached to (method sites, then `modules_to_save` copies).
+    pub fn targeted_modules(&self, name: &str) -> Result<Vec<String>> {
+        let e = self.entry(name)?;
+        Ok(e.targeted.iter().chain(&e.saved).cloned().collect())
+    }
+
+    /// Removes adapter `name` from every site. The active set loses it too.
+    pub fn delete_adapter(&mut self, name: &str) -> Result<()> {
+        self.entry(name)?;
+        remove_everywhere(&mut self.base_model, name);
+        self.registry.entries.shift_remove(name);
+        let remaining: Vec<String> = self.registry.active.iter().filter(|n| *n != name).cloned().collect();
+        let refs: Vec<&str> = remaining.iter().map(String::as_str).collect();
+        self.set_adapters(&refs)
+    }
+
+    /// Turns every adapter off (the base model alone) or back on.
+    pub fn set_adapters_disabled(&mut self, disabled: bool) {
+        self.registry.disabled = disabled;
+        for_each_set(&mut self.base_model, &mut |set| set.set_disabled(disabled));
+    }
+
+    /// Runs `f` with the adapters turned off, as the Python library's `disable_adapter()` context.
+    pub fn with_adapters_disabled<T>(&mut self, f: impl FnOnce(&M) -> T) -> T {
+        let was = self.registry.disabled;
+        self.set_adapters_disabled(true);
+        let out = f(&self.base_model);
+        self.set_adapters_disabled(was);
+        out
+    }
+
+    /// Sets one adapter per batch row for the next forwards (`"__base__"` for the base alone), or
+    /// clears the choice with `None`: a mixed-adapter batch, as `adapter_names=` in Python.
+    pub fn set_batch_adapters(&mut self, rows: Option<&[&str]>) -> Result<()> {
+        let rows: Option<Vec<String>> = match rows {
+            None => None,
+            Some(names) => {
+                for name in names {
+                    if *name != BASE_ONLY {
+                        self.entry(name)?;
+                    }
+                }
+                Some(names.iter().map(|n| n.to_string()).collect())
+            }
+        };
+        for_each_set(&mut self.base_model, &mut |set| set.set_rows(rows.as_deref()));
+        Ok(())
+    }
+
+    /// Runs `f` on a mixed-adapter batch: row `i` uses adapter `rows[i]`.
+    pub fn with_batch_adapters<T>(&mut self, rows: &[&str], f: impl FnOnce(&M) -> T) -> Result<T> {
+        self.set_batch_adapters(Some(rows))?;
+        let out = f(&self.base_model);
+        self.set_batch_adapters(None)?;
+        Ok(out)
+    }
+
+    /// The wrapped model, with adapters.
+    pub fn model(&self) -> &M {
+        &self.base_model
+    }
+
+    /// Removes every adapter without merging: the base model as it was.
+    pub fn unload(mut self) -> M {
+        for name in self.adapter_names() {
+            remove_everywhere(&mut self.base_model, &name);
+        }
+        self.base_model
+    }
+
+    pub(crate) fn entry(&self, name: &str) -> Result<&AdapterEntry> {
+        self.registry.entries.get(name).ok_or_else(|| Error::UnknownAdapter {
+            name: name.into(),
+            available: self.registry.entries.keys().cloned().collect(),
+        })
+    }
+}
+
+/// Adds the task's default `modules_to_save` (SEQ_CLS: `classifier`, `score`) as the Python library does.
+fn complete_modules_to_save<M: AdapterSites>(config: &mut PeftConfig, model: &M) {
+    let Some(task) = config.task_type() else { return };
+    let defaults = model.default_modules_to_save(task);
+    if defaults.is_empty() {
+        return;
+    }
+    let list = config.modules_to_save_mut().get_or_insert_with(Vec::new);
+    for d in defaults {
+        if !list.contains(&d) {
+            list.push(d);
+        }
+    }
+}
+
+
+fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
+    let left: Vec<String> = tensors.keys().filter(|k| !consumed.contains(k)).take(8).cloned().collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(Error::UnexpectedTensors {
+        file: peft_io::adapter::WEIGHTS_FILE.into(),
+        keys: left,
+        fix: "the adapter was trained on a model with other module names or another config: check base_model_name_or_path".into(),
+    })
+}
+
+/// Calls `f` on the adapter set of every site, whatever its kind.
+pub(crate) fn for_each_set<M: AdapterSites>(model: &mut M, f: &mut dyn FnMut(&mut dyn SetControl)) {
+    model.visit_sites_mut(&mut |_, site| match site {
+        SiteMut::Linear(s) => f(&mut s.adapters),
+        SiteMut::Embedding(s) => f(&mut s.adapters),
+        SiteMut::Conv1d(s) => f(&mut s.adapters),
+        SiteMut::Conv2d(s) => f(&mut s.adapters),
+    });
+}
+
+/// The operations on an adapter set that do not depend on the adapter kind.
+pub(crate) trait SetControl {
+    fn set_active(&mut self, names: &[String]);
+    fn set_disabled(&mut self, disabled: bool);
+    fn set_rows(&mut self, rows: Option<&[String]>);
+    fn remove_adapter(&mut self, name: &str);
+}
+
+impl<T: ?Sized + peft_core::adapted::ErasedModule> SetControl for peft_core::AdapterSet<T> {
+    fn set_active(&mut self, names: &[String]) {
+        peft_core::AdapterSet::set_active(self, names);
+    }
+    fn set_disabled(&mut self, disabled: bool) {
+        peft_core::AdapterSet::set_disabled(self, disabled);
+    }
+    fn set_rows(&mut self, rows: Option<&[String]>) {
+        peft_core::AdapterSet::set_rows(self, rows);
+    }
+    fn remove_adapter(&mut self, name: &str) {
+        let _ = self.remove(name);
+    }
+}
+
+pub(crate) fn remove_everywhere<M: AdapterSites>(model: &mut M, name: &str) {
+    for_each_set(model, &mut |set| set.remove_adapter(name));
+}

@@ -1,0 +1,148 @@
+//! `modules_to_save`: trainable copies of whole modules (a classifier head), one per adapter.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::tensor::{Tensor, TensorData};
+use peft_core::adapted::{SavedEmbedding, SavedLinear};
+use peft_core::{AdapterSites, Error, Result, SiteMut, module_covers};
+
+use crate::tensors::TensorMap;
+
+/// The file key of a copy's tensor: the module path and the tensor name, as the Python library
+/// stores `modules_to_save` copies.
+pub(crate) fn saved_key(path: &str, tensor: &str) -> String {
+    format!("{path}.{tensor}")
+}
+
+/// Attaches a copy of every site covered by `names` under adapter `adapter` (from `tensors` when
+/// given). Returns the copied paths and the keys used.
+///
+/// A name that covers nothing is an error only when no name covers anything: the task defaults
+/// (`classifier`, `score`) name heads a given architecture has only one of.
+pub(crate) fn attach_modules_to_save<M: AdapterSites>(
+    model: &mut M,
+    names: &[String],
+    adapter: &str,
+    tensors: Option<&TensorMap>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    if names.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut planned: Vec<(String, Copy)> = Vec::new();
+    let mut keys = Vec::new();
+    let mut available = Vec::new();
+    let mut error = None;
+    model.visit_sites(&mut |path, site| {
+        available.push(path.to_string());
+        if error.is_some() || !names.iter().any(|n| module_covers(n, path)) {
+            return;
+        }
+        match plan_copy(path, site, tensors) {
+            Ok((copy, used)) => {
+                planned.push((path.to_string(), copy));
+                keys.extend(used);
+            }
+            Err(e) => error = Some(e),
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if planned.is_empty() {
+        return Err(Error::ModuleToSaveNotFound { name: names.join(", "), available });
+    }
+    let paths: Vec<String> = planned.iter().map(|(p, _)| p.clone()).collect();
+    let mut insert_error = None;
+    model.visit_sites_mut(&mut |path, site| {
+        let Some(index) = planned.iter().position(|(p, _)| p == path) else { return };
+        let (_, copy) = planned.swap_remove(index);
+        let result = match (site, copy) {
+            (SiteMut::Linear(s), Copy::Linear(c)) => s.adapters.insert(adapter, Box::new(SavedLinear { copy: c })),
+            (SiteMut::Embedding(s), Copy::Embedding(c)) => s.adapters.insert(adapter, Box::new(SavedEmbedding { copy: c })),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            insert_error.get_or_insert(e);
+        }
+    });
+    match insert_error {
+        Some(e) => Err(e),
+        None => Ok((paths, keys)),
+    }
+}
+
+enum Copy {
+    Linear(Linear),
+    Embedding(Embedding),
+}
+
+/// A fresh parameter (new id, so optimizers never confuse it with the frozen original).
+fn fresh<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t.detach())
+}
+
+fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Result<(Copy, Vec<String>)> {
+    match site {
+        SiteMut::Linear(s) => {
+            let base = &s.base_layer;
+            let device = base.weight.device();
+            let [d_in, d_out] = s.dims();
+            let mut used = Vec::new();
+            let weight = match tensors {
+                // PyTorch's `[d_output, d_input]` in the file.
+                Some(t) => {
+                    let key = saved_key(path, "weight");
+                    let data = fetch(t, &key, path, "weight", &[d_out, d_in])?;
+                    used.push(key);
+                    Tensor::<2>::from_data(data, &device).transpose()
+                }
+                None => base.weight.val(),
+            };
+            let bias = match (&base.bias, tensors) {
+                (Some(_), Some(t)) => {
+                    let key = saved_key(path, "bias");
+                    let data = fetch(t, &key, path, "bias", &[d_out])?;
+                    used.push(key);
+                    Some(fresh(Tensor::<1>::from_data(data, &device)))
+                }
+                (Some(b), None) => Some(fresh(b.val())),
+                (None, _) => None,
+            };
+            Ok((Copy::Linear(Linear { weight: fresh(weight), bias }), used))
+        }
+        SiteMut::Embedding(s) => {
+            let device = s.base_layer.weight.device();
+            let dims = s.dims();
+            let (weight, used) = match tensors {
+                Some(t) => {
+                    let key = saved_key(path, "weight");
+                    let data = fetch(t, &key, path, "weight", &dims)?;
+                    (Tensor::<2>::from_data(data, &device), vec![key])
+                }
+                None => (s.base_layer.weight.val(), Vec::new()),
+            };
+            Ok((Copy::Embedding(Embedding { weight: fresh(weight) }), used))
+        }
+        SiteMut::Conv1d(_) | SiteMut::Conv2d(_) => Err(Error::Unsupported {
+            what: format!("modules_to_save on the convolution `{path}`"),
+            supported: "linear layers and embeddings".into(),
+        }),
+    }
+}
+
+pub(crate) fn fetch(t: &TensorMap, key: &str, path: &str, tensor: &str, shape: &[usize]) -> Result<TensorData> {
+    let data = t.get(key).ok_or_else(|| Error::MissingTensor {
+        key: key.to_string(),
+        file: peft_io::adapter::WEIGHTS_FILE.into(),
+        fix: "the file lacks a tensor its adapter_config.json implies: was it saved from another model?".into(),
+    })?;
+    if data.shape().as_slice() != shape {
+        return Err(Error::ShapeMismatch {
+            path: path.to_string(),
+            tensor: tensor.to_string(),
+            expected: shape.to_vec(),
+            actual: data.shape().to_vec(),
+        });
+    }
+    Ok(data.clone())
+}

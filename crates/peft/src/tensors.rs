@@ -1,0 +1,3 @@
+//! The tensor map type shared with peft-io.
+
+pub(crate) use peft_io::tensors::TensorMap;

@@ -1,0 +1,188 @@
+//! Which parameters train, and the counts `print_trainable_parameters` shows.
+//!
+//! Trainable: the active adapters' parameters (unless their config is in inference mode), plus the
+//! biases their `bias` mode names. Everything else is frozen with `require_grad = false`, so Burn's
+//! autodiff neither computes nor keeps anything for it. Dropout flags are left alone (`freeze()`
+//! would switch the adapters' dropout off too).
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+use peft_core::{AdapterSites, Bias, PeftConfig, SiteMut};
+
+use crate::bias::bias_mode;
+use crate::model::PeftModel;
+
+/// What trains, by module path.
+#[derive(Clone, Debug, Default)]
+struct Rule {
+    /// Adapter names whose parameters train.
+    adapters: Vec<String>,
+    /// Whether every base bias trains.
+    all_biases: bool,
+}
+
+impl Rule {
+    fn trains(&self, path: &[String]) -> bool {
+        if let Some(i) = path.iter().position(|s| s == "adapters") {
+            return path.get(i + 1).is_some_and(|name| self.adapters.contains(name));
+        }
+        self.all_biases && path.last().is_some_and(|s| s == "bias")
+    }
+}
+
+struct RequireGrad {
+    path: Vec<String>,
+    rule: Rule,
+}
+
+impl ModuleMapper for RequireGrad {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.set_require_grad(self.rule.trains(&self.path))
+    }
+}
+
+/// Counts parameters (and collects base biases) by path.
+#[derive(Default)]
+pub(crate) struct PathParams {
+    path: Vec<String>,
+    rule: Rule,
+    pub(crate) total: usize,
+    pub(crate) trainable: usize,
+    /// Base biases outside adapters, by module path without `base_layer`.
+    pub(crate) biases: Vec<(String, TensorData)>,
+}
+
+impl ModuleVisitor for PathParams {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let n = param.lazy_shape().num_elements();
+        self.total += n;
+        if self.rule.trains(&self.path) {
+            self.trainable += n;
+        }
+        let under_adapters = self.path.iter().any(|s| s == "adapters");
+        if D == 1 && !under_adapters && self.path.last().is_some_and(|s| s == "bias") {
+            let module: Vec<&str> =
+                self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
+            self.biases.push((module.join("."), param.val().into_data()));
+        }
+    }
+}
+
+fn inference_only(config: &PeftConfig) -> bool {
+    config.inference_mode()
+}
+
+impl<M: AdapterSites> PeftModel<M> {
+    fn rule(&self) -> Rule {
+        let live: Vec<&String> = self
+            .registry
+            .active
+            .iter()
+            .filter(|n| self.registry.entries.get(*n).is_some_and(|e| !inference_only(&e.config)))
+            .collect();
+        Rule {
+            adapters: live.iter().map(|n| n.to_string()).collect(),
+            all_biases: live.iter().any(|n| self.registry.entries.get(*n).is_some_and(|e| bias_mode(&e.config) == Bias::All)),
+        }
+    }
+
+    /// Sites whose base bias trains under `lora_only`.
+    fn lora_only_sites(&self) -> Vec<String> {
+        let rule = self.rule();
+        rule.adapters
+            .iter()
+            .filter_map(|n| self.registry.entries.get(n))
+            .filter(|e| bias_mode(&e.config) == Bias::LoraOnly)
+            .flat_map(|e| e.targeted.clone())
+            .collect()
+    }
+
+    /// Re-applies `require_grad` after the active adapters changed.
+    pub(crate) fn refresh_trainable(&mut self) {
+        let rule = self.rule();
+        let lora_only = self.lora_only_sites();
+        let model = self.base_model.clone().map(&mut RequireGrad { path: Vec::new(), rule });
+        self.base_model = model;
+        if lora_only.is_empty() {
+            return;
+        }
+        self.base_model.visit_sites_mut(&mut |path, site| {
+            if let SiteMut::Linear(s) = site
+                && lora_only.iter().any(|p| p == path)
+            {
+                s.base_layer.bias = s.base_layer.bias.take().map(|b| b.set_require_grad(true));
+            }
+        });
+    }
+
+    /// `(trainable, all)` parameter counts, as the Python library's `get_nb_trainable_parameters`.
+    pub fn trainable_parameters(&self) -> (usize, usize) {
+        let mut counter = PathParams { rule: self.rule(), ..Default::default() };
+        self.base_model.visit(&mut counter);
+        let lora_only = self.lora_only_sites();
+        let mut extra = 0;
+        self.base_model.visit_sites(&mut |path, site| {
+            if let SiteMut::Linear(s) = site
+                && lora_only.iter().any(|p| p == path)
+                && let Some(b) = &s.base_layer.bias
+            {
+                extra += b.lazy_shape().num_elements();
+            }
+        });
+        (counter.trainable + extra, counter.total)
+    }
+
+    /// The line the Python library prints:
+    /// `trainable params: 2,359,296 || all params: 1,231,940,608 || trainable%: 0.1915`.
+    pub fn trainable_parameters_line(&self) -> String {
+        let (trainable, all) = self.trainable_parameters();
+        let percent = if all == 0 { 0.0 } else { 100.0 * trainable as f64 / all as f64 };
+        format!(
+            "trainable params: {} || all params: {} || trainable%: {:.4}",
+            thousands(trainable),
+            thousands(all),
+            percent
+        )
+    }
+
+    /// Prints [`PeftModel::trainable_parameters_line`] to standard output.
+    pub fn print_trainable_parameters(&self) {
+        println!("{}", self.trainable_parameters_line());
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_groups_by_three() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(2_359_296), "2,359,296");
+        assert_eq!(super::thousands(1_231_940_608), "1,231,940,608");
+    }
+}
