@@ -200,8 +200,8 @@ pub fn layer_selected(path: &str, layers: &LayerIndices, pattern: &LayersPattern
         LayersPattern::Many(ps) => ps.iter().map(|p| regex::escape(p)).collect(),
     };
     for p in patterns {
-        // `.*\.{pattern}\.(\d+)\.` as in PEFT: the index of the last matching layer list.
-        let Ok(re) = Regex::new(&format!(r"^.*\.{p}\.(\d+)\.")) else { continue };
+        // `.*\.{pattern}\.(\d+)\.` as in PEFT (the last matching layer list), also at the start.
+        let Ok(re) = Regex::new(&format!(r"^(?:.*\.)?{p}\.(\d+)\.")) else { continue };
         if let Some(index) = re.captures(path).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse().ok()) {
             return layers.contains(index);
         }
