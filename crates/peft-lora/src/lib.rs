@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod combine;
 mod conv;
 mod embedding;
 mod init;
 mod inject;
 mod linear;
 
+pub use combine::{Combination, Source, add_weighted_adapter};
 pub use conv::{LoraConv1d, LoraConv2d};
 pub use embedding::LoraEmbedding;
 pub use inject::{AdapterTensors, Injection, inject, not_found};

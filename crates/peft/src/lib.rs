@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 mod bias;
+#[cfg(feature = "lora")]
+mod combine;
 pub mod device;
 mod files;
 mod merge;
@@ -24,6 +26,8 @@ pub use peft_core::{
     BASE_ONLY,
 };
 pub use trainable::thousands;
+#[cfg(feature = "lora")]
+pub use peft_lora::Combination;
 
 /// The shared ground: configs, adapter sites, target matching.
 pub use peft_core as core;

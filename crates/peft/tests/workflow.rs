@@ -224,3 +224,23 @@ fn modules_to_save_trains_a_copy_and_round_trips() {
     let loaded = PeftModel::from_pretrained(TinyNet::new(&device), dir.path()).expect("loads");
     assert!(max_diff(loaded.model().forward(ids(&device)), peft.model().forward(ids(&device))) < 1e-6);
 }
+
+#[test]
+fn weighted_combinations_reproduce_the_summed_updates() {
+    let device = device();
+    let mut peft = get_peft_model(TinyNet::new(&device), random_config()).expect("attaches");
+    peft.add_adapter("b", random_config().with_lora_alpha(8.0)).expect("second");
+    peft.set_adapters(&["default", "b"]).expect("both");
+    let both = peft.model().forward(ids(&device));
+
+    // `cat` keeps every update exactly: weights 1 and 1 equal both adapters active at once.
+    peft.add_weighted_adapter(&[("default", 1.0), ("b", 1.0)], "cat", peft::Combination::Cat).expect("cat");
+    peft.set_adapter("cat").expect("activate");
+    assert!(max_diff(peft.model().forward(ids(&device)), both.clone()) < 1e-5);
+    // `svd` at full rank (2 + 2) is the same update.
+    peft.add_weighted_adapter(&[("default", 1.0), ("b", 1.0)], "svd", peft::Combination::Svd { rank: 4 }).expect("svd");
+    peft.set_adapter("svd").expect("activate");
+    assert!(max_diff(peft.model().forward(ids(&device)), both) < 1e-4);
+    let err = peft.add_weighted_adapter(&[("nope", 1.0)], "x", peft::Combination::Linear).expect_err("unknown");
+    assert!(matches!(err, Error::UnknownAdapter { .. }), "{err}");
+}

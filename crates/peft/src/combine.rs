@@ -1,0 +1,48 @@
+//! `add_weighted_adapter`: a new LoRA adapter from a weighted combination of existing ones.
+
+use peft_core::{AdapterSites, Error, PeftConfig, Result};
+use peft_lora::{Combination, Source};
+
+use crate::model::{AdapterEntry, PeftModel};
+
+impl<M: AdapterSites> PeftModel<M> {
+    /// Adds adapter `new_name` combining `(name, weight)` LoRA adapters (see [`Combination`]);
+    /// it is not activated. Fails, adding nothing, for unknown or non-LoRA adapters.
+    pub fn add_weighted_adapter(&mut self, adapters: &[(&str, f64)], new_name: &str, how: Combination) -> Result<()> {
+        if self.registry.entries.contains_key(new_name) {
+            return Err(Error::InvalidAdapterName { name: new_name.into(), reason: "is already used by this model" });
+        }
+        let mut configs = Vec::new();
+        for (name, _) in adapters {
+            let PeftConfig::Lora(config) = self.entry(name)?.config.clone();
+            configs.push(config);
+        }
+        let sources: Vec<Source<'_>> = adapters
+            .iter()
+            .zip(&configs)
+            .map(|((name, weight), config)| Source { name, weight: *weight, config })
+            .collect();
+        // All or nothing: the sites are planned before any is changed.
+        let config = peft_lora::add_weighted_adapter(&mut self.base_model, &sources, new_name, how)?;
+        let targeted = self.site_paths_with(new_name);
+        self.registry.entries.insert(new_name.into(), AdapterEntry { config: config.into(), targeted, saved: Vec::new() });
+        let active = self.registry.active.clone();
+        self.set_adapters(&active.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn site_paths_with(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.base_model.visit_sites(&mut |path, site| {
+            let has = match site {
+                peft_core::SiteMut::Linear(s) => s.adapters.get(name).is_some(),
+                peft_core::SiteMut::Embedding(s) => s.adapters.get(name).is_some(),
+                peft_core::SiteMut::Conv1d(s) => s.adapters.get(name).is_some(),
+                peft_core::SiteMut::Conv2d(s) => s.adapters.get(name).is_some(),
+            };
+            if has {
+                out.push(path.to_string());
+            }
+        });
+        out
+    }
+}
