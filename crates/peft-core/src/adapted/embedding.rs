@@ -56,7 +56,7 @@ impl AdaptedEmbedding {
 
     /// `[n_embedding, d_model]`.
     pub fn dims(&self) -> [usize; 2] {
-        self.base_layer.weight.shape().dims()
+        self.base_layer.weight.lazy_shape().dims()
     }
 
     /// Looks up `ids` and applies the active adapters.

@@ -96,7 +96,7 @@ impl AdaptedLinear {
 
     /// `[d_input, d_output]`.
     pub fn dims(&self) -> [usize; 2] {
-        self.base_layer.weight.shape().dims()
+        self.base_layer.weight.lazy_shape().dims()
     }
 
     /// The base layer and every active adapter.
