@@ -13,6 +13,7 @@ mod bias;
 mod combine;
 pub mod device;
 mod files;
+mod grads;
 mod merge;
 mod methods;
 mod model;

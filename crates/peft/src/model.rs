@@ -114,6 +114,17 @@ impl<M: AdapterSites> PeftModel<M> {
         Ok(())
     }
 
+    /// Makes adapter `name` trainable (or frozen), as `is_trainable=True` when loading in Python:
+    /// adapters loaded from a folder start frozen (`inference_mode`).
+    pub fn set_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
+        self.entry(name)?;
+        if let Some(entry) = self.registry.entries.get_mut(name) {
+            entry.config.set_inference_mode(!trainable);
+        }
+        self.refresh_trainable();
+        Ok(())
+    }
+
     /// The active adapters.
     pub fn active_adapters(&self) -> &[String] {
         &self.registry.active

@@ -27,6 +27,9 @@ pub struct TinyNet {
     pub head: AdaptedLinear,
 }
 
+pub mod fixtures;
+pub mod toy;
+
 pub const VOCAB: usize = 20;
 pub const HIDDEN: usize = 8;
 
