@@ -34,6 +34,29 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<TensorMap> {
     Ok(out)
 }
 
+/// One tensor's entry in a safetensors header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// The key.
+    pub name: String,
+    /// The stored dtype (`F32`, `BF16`, ...).
+    pub dtype: String,
+    /// The shape.
+    pub shape: Vec<usize>,
+}
+
+/// The header of a safetensors file (names, stored dtypes, shapes), sorted by name.
+pub fn describe_safetensors(path: &Path) -> Result<Vec<TensorInfo>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, e.to_string()))?;
+    let mut out: Vec<TensorInfo> = file
+        .iter()
+        .map(|(name, view)| TensorInfo { name: name.to_string(), dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec() })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 fn to_tensor_data(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8], path: &Path) -> Result<TensorData> {
     let shape = shape.to_vec();
     let floats = |f: &dyn Fn(&[u8]) -> f32, width: usize| -> Vec<f32> { bytes.chunks_exact(width).map(f).collect() };

@@ -13,9 +13,10 @@ use crate::model::AdapterEntry;
 use crate::saved::fetch;
 use crate::tensors::TensorMap;
 
-/// The file key of a module's bias.
-pub(crate) fn bias_key(module_path: &str) -> String {
-    format!("{module_path}.bias")
+/// The file key of a module's bias: `{path}.base_layer.bias` when the adapter wraps the module
+/// (it is targeted), `{path}.bias` otherwise, as the Python library names them.
+pub(crate) fn bias_key(module_path: &str, wrapped: bool) -> String {
+    if wrapped { format!("{module_path}.base_layer.bias") } else { format!("{module_path}.bias") }
 }
 
 /// The bias mode of a config.
@@ -23,8 +24,15 @@ pub(crate) fn bias_mode(config: &PeftConfig) -> Bias {
     config.bias()
 }
 
-/// Biases to write: by module path (the Burn path without `base_layer` segments).
-pub(crate) type PlannedBiases = HashMap<String, TensorData>;
+/// Base tensors an adapter file carries, to write into the model.
+#[derive(Default)]
+pub(crate) struct PlannedBiases {
+    /// Biases by module path (the Burn path without `base_layer` segments).
+    biases: HashMap<String, TensorData>,
+    /// Whole embedding tables by site path: the Python library saves the base table with an
+    /// embedding adapter (`save_embedding_layers="auto"`) and loads it back into the model.
+    tables: Vec<(String, TensorData)>,
+}
 
 /// Finds, checks and returns the biases an adapter file carries for its bias mode.
 pub(crate) fn plan_biases<M: AdapterSites>(
@@ -34,21 +42,33 @@ pub(crate) fn plan_biases<M: AdapterSites>(
     consumed: &mut Vec<String>,
 ) -> Result<PlannedBiases> {
     let mode = bias_mode(&entry.config);
-    let mut planned = PlannedBiases::new();
-    if mode == Bias::None {
-        return Ok(planned);
-    }
+    let mut planned = PlannedBiases::default();
     let mut error = None;
     model.visit_sites(&mut |path, site| {
+        if let SiteMut::Embedding(s) = &site {
+            let key = format!("{path}.base_layer.weight");
+            if tensors.contains_key(&key) && error.is_none() {
+                match fetch(tensors, &key, path, "base_layer.weight", &s.dims()) {
+                    Ok(data) => {
+                        planned.tables.push((path.to_string(), data));
+                        consumed.push(key);
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+        }
         let SiteMut::Linear(s) = site else { return };
-        let in_scope = mode == Bias::All || entry.targeted.iter().any(|t| t == path);
-        if !in_scope || s.base_layer.bias.is_none() || error.is_some() {
+        if mode == Bias::None {
             return;
         }
-        let key = bias_key(path);
+        let wrapped = entry.targeted.iter().any(|t| t == path);
+        if !(mode == Bias::All || wrapped) || s.base_layer.bias.is_none() || error.is_some() {
+            return;
+        }
+        let key = bias_key(path, wrapped);
         match fetch(tensors, &key, path, "bias", &[s.dims()[1]]) {
             Ok(data) => {
-                planned.insert(path.to_string(), data);
+                planned.biases.insert(path.to_string(), data);
                 consumed.push(key);
             }
             Err(e) => error = Some(e),
@@ -60,8 +80,8 @@ pub(crate) fn plan_biases<M: AdapterSites>(
     if mode == Bias::All {
         // Biases outside adapter sites (layer norms): every remaining `*.bias` key.
         for (key, data) in tensors {
-            if key.ends_with(".bias") && !consumed.contains(key) && !planned.contains_key(key.trim_end_matches(".bias")) {
-                planned.insert(key.trim_end_matches(".bias").to_string(), data.clone());
+            if key.ends_with(".bias") && !consumed.contains(key) && !planned.biases.contains_key(key.trim_end_matches(".bias")) {
+                planned.biases.insert(key.trim_end_matches(".bias").to_string(), data.clone());
                 consumed.push(key.clone());
             }
         }
@@ -71,10 +91,21 @@ pub(crate) fn plan_biases<M: AdapterSites>(
 
 /// Writes planned biases into the base model.
 pub(crate) fn apply_biases<M: AdapterSites>(model: &mut M, planned: PlannedBiases) {
-    if planned.is_empty() {
+    if !planned.tables.is_empty() {
+        model.visit_sites_mut(&mut |path, site| {
+            if let SiteMut::Embedding(s) = site
+                && let Some((_, data)) = planned.tables.iter().find(|(p, _)| p == path)
+            {
+                let weight = &s.base_layer.weight;
+                let value = Tensor::<2>::from_data(data.clone(), &weight.lazy_device()).set_require_grad(false);
+                s.base_layer.weight = weight.clone().map(|_| value);
+            }
+        });
+    }
+    if planned.biases.is_empty() {
         return;
     }
-    let mut mapper = BiasWriter { path: Vec::new(), planned };
+    let mut mapper = BiasWriter { path: Vec::new(), planned: planned.biases };
     let mapped = burn::module::Module::map(model.clone(), &mut mapper);
     *model = mapped;
 }
@@ -82,7 +113,7 @@ pub(crate) fn apply_biases<M: AdapterSites>(model: &mut M, planned: PlannedBiase
 /// Sets 1-D parameters named `bias` whose module path (without `base_layer`) is planned.
 struct BiasWriter {
     path: Vec<String>,
-    planned: PlannedBiases,
+    planned: HashMap<String, TensorData>,
 }
 
 impl ModuleMapper for BiasWriter {
@@ -115,18 +146,18 @@ pub(crate) fn export_biases<M: AdapterSites>(model: &M, entry: &AdapterEntry) ->
     }
     model.visit_sites(&mut |path, site| {
         let SiteMut::Linear(s) = site else { return };
-        let in_scope = mode == Bias::All || entry.targeted.iter().any(|t| t == path);
-        if let (true, Some(b)) = (in_scope, &s.base_layer.bias) {
-            out.push((bias_key(path), b.val().into_data()));
+        let wrapped = entry.targeted.iter().any(|t| t == path);
+        if let (true, Some(b)) = (mode == Bias::All || wrapped, &s.base_layer.bias) {
+            out.push((bias_key(path, wrapped), b.val().into_data()));
         }
     });
     if mode == Bias::All {
         let mut collector = crate::trainable::PathParams::default();
         burn::module::Module::visit(model, &mut collector);
         for (path, value) in collector.biases {
-            let key = bias_key(&path);
-            if !out.iter().any(|(k, _)| *k == key) {
-                out.push((key, value));
+            let taken = out.iter().any(|(k, _)| *k == bias_key(&path, true) || *k == bias_key(&path, false));
+            if !taken {
+                out.push((bias_key(&path, false), value));
             }
         }
     }

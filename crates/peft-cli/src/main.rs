@@ -1,0 +1,46 @@
+//! The `peft` command.
+
+mod commands;
+mod input;
+mod models;
+
+use clap::{Parser, Subcommand};
+
+/// Parameter-efficient fine-tuning for Burn, from the shell.
+#[derive(Parser, Debug)]
+#[command(name = "peft", version, about)]
+struct Cli {
+    /// Print the full error chain and a backtrace on failure.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe an adapter folder: method, base model, targeted modules, ranks, size, dtype.
+    Inspect(commands::inspect::Args),
+    /// Run a model (with adapters) on token ids and print its head's output as JSON.
+    Logits(commands::logits::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Logits(args) => commands::logits::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.debug {
+                // The whole chain, and a backtrace when RUST_BACKTRACE=1.
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Examples live in the `examples` targets of this package.
