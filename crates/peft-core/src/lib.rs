@@ -14,7 +14,7 @@ pub use adapted::{
 };
 pub use config::{Bias, CONFIG_FILE, ExtraKeys, InitLoraWeights, LoraConfig, PeftConfig};
 pub use error::{Error, Result};
-pub use site::{AdapterSites, SiteKind, SiteMut, module_covers};
+pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};
 pub use task::{PeftType, TaskType};
 

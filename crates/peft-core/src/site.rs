@@ -81,15 +81,18 @@ pub trait AdapterSites: Module {
 /// Whether module name `name` (from `modules_to_save`) covers the site at `path`: the path or
 /// one of its ancestors is `name` or ends in `.name`, as the Python library wraps whole modules.
 pub fn module_covers(name: &str, path: &str) -> bool {
+    covering_module(name, path).is_some()
+}
+
+/// The path of the module `name` designates that contains the site at `path` (the site itself
+/// or an ancestor), if any: `covering_module("classifier", "classifier.dense") == Some("classifier")`.
+pub fn covering_module<'a>(name: &str, path: &'a str) -> Option<&'a str> {
     let mut end = path.len();
     loop {
         if crate::targets::name_matches(name, &path[..end]) {
-            return true;
+            return Some(&path[..end]);
         }
-        match path[..end].rfind('.') {
-            Some(dot) => end = dot,
-            None => return false,
-        }
+        end = path[..end].rfind('.')?;
     }
 }
 

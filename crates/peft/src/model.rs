@@ -15,7 +15,7 @@ pub(crate) struct AdapterEntry {
     pub(crate) config: PeftConfig,
     /// Sites that hold the method's adapter.
     pub(crate) targeted: Vec<String>,
-    /// Sites that hold a `modules_to_save` copy.
+    /// Modules trained in full (`modules_to_save`), by module path; their sites hold copies.
     pub(crate) saved: Vec<String>,
 }
 
@@ -140,7 +140,8 @@ impl<M: AdapterSites> PeftModel<M> {
         Ok(&self.entry(name)?.config)
     }
 
-    /// Module paths adapter `name` is attached to (method sites, then `modules_to_save` copies).
+    /// Module paths adapter `name` is attached to: the method's sites, then the modules copied
+    /// for `modules_to_save` (`classifier`, whose sites may be `classifier.dense`, ...).
     pub fn targeted_modules(&self, name: &str) -> Result<Vec<String>> {
         let e = self.entry(name)?;
         Ok(e.targeted.iter().chain(&e.saved).cloned().collect())

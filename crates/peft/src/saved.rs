@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Tensor, TensorData};
 use peft_core::adapted::{SavedEmbedding, SavedLinear};
-use peft_core::{AdapterSites, Error, Result, SiteMut, module_covers};
+use peft_core::{AdapterSites, Error, Result, SiteMut, covering_module, module_covers};
 
 use crate::tensors::TensorMap;
 
@@ -51,7 +51,14 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
     if planned.is_empty() {
         return Err(Error::ModuleToSaveNotFound { name: names.join(", "), available });
     }
-    let paths: Vec<String> = planned.iter().map(|(p, _)| p.clone()).collect();
+    let mut paths: Vec<String> = Vec::new();
+    for (site, _) in &planned {
+        if let Some(module) = names.iter().find_map(|n| covering_module(n, site))
+            && !paths.iter().any(|p| p == module)
+        {
+            paths.push(module.to_string());
+        }
+    }
     let mut insert_error = None;
     model.visit_sites_mut(&mut |path, site| {
         let Some(index) = planned.iter().position(|(p, _)| p == path) else { return };

@@ -27,6 +27,7 @@ pub struct TinyNet {
     pub head: AdaptedLinear,
 }
 
+pub mod cases;
 pub mod fixtures;
 pub mod toy;
 

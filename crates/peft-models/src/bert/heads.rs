@@ -1,0 +1,241 @@
+//! Sequence classification heads on BERT (`bert.*` + `classifier`) and RoBERTa (`roberta.*` +
+//! `classifier.dense`, `classifier.out_proj`).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::activation::{log_softmax, tanh};
+use burn::tensor::{Device, Int, Tensor};
+use peft_core::{AdaptedLinear, AdapterSites, Result, SiteMut};
+use std::path::Path;
+
+use super::config::BertConfig;
+use super::model::{BertModel, first_token};
+
+/// Labels equal to this are left out of the loss, as in PyTorch's `CrossEntropyLoss`.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Mean cross-entropy of `logits` against class `labels`, skipping [`IGNORE_INDEX`].
+///
+/// `loss = -mean_i log softmax(logits_i)[labels_i]` over the labels that are not ignored.
+///
+/// # Shapes
+/// - `logits`: `[batch, num_labels]`
+/// - `labels`: `[batch]`
+/// - output: `[1]`
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [batch] = labels.dims();
+    let kept = labels.clone().not_equal_elem(IGNORE_INDEX);
+    let index = labels.mask_fill(kept.clone().bool_not(), 0).reshape([batch, 1]);
+    let picked = log_softmax(logits, 1).gather(1, index).reshape([batch]);
+    let kept = kept.float();
+    picked.mul(kept.clone()).sum().neg().div(kept.sum())
+}
+
+/// BERT with a linear classifier on the pooled output (transformers'
+/// `BertForSequenceClassification`).
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification {
+    /// The encoder with its pooler, at paths `bert.*`.
+    pub bert: BertModel,
+    /// Dropout on the pooled output (training only).
+    pub dropout: Dropout,
+    /// `hidden_size -> num_labels`.
+    pub classifier: AdaptedLinear,
+}
+
+impl BertForSequenceClassification {
+    /// A new model for `config` with `config.num_labels` outputs.
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        BertForSequenceClassification {
+            bert: BertModel::new(config, device),
+            dropout: DropoutConfig::new(config.classifier_dropout_prob()).init(),
+            classifier: super::linear(config.hidden_size, config.num_labels, config, device),
+        }
+    }
+
+    /// Loads a transformers `BertForSequenceClassification` folder (`config.json`, safetensors).
+    ///
+    /// A folder holding a bare `BertModel` fails with [`peft_core::Error::MissingTensor`] for the
+    /// classifier; [`BertForSequenceClassification::from_pretrained_with`] can allow that.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
+    /// Like [`BertForSequenceClassification::from_pretrained`]; with `new_head`, a file without
+    /// classifier weights is accepted and the classifier keeps its fresh initialisation.
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir)?;
+        super::load::load_head(Self::new(&config, device), dir, &config, new_head)
+    }
+
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - output: `[batch, num_labels]`
+    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<2> {
+        self.head(self.bert.forward(input_ids, attention_mask, token_type_ids))
+    }
+
+    /// Class logits from word embeddings (see [`BertModel::forward_embeds`]).
+    ///
+    /// # Shapes
+    /// - `inputs_embeds`: `[batch, seq, hidden_size]`
+    /// - `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - output: `[batch, num_labels]`
+    pub fn forward_embeds(&self, inputs_embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<2> {
+        self.head(self.bert.forward_embeds(inputs_embeds, attention_mask, token_type_ids))
+    }
+
+    /// Logits and the mean cross-entropy against `labels` (see [`cross_entropy`]).
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - `labels`: `[batch]`
+    /// - output: `([batch, num_labels], [1])`
+    pub fn forward_with_loss(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        token_type_ids: Option<Tensor<2, Int>>,
+        labels: Tensor<1, Int>,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let logits = self.forward(input_ids, attention_mask, token_type_ids);
+        (logits.clone(), cross_entropy(logits, labels))
+    }
+
+    fn head(&self, hidden: Tensor<3>) -> Tensor<2> {
+        // `new` always builds a pooler; one removed by hand falls back to the first token.
+        let pooled = match &self.bert.pooler {
+            Some(pooler) => pooler.forward(hidden),
+            None => first_token(hidden),
+        };
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+}
+
+impl AdapterSites for BertForSequenceClassification {
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        self.bert.visit_sites_prefixed("bert.", f);
+        f("classifier", SiteMut::Linear(&mut self.classifier));
+    }
+
+    fn output_head_paths(&self) -> Vec<String> {
+        vec!["classifier".into()]
+    }
+}
+
+/// RoBERTa's classification head (`classifier`): `out_proj(tanh(dense(h[:, 0])))`.
+#[derive(Module, Debug)]
+pub struct RobertaClassificationHead {
+    /// `hidden_size -> hidden_size`.
+    pub dense: AdaptedLinear,
+    /// Dropout before each projection (training only).
+    pub dropout: Dropout,
+    /// `hidden_size -> num_labels`.
+    pub out_proj: AdaptedLinear,
+}
+
+impl RobertaClassificationHead {
+    /// A new head for `config`.
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        RobertaClassificationHead {
+            dense: super::linear(config.hidden_size, config.hidden_size, config, device),
+            dropout: DropoutConfig::new(config.classifier_dropout_prob()).init(),
+            out_proj: super::linear(config.hidden_size, config.num_labels, config, device),
+        }
+    }
+
+    /// Classifies the first token (`<s>`).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch, seq, hidden_size]`
+    /// - output: `[batch, num_labels]`
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let x = self.dropout.forward(first_token(hidden));
+        let x = self.dropout.forward(tanh(self.dense.forward(x)));
+        self.out_proj.forward(x)
+    }
+}
+
+/// RoBERTa with its two-layer head on the first token (transformers'
+/// `RobertaForSequenceClassification`; the encoder has no pooler).
+#[derive(Module, Debug)]
+pub struct RobertaForSequenceClassification {
+    /// The encoder, at paths `roberta.*`.
+    pub roberta: BertModel,
+    /// The head, at paths `classifier.dense` and `classifier.out_proj`.
+    pub classifier: RobertaClassificationHead,
+}
+
+impl RobertaForSequenceClassification {
+    /// A new model for `config` with `config.num_labels` outputs.
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        RobertaForSequenceClassification { roberta: BertModel::without_pooler(config, device), classifier: RobertaClassificationHead::new(config, device) }
+    }
+
+    /// Loads a transformers `RobertaForSequenceClassification` folder.
+    ///
+    /// A folder holding a bare `RobertaModel` fails with [`peft_core::Error::MissingTensor`] for
+    /// the head; [`RobertaForSequenceClassification::from_pretrained_with`] can allow that.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
+    /// Like [`RobertaForSequenceClassification::from_pretrained`]; with `new_head`, a file
+    /// without head weights is accepted and the head keeps its fresh initialisation.
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir)?;
+        super::load::load_head(Self::new(&config, device), dir, &config, new_head)
+    }
+
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - output: `[batch, num_labels]`
+    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<2> {
+        self.classifier.forward(self.roberta.forward(input_ids, attention_mask, token_type_ids))
+    }
+
+    /// Class logits from word embeddings (see [`BertModel::forward_embeds`]).
+    ///
+    /// # Shapes
+    /// - `inputs_embeds`: `[batch, seq, hidden_size]`
+    /// - `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - output: `[batch, num_labels]`
+    pub fn forward_embeds(&self, inputs_embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<2> {
+        self.classifier.forward(self.roberta.forward_embeds(inputs_embeds, attention_mask, token_type_ids))
+    }
+
+    /// Logits and the mean cross-entropy against `labels` (see [`cross_entropy`]).
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`, `token_type_ids`: `[batch, seq]`
+    /// - `labels`: `[batch]`
+    /// - output: `([batch, num_labels], [1])`
+    pub fn forward_with_loss(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        token_type_ids: Option<Tensor<2, Int>>,
+        labels: Tensor<1, Int>,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let logits = self.forward(input_ids, attention_mask, token_type_ids);
+        (logits.clone(), cross_entropy(logits, labels))
+    }
+}
+
+impl AdapterSites for RobertaForSequenceClassification {
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        self.roberta.visit_sites_prefixed("roberta.", f);
+        f("classifier.dense", SiteMut::Linear(&mut self.classifier.dense));
+        f("classifier.out_proj", SiteMut::Linear(&mut self.classifier.out_proj));
+    }
+
+    fn output_head_paths(&self) -> Vec<String> {
+        vec!["classifier.dense".into(), "classifier.out_proj".into()]
+    }
+}
