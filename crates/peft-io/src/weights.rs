@@ -1,1 +1,522 @@
-//! Base-model weights from safetensors into a model built for adapters (in progress).
+//! Base-model weights from transformers' safetensors into a model built for adapters.
+//!
+//! A parameter's file key is its transformers name: the module path of an adapter site as the
+//! site lists it ([`AdapterSites::visit_sites`]) plus `weight` / `bias`, and for every other
+//! parameter its Burn module path (fields joined with `.`) with `base_layer` segments dropped.
+//! Adapter parameters (`...q_proj.adapters.<name>...`) are never loaded here.
+//!
+//! ```no_run
+//! use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
+//! # fn demo<M: peft_core::AdapterSites>(model: M) -> peft_core::Result<M> {
+//! let tensors = read_model_tensors(std::path::Path::new("models/SmolLM2-135M"))?;
+//! let options = LoadOptions { prefixes: vec![], optional: vec!["lm_head.weight".into()] };
+//! let model = load_into(model, &tensors, &options)?;
+//! # Ok(model)
+//! # }
+//! ```
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Tensor, TensorData};
+use peft_core::{AdapterSites, Error, Result, SiteMut};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::tensors::{TensorMap, read_safetensors};
+
+/// The single-file weights name transformers writes.
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// The index transformers writes next to sharded weights.
+pub const MODEL_INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// How [`load_into`] matches file keys to parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Key prefixes to try when a key is missing, both added and stripped (`["bert."]` lets a
+    /// `BertModel` read a `BertForSequenceClassification` checkpoint and the other way round).
+    pub prefixes: Vec<String>,
+    /// Keys allowed to be absent from the file (`lm_head.weight` when tied to the embedding);
+    /// those parameters keep their value and the caller fills them.
+    pub optional: Vec<String>,
+}
+
+/// Reads `dir/model.safetensors`, or every shard listed in `dir/model.safetensors.index.json`.
+///
+/// Fails with [`Error::Io`] naming `dir/model.safetensors` when neither file exists, and with
+/// [`Error::Json`] / [`Error::Format`] when the index or a shard is malformed.
+pub fn read_model_tensors(dir: &Path) -> Result<TensorMap> {
+    let single = dir.join(MODEL_FILE);
+    if single.is_file() {
+        return read_safetensors(&single);
+    }
+    let index = dir.join(MODEL_INDEX_FILE);
+    if !index.is_file() {
+        let source = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("neither {MODEL_FILE} nor {MODEL_INDEX_FILE} is in the folder"),
+        );
+        return Err(Error::io("cannot read", single, source));
+    }
+    let mut out = TensorMap::new();
+    for shard in shard_files(&index)? {
+        out.extend(read_safetensors(&dir.join(shard))?);
+    }
+    Ok(out)
+}
+
+/// The distinct shard file names of an index, in first-mention order.
+fn shard_files(index: &Path) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: indexmap::IndexMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io("cannot read", index, e))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json { path: index.into(), source })?;
+    let mut files: Vec<String> = Vec::new();
+    for file in parsed.weight_map.into_values() {
+        // Shards live next to the index; a path that leaves the folder is not a shard name.
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            let message = format!("shard `{file}` is not a file name in the index's folder");
+            return Err(Error::Format { path: index.into(), format: "safetensors index", message });
+        }
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// Like [`load_into`] from a folder: reads its weights with [`read_model_tensors`] and names the
+/// file read in [`Error::MissingTensor`].
+pub fn load_from_dir<M: AdapterSites>(model: M, dir: &Path, options: &LoadOptions) -> Result<M> {
+    let tensors = read_model_tensors(dir)?;
+    let file = if dir.join(MODEL_FILE).is_file() { dir.join(MODEL_FILE) } else { dir.join(MODEL_INDEX_FILE) };
+    load_into(model, &tensors, options).map_err(|e| match e {
+        Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file, fix },
+        other => other,
+    })
+}
+
+/// Sets every float parameter of `model` from `tensors` by transformers' key names and returns
+/// the model.
+///
+/// Linear weights are transposed from PyTorch's `[d_output, d_input]` to Burn's
+/// `[d_input, d_output]`, except at sites with `fan_in_fan_out` (GPT-2's `Conv1D` already stores
+/// `[d_input, d_output]`). Every shape is checked before any parameter is set, so an error leaves
+/// nothing half loaded; parameter ids, devices and `require_grad` are kept. Keys of `tensors`
+/// that match no parameter are ignored (listed once at debug level).
+///
+/// # Errors
+/// - [`Error::MissingTensor`] for a parameter whose key (tried with `options.prefixes`) is absent
+///   and not in `options.optional`;
+/// - [`Error::ShapeMismatch`] naming the module path and both shapes, in the file's layout.
+pub fn load_into<M: AdapterSites>(model: M, tensors: &TensorMap, options: &LoadOptions) -> Result<M> {
+    let sites = SiteParams::collect(&model);
+    let mut params = ParamCollector::default();
+    model.visit(&mut params);
+
+    let mut values: HashMap<ParamId, TensorData> = HashMap::new();
+    let mut used: HashSet<&str> = HashSet::new();
+    for param in params.found {
+        if sites.adapter_ids.contains(&param.id) {
+            continue;
+        }
+        let (module, name, transpose) = match sites.keys.get(&param.id) {
+            Some(site) => (site.module.clone(), site.name.clone(), site.transpose),
+            None => split_key(&file_key(&param.path)),
+        };
+        let key = join(&module, &name);
+        let Some((found_key, data)) = lookup(tensors, &key, &options.prefixes) else {
+            if options.optional.iter().any(|k| *k == key) {
+                continue;
+            }
+            return Err(missing(key, &options.prefixes));
+        };
+        let mut expected = param.shape.clone();
+        if transpose {
+            expected.reverse();
+        }
+        let actual = data.shape().to_vec();
+        if actual != expected {
+            return Err(Error::ShapeMismatch { path: module, tensor: found_key.to_string(), expected, actual });
+        }
+        let data = match actual[..] {
+            [rows, cols] if transpose => transpose_2d(data, rows, cols, found_key)?,
+            _ => data.clone().convert::<f32>(),
+        };
+        used.insert(found_key);
+        values.insert(param.id, data);
+    }
+
+    let unused: Vec<&str> = tensors.keys().map(String::as_str).filter(|k| !used.contains(k)).collect();
+    if !unused.is_empty() {
+        log::debug!("{} tensors match no parameter of the model and were ignored: {}", unused.len(), unused.join(", "));
+    }
+    Ok(model.map(&mut Setter { values }))
+}
+
+fn missing(key: String, prefixes: &[String]) -> Error {
+    let tried = if prefixes.is_empty() {
+        String::new()
+    } else {
+        format!(" (also tried with prefixes {prefixes:?} added and removed)")
+    };
+    let fix = format!(
+        "the folder does not hold weights for this architecture{tried}; check that config.json's \
+         model_type matches the weights, or list the key in LoadOptions::optional if the caller fills it"
+    );
+    Error::MissingTensor { key, file: PathBuf::from("the given tensors"), fix }
+}
+
+/// Looks `key` up as is, then with each prefix added and, where it starts with one, removed.
+fn lookup<'a>(tensors: &'a TensorMap, key: &str, prefixes: &[String]) -> Option<(&'a str, &'a TensorData)> {
+    let get = |k: &str| tensors.get_key_value(k).map(|(k, v)| (k.as_str(), v));
+    get(key).or_else(|| {
+        prefixes.iter().find_map(|p| get(&format!("{p}{key}")).or_else(|| key.strip_prefix(p.as_str()).and_then(get)))
+    })
+}
+
+/// The file key of a Burn module path: `base_layer` segments dropped.
+fn file_key(path: &[String]) -> String {
+    path.iter().map(String::as_str).filter(|s| *s != "base_layer").collect::<Vec<_>>().join(".")
+}
+
+/// `(module, name)` of a key, for an error's module path and tensor name.
+fn split_key(key: &str) -> (String, String, bool) {
+    match key.rsplit_once('.') {
+        Some((module, name)) => (module.to_string(), name.to_string(), false),
+        None => (String::new(), key.to_string(), false),
+    }
+}
+
+fn join(module: &str, name: &str) -> String {
+    if module.is_empty() { name.to_string() } else { format!("{module}.{name}") }
+}
+
+/// `[rows, cols]` to `[cols, rows]`, on the host so the loaded weight is contiguous.
+fn transpose_2d(data: &TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
+    let v = data.clone().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Format {
+        path: PathBuf::from(key),
+        format: "f32 tensor",
+        message: format!("{e:?}"),
+    })?;
+    let mut out = vec![0f32; v.len()];
+    for (r, row) in v.chunks_exact(cols.max(1)).enumerate().take(rows) {
+        for (c, x) in row.iter().enumerate() {
+            out[c * rows + r] = *x;
+        }
+    }
+    Ok(TensorData::new(out, [cols, rows]))
+}
+
+/// What the sites say about their parameters: file keys, and which ids belong to adapters.
+struct SiteParams {
+    keys: HashMap<ParamId, SiteKey>,
+    adapter_ids: HashSet<ParamId>,
+}
+
+struct SiteKey {
+    module: String,
+    name: String,
+    transpose: bool,
+}
+
+impl SiteParams {
+    fn collect<M: AdapterSites>(model: &M) -> Self {
+        let mut keys = HashMap::new();
+        let mut ids = IdCollector::default();
+        let mut add = |module: &str, name: &str, id: ParamId, transpose: bool| {
+            keys.insert(id, SiteKey { module: module.to_string(), name: name.to_string(), transpose });
+        };
+        model.visit_sites(&mut |path, site| match site {
+            SiteMut::Linear(l) => {
+                // PyTorch's nn.Linear stores [d_output, d_input]; Conv1D (fan_in_fan_out) Burn's layout.
+                add(path, "weight", l.base_layer.weight.id, !l.fan_in_fan_out);
+                if let Some(b) = &l.base_layer.bias {
+                    add(path, "bias", b.id, false);
+                }
+                l.adapters.visit(&mut ids);
+            }
+            SiteMut::Embedding(e) => {
+                add(path, "weight", e.base_layer.weight.id, false);
+                e.adapters.visit(&mut ids);
+            }
+            SiteMut::Conv1d(c) => {
+                add(path, "weight", c.base_layer.weight.id, false);
+                if let Some(b) = &c.base_layer.bias {
+                    add(path, "bias", b.id, false);
+                }
+                c.adapters.visit(&mut ids);
+            }
+            SiteMut::Conv2d(c) => {
+                add(path, "weight", c.base_layer.weight.id, false);
+                if let Some(b) = &c.base_layer.bias {
+                    add(path, "bias", b.id, false);
+                }
+                c.adapters.visit(&mut ids);
+            }
+        });
+        SiteParams { keys, adapter_ids: ids.0 }
+    }
+}
+
+use burn::module::Module as _;
+
+#[derive(Default)]
+struct IdCollector(HashSet<ParamId>);
+
+impl ModuleVisitor for IdCollector {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.insert(param.id);
+    }
+}
+
+struct FoundParam {
+    path: Vec<String>,
+    id: ParamId,
+    shape: Vec<usize>,
+}
+
+/// Every float parameter with its module path and shape, without initialising lazy ones.
+#[derive(Default)]
+struct ParamCollector {
+    path: Vec<String>,
+    found: Vec<FoundParam>,
+}
+
+impl ModuleVisitor for ParamCollector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.found.push(FoundParam { path: self.path.clone(), id: param.id, shape: param.lazy_shape().to_vec() });
+    }
+}
+
+/// Replaces the parameters whose ids have a checked value.
+struct Setter {
+    values: HashMap<ParamId, TensorData>,
+}
+
+impl ModuleMapper for Setter {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.values.remove(&param.id) {
+            // Keeps the id, the device and `require_grad` as the parameter had them.
+            Some(data) => {
+                let tensor = Tensor::<D>::from_data(data, &param.lazy_device());
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            None => param,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensors::write_safetensors;
+    use burn::module::Module;
+    use burn::nn::LinearConfig;
+    use burn::tensor::Device;
+    use peft_core::adapted::SavedLinear;
+    use peft_core::{AdaptedEmbedding, AdaptedLinear};
+
+    #[derive(Module, Debug)]
+    struct Norm {
+        weight: Param<Tensor<1>>,
+    }
+
+    /// `embed` [5, 3], `layers.{0,1}.proj` 3 -> 2 with bias, `conv` (fan_in_fan_out) 3 -> 4, `norm`.
+    #[derive(Module, Debug)]
+    struct Tiny {
+        embed: AdaptedEmbedding,
+        layers: Vec<Layer>,
+        conv: AdaptedLinear,
+        norm: Norm,
+    }
+
+    #[derive(Module, Debug)]
+    struct Layer {
+        proj: AdaptedLinear,
+    }
+
+    impl AdapterSites for Tiny {
+        fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+            f("embed", SiteMut::Embedding(&mut self.embed));
+            for (i, l) in self.layers.iter_mut().enumerate() {
+                f(&format!("layers.{i}.proj"), SiteMut::Linear(&mut l.proj));
+            }
+            f("conv", SiteMut::Linear(&mut self.conv));
+        }
+    }
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn tiny(device: &Device) -> Tiny {
+        Tiny {
+            embed: AdaptedEmbedding::new(5, 3, device),
+            layers: (0..2).map(|_| Layer { proj: AdaptedLinear::new(3, 2, true, device) }).collect(),
+            conv: AdaptedLinear::new(3, 4, false, device).with_fan_in_fan_out(true),
+            norm: Norm { weight: Param::from_tensor(Tensor::ones([3], device)) },
+        }
+    }
+
+    fn seq(n: usize, start: f32) -> Vec<f32> {
+        (0..n).map(|i| start + i as f32).collect()
+    }
+
+    /// The tensors transformers would write for `Tiny`, PyTorch layouts.
+    fn file(prefix: &str) -> Vec<(String, TensorData)> {
+        let mut out = vec![
+            (format!("{prefix}embed.weight"), TensorData::new(seq(15, 0.0), [5, 3])),
+            (format!("{prefix}conv.weight"), TensorData::new(seq(12, 100.0), [3, 4])),
+            (format!("{prefix}norm.weight"), TensorData::new(vec![2f32, 3.0, 4.0], [3])),
+        ];
+        for i in 0..2 {
+            out.push((format!("{prefix}layers.{i}.proj.weight"), TensorData::new(seq(6, 10.0 * i as f32), [2, 3])));
+            out.push((format!("{prefix}layers.{i}.proj.bias"), TensorData::new(vec![7f32, 8.0], [2])));
+        }
+        out
+    }
+
+    fn map(prefix: &str) -> TensorMap {
+        file(prefix).into_iter().collect()
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn loads_by_key_transposing_linear_weights_only() {
+        let device = device();
+        let model = tiny(&device);
+        let id = model.layers[1].proj.base_layer.weight.id;
+        let model = load_into(model, &map(""), &LoadOptions::default()).unwrap();
+        // PyTorch [[10, 11, 12], [13, 14, 15]] is Burn [[10, 13], [11, 14], [12, 15]].
+        let w = model.layers[1].proj.base_layer.weight.val();
+        assert_eq!(w.dims(), [3, 2]);
+        assert_eq!(values(w), vec![10.0, 13.0, 11.0, 14.0, 12.0, 15.0]);
+        assert_eq!(model.layers[1].proj.base_layer.weight.id, id, "parameter ids are kept");
+        let bias = model.layers[0].proj.base_layer.bias.as_ref().unwrap().val();
+        assert_eq!(values(bias), vec![7.0, 8.0]);
+        assert_eq!(values(model.conv.base_layer.weight.val()), seq(12, 100.0), "fan_in_fan_out is not transposed");
+        assert_eq!(values(model.embed.base_layer.weight.val()), seq(15, 0.0));
+        assert_eq!(values(model.norm.weight.val()), vec![2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn prefixes_are_added_and_stripped() {
+        let options = LoadOptions { prefixes: vec!["bert.".into()], optional: vec![] };
+        let model = load_into(tiny(&device()), &map("bert."), &options).unwrap();
+        assert_eq!(values(model.norm.weight.val()), vec![2.0, 3.0, 4.0]);
+        // A model whose keys carry the prefix reads a file without it.
+        #[derive(Module, Debug)]
+        struct Wrapped {
+            bert: Tiny,
+        }
+        impl AdapterSites for Wrapped {
+            fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+                self.bert.visit_sites_mut(&mut |p, s| f(&format!("bert.{p}"), s));
+            }
+        }
+        let model = load_into(Wrapped { bert: tiny(&device()) }, &map(""), &options).unwrap();
+        assert_eq!(values(model.bert.embed.base_layer.weight.val()), seq(15, 0.0));
+    }
+
+    #[test]
+    fn wrong_shape_is_a_typed_error_naming_the_module() {
+        let mut tensors = map("");
+        tensors.insert("layers.1.proj.weight".into(), TensorData::new(seq(6, 0.0), [3, 2]));
+        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).unwrap_err();
+        match err {
+            Error::ShapeMismatch { path, expected, actual, .. } => {
+                assert_eq!(path, "layers.1.proj");
+                assert_eq!((expected, actual), (vec![2, 3], vec![3, 2]));
+            }
+            other => panic!("expected ShapeMismatch, got {other}"),
+        }
+    }
+
+    #[test]
+    fn missing_tensor_names_the_key_unless_optional() {
+        let mut tensors = map("");
+        tensors.shift_remove("norm.weight");
+        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).unwrap_err();
+        assert!(matches!(&err, Error::MissingTensor { key, .. } if key == "norm.weight"), "{err}");
+        let options = LoadOptions { prefixes: vec![], optional: vec!["norm.weight".into()] };
+        let model = load_into(tiny(&device()), &tensors, &options).unwrap();
+        assert_eq!(values(model.norm.weight.val()), vec![1.0; 3], "an optional parameter keeps its value");
+    }
+
+    #[test]
+    fn adapters_are_left_alone_and_extra_keys_ignored() {
+        let device = device();
+        let mut model = tiny(&device);
+        let copy = LinearConfig::new(3, 2).init(&device);
+        let before = values(copy.weight.val());
+        model.layers[0].proj.adapters.insert("default", Box::new(SavedLinear { copy })).unwrap();
+        let mut tensors = map("");
+        tensors.insert("layers.0.proj.adapters.default.copy.weight".into(), TensorData::new(seq(6, 0.0), [2, 3]));
+        tensors.insert("unused.weight".into(), TensorData::new(vec![1f32], [1]));
+        let model = load_into(model, &tensors, &LoadOptions::default()).unwrap();
+        let mut after = Vec::new();
+        model.layers[0].proj.adapters.visit(&mut Grab(&mut after));
+        assert_eq!(after, before);
+    }
+
+    struct Grab<'a>(&'a mut Vec<f32>);
+    impl ModuleVisitor for Grab<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 2 {
+                self.0.extend(values(param.val()));
+            }
+        }
+    }
+
+    #[test]
+    fn require_grad_is_kept() {
+        let device = device().autodiff();
+        let model = tiny(&device);
+        let model = Tiny { norm: model.norm.clone().no_grad(), ..model };
+        let model = load_into(model, &map(""), &LoadOptions::default()).unwrap();
+        assert!(model.embed.base_layer.weight.val().is_require_grad());
+        assert!(!model.norm.weight.val().is_require_grad());
+    }
+
+    #[test]
+    fn reads_single_and_sharded_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_model_tensors(dir.path()).unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path.ends_with(MODEL_FILE)), "{err}");
+
+        let mut all = file("");
+        let second = all.split_off(2);
+        write_safetensors(&dir.path().join("model-00001-of-00002.safetensors"), all.clone()).unwrap();
+        write_safetensors(&dir.path().join("model-00002-of-00002.safetensors"), second.clone()).unwrap();
+        let mut weight_map = serde_json::Map::new();
+        for (k, _) in &all {
+            weight_map.insert(k.clone(), "model-00001-of-00002.safetensors".into());
+        }
+        for (k, _) in &second {
+            weight_map.insert(k.clone(), "model-00002-of-00002.safetensors".into());
+        }
+        let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+        std::fs::write(dir.path().join(MODEL_INDEX_FILE), index.to_string()).unwrap();
+        let tensors = read_model_tensors(dir.path()).unwrap();
+        assert_eq!(tensors.len(), 7);
+        let model = load_from_dir(tiny(&device()), dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(values(model.norm.weight.val()), vec![2.0, 3.0, 4.0]);
+
+        std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+        assert!(matches!(read_model_tensors(dir.path()), Err(Error::Io { .. })));
+    }
+}
