@@ -42,3 +42,16 @@ pub use peft_lora as lora;
 pub use peft_models as models;
 /// Burn, as this crate uses it.
 pub use burn;
+
+/// The guide's pages (`docs/`), compiled and run as doc tests so their examples stay true.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../../docs/installation.md")]
+    mod installation {}
+    #[doc = include_str!("../../../docs/lora.md")]
+    mod lora {}
+    #[doc = include_str!("../../../docs/interop.md")]
+    mod interop {}
+    #[doc = include_str!("../../../docs/cli.md")]
+    mod cli {}
+}
