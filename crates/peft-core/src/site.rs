@@ -65,6 +65,13 @@ pub trait AdapterSites: Module {
         }
     }
 
+    /// Parameters the checkpoint shares and this model holds twice, as `(copy, source)` keys
+    /// (`("lm_head.weight", "model.embed_tokens.weight")` with tied embeddings). Parameter counts
+    /// count a copy once, as the Python library does.
+    fn tied_weights(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Like [`AdapterSites::visit_sites_mut`] for reading: runs on a cheap clone (tensors are shared).
     fn visit_sites(&self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.clone().visit_sites_mut(f);

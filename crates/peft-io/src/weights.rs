@@ -127,7 +127,7 @@ pub fn load_into<M: AdapterSites>(model: M, tensors: &TensorMap, options: &LoadO
         };
         let key = join(&module, &name);
         let Some((found_key, data)) = lookup(tensors, &key, &options.prefixes) else {
-            if options.optional.iter().any(|k| *k == key) {
+            if options.optional.contains(&key) {
                 continue;
             }
             return Err(missing(key, &options.prefixes));
@@ -392,7 +392,7 @@ mod tests {
     }
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_into_vec::<f32>().unwrap()
+        t.into_data().try_into_vec::<f32>().expect("succeeds")
     }
 
     #[test]
@@ -400,13 +400,13 @@ mod tests {
         let device = device();
         let model = tiny(&device);
         let id = model.layers[1].proj.base_layer.weight.id;
-        let model = load_into(model, &map(""), &LoadOptions::default()).unwrap();
+        let model = load_into(model, &map(""), &LoadOptions::default()).expect("succeeds");
         // PyTorch [[10, 11, 12], [13, 14, 15]] is Burn [[10, 13], [11, 14], [12, 15]].
         let w = model.layers[1].proj.base_layer.weight.val();
         assert_eq!(w.dims(), [3, 2]);
         assert_eq!(values(w), vec![10.0, 13.0, 11.0, 14.0, 12.0, 15.0]);
         assert_eq!(model.layers[1].proj.base_layer.weight.id, id, "parameter ids are kept");
-        let bias = model.layers[0].proj.base_layer.bias.as_ref().unwrap().val();
+        let bias = model.layers[0].proj.base_layer.bias.as_ref().expect("succeeds").val();
         assert_eq!(values(bias), vec![7.0, 8.0]);
         assert_eq!(values(model.conv.base_layer.weight.val()), seq(12, 100.0), "fan_in_fan_out is not transposed");
         assert_eq!(values(model.embed.base_layer.weight.val()), seq(15, 0.0));
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn prefixes_are_added_and_stripped() {
         let options = LoadOptions { prefixes: vec!["bert.".into()], optional: vec![] };
-        let model = load_into(tiny(&device()), &map("bert."), &options).unwrap();
+        let model = load_into(tiny(&device()), &map("bert."), &options).expect("succeeds");
         assert_eq!(values(model.norm.weight.val()), vec![2.0, 3.0, 4.0]);
         // A model whose keys carry the prefix reads a file without it.
         #[derive(Module, Debug)]
@@ -428,7 +428,7 @@ mod tests {
                 self.bert.visit_sites_mut(&mut |p, s| f(&format!("bert.{p}"), s));
             }
         }
-        let model = load_into(Wrapped { bert: tiny(&device()) }, &map(""), &options).unwrap();
+        let model = load_into(Wrapped { bert: tiny(&device()) }, &map(""), &options).expect("succeeds");
         assert_eq!(values(model.bert.embed.base_layer.weight.val()), seq(15, 0.0));
     }
 
@@ -436,7 +436,7 @@ mod tests {
     fn wrong_shape_is_a_typed_error_naming_the_module() {
         let mut tensors = map("");
         tensors.insert("layers.1.proj.weight".into(), TensorData::new(seq(6, 0.0), [3, 2]));
-        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).unwrap_err();
+        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).expect_err("fails");
         match err {
             Error::ShapeMismatch { path, expected, actual, .. } => {
                 assert_eq!(path, "layers.1.proj");
@@ -450,10 +450,10 @@ mod tests {
     fn missing_tensor_names_the_key_unless_optional() {
         let mut tensors = map("");
         tensors.shift_remove("norm.weight");
-        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).unwrap_err();
+        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).expect_err("fails");
         assert!(matches!(&err, Error::MissingTensor { key, .. } if key == "norm.weight"), "{err}");
         let options = LoadOptions { prefixes: vec![], optional: vec!["norm.weight".into()] };
-        let model = load_into(tiny(&device()), &tensors, &options).unwrap();
+        let model = load_into(tiny(&device()), &tensors, &options).expect("succeeds");
         assert_eq!(values(model.norm.weight.val()), vec![1.0; 3], "an optional parameter keeps its value");
     }
 
@@ -463,11 +463,11 @@ mod tests {
         let mut model = tiny(&device);
         let copy = LinearConfig::new(3, 2).init(&device);
         let before = values(copy.weight.val());
-        model.layers[0].proj.adapters.insert("default", Box::new(SavedLinear { copy })).unwrap();
+        model.layers[0].proj.adapters.insert("default", Box::new(SavedLinear { copy })).expect("succeeds");
         let mut tensors = map("");
         tensors.insert("layers.0.proj.adapters.default.copy.weight".into(), TensorData::new(seq(6, 0.0), [2, 3]));
         tensors.insert("unused.weight".into(), TensorData::new(vec![1f32], [1]));
-        let model = load_into(model, &tensors, &LoadOptions::default()).unwrap();
+        let model = load_into(model, &tensors, &LoadOptions::default()).expect("succeeds");
         let mut after = Vec::new();
         model.layers[0].proj.adapters.visit(&mut Grab(&mut after));
         assert_eq!(after, before);
@@ -487,21 +487,21 @@ mod tests {
         let device = device().autodiff();
         let model = tiny(&device);
         let model = Tiny { norm: model.norm.clone().no_grad(), ..model };
-        let model = load_into(model, &map(""), &LoadOptions::default()).unwrap();
+        let model = load_into(model, &map(""), &LoadOptions::default()).expect("succeeds");
         assert!(model.embed.base_layer.weight.val().is_require_grad());
         assert!(!model.norm.weight.val().is_require_grad());
     }
 
     #[test]
     fn reads_single_and_sharded_folders() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = read_model_tensors(dir.path()).unwrap_err();
+        let dir = tempfile::tempdir().expect("succeeds");
+        let err = read_model_tensors(dir.path()).expect_err("fails");
         assert!(matches!(&err, Error::Io { path, .. } if path.ends_with(MODEL_FILE)), "{err}");
 
         let mut all = file("");
         let second = all.split_off(2);
-        write_safetensors(&dir.path().join("model-00001-of-00002.safetensors"), all.clone()).unwrap();
-        write_safetensors(&dir.path().join("model-00002-of-00002.safetensors"), second.clone()).unwrap();
+        write_safetensors(&dir.path().join("model-00001-of-00002.safetensors"), all.clone()).expect("succeeds");
+        write_safetensors(&dir.path().join("model-00002-of-00002.safetensors"), second.clone()).expect("succeeds");
         let mut weight_map = serde_json::Map::new();
         for (k, _) in &all {
             weight_map.insert(k.clone(), "model-00001-of-00002.safetensors".into());
@@ -510,13 +510,13 @@ mod tests {
             weight_map.insert(k.clone(), "model-00002-of-00002.safetensors".into());
         }
         let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-        std::fs::write(dir.path().join(MODEL_INDEX_FILE), index.to_string()).unwrap();
-        let tensors = read_model_tensors(dir.path()).unwrap();
+        std::fs::write(dir.path().join(MODEL_INDEX_FILE), index.to_string()).expect("succeeds");
+        let tensors = read_model_tensors(dir.path()).expect("succeeds");
         assert_eq!(tensors.len(), 7);
-        let model = load_from_dir(tiny(&device()), dir.path(), &LoadOptions::default()).unwrap();
+        let model = load_from_dir(tiny(&device()), dir.path(), &LoadOptions::default()).expect("succeeds");
         assert_eq!(values(model.norm.weight.val()), vec![2.0, 3.0, 4.0]);
 
-        std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+        std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).expect("succeeds");
         assert!(matches!(read_model_tensors(dir.path()), Err(Error::Io { .. })));
     }
 }

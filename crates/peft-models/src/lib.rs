@@ -1,3 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
 pub mod bert;
+pub mod generation;
+pub mod layers;
+pub mod llama;
+pub mod tokenizer;

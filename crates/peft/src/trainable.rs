@@ -52,6 +52,8 @@ impl ModuleMapper for RequireGrad {
 pub(crate) struct PathParams {
     path: Vec<String>,
     rule: Rule,
+    /// Keys of tied copies, left out of the counts.
+    tied_copies: Vec<String>,
     pub(crate) total: usize,
     pub(crate) trainable: usize,
     /// Base biases outside adapters, by module path without `base_layer`.
@@ -67,6 +69,12 @@ impl ModuleVisitor for PathParams {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let n = param.lazy_shape().num_elements();
+        if !self.tied_copies.is_empty() {
+            let key: Vec<&str> = self.path.iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
+            if self.tied_copies.contains(&key.join(".")) {
+                return;
+            }
+        }
         self.total += n;
         if self.rule.trains(&self.path) {
             self.trainable += n;
@@ -129,7 +137,8 @@ impl<M: AdapterSites> PeftModel<M> {
 
     /// `(trainable, all)` parameter counts, as the Python library's `get_nb_trainable_parameters`.
     pub fn trainable_parameters(&self) -> (usize, usize) {
-        let mut counter = PathParams { rule: self.rule(), ..Default::default() };
+        let tied_copies = self.base_model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
+        let mut counter = PathParams { rule: self.rule(), tied_copies, ..Default::default() };
         self.base_model.visit(&mut counter);
         let lora_only = self.lora_only_sites();
         let mut extra = 0;

@@ -1,0 +1,186 @@
+//! A thin layer over Hugging Face `tokenizers`: `tokenizer.json` in, token ids and padded
+//! batches with attention masks out, errors as [`peft_core::Error`].
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peft_core::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The file name transformers saves a fast tokenizer under.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Which side of a shorter sequence padding goes (left for batched generation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PaddingSide {
+    /// Pads before the tokens.
+    Left,
+    /// Pads after the tokens (training, classification).
+    #[default]
+    Right,
+}
+
+/// Token ids of several texts, padded to the same length, with their attention masks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedBatch {
+    /// One row per text, all of the same length.
+    pub input_ids: Vec<Vec<u32>>,
+    /// 1 for real tokens, 0 for padding, row by row.
+    pub attention_mask: Vec<Vec<u32>>,
+}
+
+impl EncodedBatch {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+
+    /// The ids and the mask as integer tensors.
+    ///
+    /// # Shapes
+    /// - outputs: `[batch, len]` each
+    pub fn to_tensors(&self, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+        (to_tensor(&self.input_ids, device), to_tensor(&self.attention_mask, device))
+    }
+}
+
+fn to_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+    let width = rows.first().map_or(0, Vec::len);
+    let flat: Vec<i64> = rows.iter().flatten().map(|x| i64::from(*x)).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
+}
+
+/// A tokenizer read from transformers' `tokenizer.json`.
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+}
+
+impl Tokenizer {
+    /// Reads a `tokenizer.json`.
+    ///
+    /// Fails with [`Error::Io`] naming the file when it cannot be read and [`Error::Format`] when
+    /// it is not a tokenizer.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let inner = tokenizers::Tokenizer::from_str(&text).map_err(|e| format_error(path, e))?;
+        Ok(Tokenizer { inner, path: path.into() })
+    }
+
+    /// Reads `dir/tokenizer.json`.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::from_file(dir.as_ref().join(TOKENIZER_FILE))
+    }
+
+    /// The token ids of `text`, with the tokenizer's special tokens (BOS, ...) when asked.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, add_special_tokens).map_err(|e| format_error(&self.path, e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Several texts, padded with `pad_id` on `side` to the longest.
+    pub fn encode_batch(&self, texts: &[&str], add_special_tokens: bool, pad_id: u32, side: PaddingSide) -> Result<EncodedBatch> {
+        let rows = texts.iter().map(|t| self.encode(t, add_special_tokens)).collect::<Result<Vec<_>>>()?;
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut batch = EncodedBatch { input_ids: Vec::with_capacity(rows.len()), attention_mask: Vec::with_capacity(rows.len()) };
+        for row in rows {
+            let pads = width - row.len();
+            let (mut ids, mut mask) = (Vec::with_capacity(width), Vec::with_capacity(width));
+            if side == PaddingSide::Left {
+                ids.extend(std::iter::repeat_n(pad_id, pads));
+                mask.extend(std::iter::repeat_n(0, pads));
+            }
+            mask.extend(std::iter::repeat_n(1, row.len()));
+            ids.extend(row);
+            if side == PaddingSide::Right {
+                ids.extend(std::iter::repeat_n(pad_id, pads));
+                mask.extend(std::iter::repeat_n(0, pads));
+            }
+            batch.input_ids.push(ids);
+            batch.attention_mask.push(mask);
+        }
+        Ok(batch)
+    }
+
+    /// The text of `ids`, leaving special tokens out when asked.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| format_error(&self.path, e))
+    }
+
+    /// The id of a token of the vocabulary (added tokens included).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The padding id the file configures, if it configures padding.
+    pub fn pad_token_id(&self) -> Option<u32> {
+        self.inner.get_padding().map(|p| p.pad_id)
+    }
+
+    /// The wrapped `tokenizers` tokenizer, for everything this type does not cover.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Format { path: path.into(), format: "tokenizer.json", message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORDS: &str = r#"{"version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 0, "content": "<pad>", "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"<pad>": 0, "<unk>": 1, "hello": 2, "world": 3},
+                  "unk_token": "<unk>"}}"#;
+
+    fn tokenizer() -> (tempfile::TempDir, Tokenizer) {
+        let dir = tempfile::tempdir().expect("succeeds");
+        std::fs::write(dir.path().join(TOKENIZER_FILE), WORDS).expect("succeeds");
+        let t = Tokenizer::from_dir(dir.path()).expect("succeeds");
+        (dir, t)
+    }
+
+    #[test]
+    fn encode_decode_and_pad() {
+        let (_dir, t) = tokenizer();
+        assert_eq!(t.encode("hello world hello", false).expect("succeeds"), vec![2, 3, 2]);
+        assert_eq!(t.encode("bye", false).expect("succeeds"), vec![1]);
+        assert_eq!(t.decode(&[2, 3], false).expect("succeeds"), "hello world");
+        assert_eq!(t.vocab_size(), 4);
+        let right = t.encode_batch(&["hello world", "world"], false, 0, PaddingSide::Right).expect("succeeds");
+        assert_eq!(right.input_ids, vec![vec![2, 3], vec![3, 0]]);
+        assert_eq!(right.attention_mask, vec![vec![1, 1], vec![1, 0]]);
+        let left = t.encode_batch(&["hello world", "world"], false, 0, PaddingSide::Left).expect("succeeds");
+        assert_eq!(left.input_ids, vec![vec![2, 3], vec![0, 3]]);
+        let (ids, mask) = left.to_tensors(&Device::flex());
+        assert_eq!(ids.dims(), [2, 2]);
+        assert_eq!(mask.into_data().convert::<i64>().try_to_vec::<i64>().expect("succeeds"), vec![1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn file_errors_are_typed() {
+        let dir = tempfile::tempdir().expect("succeeds");
+        let err = Tokenizer::from_dir(dir.path()).expect_err("fails");
+        assert!(matches!(&err, Error::Io { path, .. } if path.ends_with(TOKENIZER_FILE)), "{err}");
+        std::fs::write(dir.path().join(TOKENIZER_FILE), "{\"model\": 3}").expect("succeeds");
+        let err = Tokenizer::from_dir(dir.path()).expect_err("fails");
+        assert!(matches!(err, Error::Format { format: "tokenizer.json", .. }), "{err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The Rust half of `cargo xtask interop`: adapters trained here, for the Python library to load.
+//!
+//! For each fixture case it attaches a fresh adapter with the case's config (random factors, as
+//! `init_lora_weights = false`), takes two AdamW steps so the weights are really Rust-made, saves
+//! the adapter with `save_pretrained`, and writes the inputs and this crate's outputs next to it:
+//! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
+//! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peft::io::tensors::{read_safetensors, write_safetensors};
+use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification};
+use peft::models::llama::LlamaForCausalLM;
+use peft::{AdapterSites, InitLoraWeights, PeftConfig, PeftModel, get_peft_model};
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let device = Device::flex().autodiff();
+    let models = fixtures.join("models");
+
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    write_case(&fixtures, &out, "bert_seq_cls", BertForSequenceClassification::from_pretrained(models.join("bert"), &device)?, |m, ids, mask| {
+        m.forward_with_loss(ids, Some(mask), None, labels.clone())
+    })?;
+    write_case(&fixtures, &out, "roberta_seq_cls", RobertaForSequenceClassification::from_pretrained(models.join("roberta"), &device)?, |m, ids, mask| {
+        m.forward_with_loss(ids, Some(mask), None, labels.clone())
+    })?;
+    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama")] {
+        let base = LlamaForCausalLM::from_pretrained(models.join(model), &device)?;
+        write_case(&fixtures, &out, case, base, |m, ids, mask| {
+            let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
+            m.forward_with_loss(ids, Some(mask), labels)
+        })?;
+    }
+    println!("wrote Rust adapters under {}", out.display());
+    Ok(())
+}
+
+/// Attaches the case's config fresh, trains two steps, saves the adapter and the outputs.
+fn write_case<M: AdapterSites, const D: usize>(
+    fixtures: &Path,
+    out: &Path,
+    case: &str,
+    base: M,
+    forward: impl Fn(&M, Tensor<2, Int>, Tensor<2, Int>) -> (Tensor<D>, Tensor<1>),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = fixtures.join("cases").join(case);
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
+    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+
+    let PeftConfig::Lora(config) = PeftConfig::from_dir(dir.join("adapter"))?;
+    let config = config.with_inference_mode(false).with_init_lora_weights(InitLoraWeights::Random);
+    let mut model = get_peft_model(base, config)?;
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..2 {
+        let (_, loss) = forward(model.model(), ids.clone(), mask.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let target = out.join(case);
+    model.save_pretrained(target.join("adapter"))?;
+    let (output, _) = forward(&model.model().valid(), ids.clone(), mask.clone());
+    write_safetensors(
+        &target.join("outputs.safetensors"),
+        vec![
+            ("input_ids".into(), ids.into_data()),
+            ("attention_mask".into(), mask.into_data()),
+            ("adapted".into(), output.into_data()),
+        ],
+    )?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
+}
+
+/// The fixture model folder name of a case.
+fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json"))?)?;
+    Ok(meta["model"].as_str().unwrap_or_default().to_string())
+}

@@ -1,0 +1,47 @@
+"""The Python half of `cargo xtask interop`: load adapters written by the Rust crates with the
+Python PEFT library and compare outputs with what Rust computed.
+
+usage: interop.py FIXTURES_DIR RUST_OUT_DIR
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+from peft import PeftModel
+from safetensors.torch import load_file
+
+TOL = 1e-4
+
+
+def main() -> int:
+    fixtures, out = Path(sys.argv[1]), Path(sys.argv[2])
+    failures = 0
+    cases = sorted(p for p in out.iterdir() if (p / "adapter").is_dir())
+    if not cases:
+        print(f"no Rust-written adapters under {out}")
+        return 1
+    for case_dir in cases:
+        meta = json.loads((fixtures / "cases" / case_dir.name / "case.json").read_text())
+        model_cls = getattr(transformers, meta["model_class"])
+        base = model_cls.from_pretrained(fixtures / "models" / meta["model"], attn_implementation="eager")
+        model = PeftModel.from_pretrained(base, case_dir / "adapter").eval()
+        rust = load_file(case_dir / "outputs.safetensors")
+        with torch.no_grad():
+            out_py = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"])
+        got = out_py.logits if hasattr(out_py, "logits") else out_py.last_hidden_state
+        want = rust["adapted"]
+        if got.dim() == 3:  # compare real tokens only
+            keep = rust["attention_mask"].bool()
+            got, want = got[keep], want[keep]
+        diff = (got - want).abs().max().item()
+        status = "ok" if diff < TOL else "MISMATCH"
+        failures += status != "ok"
+        print(f"{case_dir.name:32s} max abs diff {diff:.2e}  {status}")
+    print(f"{len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
