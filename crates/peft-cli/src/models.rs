@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::bert::{BertForSequenceClassification, BertModel, RobertaForSequenceClassification, RobertaModel};
+use peft::models::llama::LlamaForCausalLM;
 use peft::{AdapterSites, PeftConfig, PeftModel, TaskType};
 use std::path::Path;
 
@@ -48,7 +49,8 @@ pub fn logits(args: &Args, batch: &Batch, device: &Device) -> Result<(Vec<usize>
         ("bert", false) => run(BertModel::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
         ("roberta", true) => run(RobertaForSequenceClassification::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
         ("roberta", false) => run(RobertaModel::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
-        (other, _) => bail!("model_type `{other}` is not supported by `peft logits`; supported: bert, roberta"),
+        ("llama" | "mistral" | "qwen2", _) => run(LlamaForCausalLM::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask))),
+        (other, _) => bail!("model_type `{other}` is not supported by `peft logits`; supported: llama, mistral, qwen2, bert, roberta"),
     }
 }
 

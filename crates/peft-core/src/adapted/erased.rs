@@ -175,10 +175,34 @@ pub trait ErasedModule: Send + Sync + std::fmt::Debug {
 /// Implements the plumbing methods of an adapter trait (`LinearAdapter`, ...) for a concrete
 /// `#[derive(Module)]` type. Use inside the `impl Trait for Type` block:
 ///
-/// ```ignore
-/// impl LinearAdapter for MyAdapter {
+/// ```
+/// use burn::module::{Module, Param};
+/// use burn::tensor::{Tensor, TensorData};
+/// use peft_core::{LinearAdapter, Result};
+///
+/// /// Scales a layer's output by learned per-feature factors (IA3 on outputs).
+/// #[derive(Module, Debug)]
+/// struct Scale {
+///     factors: Param<Tensor<1>>,
+/// }
+///
+/// impl LinearAdapter for Scale {
 ///     peft_core::erased_module!(LinearAdapter);
-///     // the method's own functions
+///
+///     fn adapt_output(&self, _x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+///         y * self.factors.val().unsqueeze::<3>()
+///     }
+///     fn merge(&self, w: Tensor<2>, b: Option<Tensor<1>>) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
+///         let f = self.factors.val();
+///         Ok((w * f.clone().unsqueeze::<2>(), b.map(|b| b * f)))
+///     }
+///     fn unmerge(&self, w: Tensor<2>, b: Option<Tensor<1>>) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
+///         let f = self.factors.val();
+///         Ok((w / f.clone().unsqueeze::<2>(), b.map(|b| b / f)))
+///     }
+///     fn export(&self) -> Vec<(String, TensorData)> {
+///         vec![("ia3_l".into(), self.factors.val().into_data())]
+///     }
 /// }
 /// ```
 #[macro_export]

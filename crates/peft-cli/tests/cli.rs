@@ -1,0 +1,89 @@
+//! The `peft` command as a user runs it, on the committed fixtures.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn peft(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_peft")).args(args).output().expect("the peft binary runs")
+}
+
+/// Token ids of a case as the `--input-ids` text, and the expected tensor, flattened.
+fn case(name: &str, key: &str) -> (String, Vec<usize>, Vec<f32>) {
+    let t = peft::io::tensors::read_safetensors(&fixtures().join("cases").join(name).join("expected.safetensors")).expect("case");
+    let ids: Vec<i64> = t["input_ids"].clone().try_into_vec().expect("ids");
+    let [rows, cols] = [t["input_ids"].shape()[0], t["input_ids"].shape()[1]];
+    let text = (0..rows)
+        .map(|r| ids[r * cols..(r + 1) * cols].iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+        .collect::<Vec<_>>()
+        .join(";");
+    let expected = t[key].clone();
+    (text, expected.shape().to_vec(), expected.convert::<f32>().try_into_vec().expect("f32"))
+}
+
+fn logits_json(out: &std::process::Output) -> (Vec<usize>, Vec<f32>) {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let shape = json["shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
+    let logits = json["logits"].as_array().expect("logits").iter().map(|v| v.as_f64().expect("float") as f32).collect();
+    (shape, logits)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn logits_with_a_python_adapter_match_python() {
+    let (ids, shape, expected) = case("bert_seq_cls", "adapted");
+    let model = fixtures().join("models/bert");
+    let adapter = fixtures().join("cases/bert_seq_cls/adapter");
+    // The fixture's second row ends in padding its mask hides; the command sees all ids, so
+    // only the first row is compared with Python.
+    let out = peft(&["logits", "--model", model.to_str().expect("utf-8"), "--adapter", adapter.to_str().expect("utf-8"), "--input-ids", &ids]);
+    let (got_shape, got) = logits_json(&out);
+    assert_eq!(got_shape, shape);
+    assert!(max_diff(&got[..3], &expected[..3]) < 1e-4, "{got:?} vs {expected:?}");
+    let merged = peft(&["logits", "--merge", "--model", model.to_str().expect("utf-8"), "--adapter", adapter.to_str().expect("utf-8"), "--input-ids", &ids]);
+    let (_, got_merged) = logits_json(&merged);
+    assert!(max_diff(&got_merged, &got) < 1e-4, "merging changes nothing");
+}
+
+#[test]
+fn logits_of_a_causal_lm() {
+    let (ids, shape, expected) = case("llama_qv", "adapted");
+    let first_row = ids.split(';').next().expect("a row").to_string();
+    let model = fixtures().join("models/llama");
+    let adapter = fixtures().join("cases/llama_qv/adapter");
+    let out = peft(&["logits", "--model", model.to_str().expect("utf-8"), "--adapter", adapter.to_str().expect("utf-8"), "--input-ids", &first_row]);
+    let (got_shape, got) = logits_json(&out);
+    assert_eq!(got_shape, vec![1, shape[1], shape[2]]);
+    assert!(max_diff(&got, &expected[..got.len()]) < 1e-4);
+}
+
+#[test]
+fn inspect_describes_a_python_adapter() {
+    let adapter = fixtures().join("cases/llama_qv/adapter");
+    let out = peft(&["inspect", "--json", adapter.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["method"], "LORA");
+    assert_eq!(json["task_type"], "CAUSAL_LM");
+    assert_eq!(json["ranks"], serde_json::json!([4]));
+    assert_eq!(json["targeted_modules"].as_array().expect("list").len(), 4);
+    assert_eq!(json["dtypes"], serde_json::json!(["F32"]));
+}
+
+#[test]
+fn user_errors_are_one_line_and_fail() {
+    let out = peft(&["logits", "--model", "/nonexistent", "--input-ids", "1,2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("config.json"), "{err}");
+    let out = peft(&["logits", "--model", "/nonexistent", "--input-ids", "1,x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5,6,7"), "says how to write ids");
+}
