@@ -47,7 +47,7 @@ impl SiteMut<'_> {
 /// Paths are exactly those of transformers' `named_modules()` for the same model
 /// (`model.layers.3.self_attn.q_proj`), so `target_modules` and adapter files written by the Python
 /// library address the same layers here.
-pub trait AdapterSites: Module {
+pub trait AdapterSites: Module + burn::module::ModuleDisplay {
     /// Calls `f` once per adapter site with its path, always in the same order.
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>));
 

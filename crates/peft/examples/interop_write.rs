@@ -6,13 +6,12 @@
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
 
-use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{read_safetensors, write_safetensors};
 use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification};
 use peft::models::llama::LlamaForCausalLM;
-use peft::{AdapterSites, InitLoraWeights, PeftConfig, PeftModel, get_peft_model};
+use peft::{AdapterSites, InitLoraWeights, PeftConfig, get_peft_model};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
