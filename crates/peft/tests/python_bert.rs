@@ -3,10 +3,9 @@
 mod common;
 
 use burn::module::{Flag, Module, ModuleMapper, Param};
-use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use common::cases::{TOL, check_case};
-use common::fixtures::{Case, max_abs_diff, root};
+use common::cases::{assert_loss_and_gradients, check_case};
+use common::fixtures::{Case, root};
 use peft::PeftModel;
 use peft::models::bert::{BertForSequenceClassification, BertModel, RobertaForSequenceClassification};
 
@@ -44,14 +43,7 @@ fn bert_gradients_match_python() {
     let ids = case.ints("input_ids", &device);
     let mask = case.ints("attention_mask", &device);
     let (_, loss) = model.model().forward_with_loss(ids, Some(mask), None, labels);
-    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "loss");
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let mut compared = 0;
-    for (key, grad) in model.adapter_gradients(&grads, "default").expect("grads") {
-        let expected = &case.expected[&format!("grad.base_model.model.{key}")];
-        assert!(max_abs_diff(grad, expected) < TOL, "{key}");
-        compared += 1;
-    }
+    let compared = assert_loss_and_gradients(&case, &model, loss);
     assert_eq!(compared, 10, "LoRA factors and the classifier copy");
 }
 

@@ -2,10 +2,9 @@
 
 mod common;
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor};
-use common::cases::{TOL, assert_close, check_case};
-use common::fixtures::{Case, max_abs_diff, root};
+use common::cases::{assert_close, assert_loss_and_gradients, check_case};
+use common::fixtures::{Case, root};
 use peft::models::llama::LlamaForCausalLM;
 use peft::{BASE_ONLY, Combination, PeftModel};
 
@@ -123,13 +122,6 @@ fn llama_gradients_match_python() {
     // Labels are the inputs, ignored (-100) on padding, as the fixture computed them.
     let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
     let (_, loss) = model.model().forward_with_loss(ids, Some(mask), labels);
-    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "loss");
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let mut compared = 0;
-    for (key, grad) in model.adapter_gradients(&grads, "default").expect("grads") {
-        let expected = &case.expected[&format!("grad.base_model.model.{key}")];
-        assert!(max_abs_diff(grad, expected) < TOL, "{key}");
-        compared += 1;
-    }
+    let compared = assert_loss_and_gradients(&case, &model, loss);
     assert_eq!(compared, 8, "A and B of q_proj and v_proj in two layers");
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use burn::optim::GradientsParams;
+use common::cases::assert_loss_and_gradients;
+
 use common::fixtures::{Case, max_abs_diff, root};
 use common::toy::Toy;
 use peft::PeftModel;
@@ -41,18 +42,6 @@ fn toy_gradients_match_python() {
     // A loaded adapter starts frozen, as in Python; train it as the fixture did.
     model.set_trainable("default", true).expect("default");
     let loss = model.model().forward(ids).powi_scalar(2).mean();
-    let expected_loss: Vec<f32> = case.expected["loss"].clone().convert::<f32>().try_into_vec().expect("loss");
-    let got: Vec<f32> = loss.clone().into_data().convert::<f32>().try_into_vec().expect("loss");
-    assert!((got[0] - expected_loss[0]).abs() < TOL, "loss {got:?} vs {expected_loss:?}");
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let by_key = model.adapter_gradients(&grads, "default").expect("grads");
-    let mut compared = 0;
-    for (key, grad) in by_key {
-        let name = format!("grad.base_model.model.{key}");
-        if let Some(expected) = case.expected.get(&name) {
-            assert!(max_abs_diff(grad, expected) < TOL, "{name}");
-            compared += 1;
-        }
-    }
-    assert!(compared >= 10, "every LoRA factor compared, got {compared}");
+    let compared = assert_loss_and_gradients(&case, &model, loss);
+    assert_eq!(compared, 10, "A and B at five sites");
 }

@@ -94,3 +94,17 @@ where
     let merged = peft.merge_and_unload().expect("merges");
     assert_close(&case, "merged", run(&merged), "merged");
 }
+
+/// Asserts the loss and the gradient of every parameter of adapter `default` equal the case's
+/// `loss` and `grad.<file key>` tensors; returns how many gradients were compared.
+pub fn assert_loss_and_gradients<M: AdapterSites>(case: &Case, model: &PeftModel<M>, loss: Tensor<1>) -> usize {
+    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "loss");
+    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), model);
+    let mut compared = 0;
+    for (key, grad) in model.adapter_gradients(&grads, "default").expect("grads") {
+        let expected = &case.expected[&format!("grad.base_model.model.{key}")];
+        assert!(max_abs_diff(grad, expected) < TOL, "{key}");
+        compared += 1;
+    }
+    compared
+}
