@@ -246,3 +246,22 @@ fn available_bytes() -> Result<u64> {
         .with_context(|| format!("cannot read `{line}`"))?;
     Ok(kb * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The large-model benchmark relies on `LlamaForCausalLM::new` allocating no weights.
+    #[test]
+    fn the_llama_builds_lazily() {
+        let probe = probe_lazy(&Device::flex()).expect("probes");
+        assert!(probe.lazy, "{probe:?}");
+    }
+
+    #[test]
+    fn parameter_counts_match_llama_70b() {
+        let (outside, per_layer) = parameter_counts(&llama_70b(80));
+        // 70.55B without norms: the embedding and head, 80 layers of projections.
+        assert_eq!(outside + 80 * per_layer, 70_553_706_496 - (2 * 80 + 1) * 8192);
+    }
+}

@@ -1,15 +1,4 @@
-//! # peft-bench
-//!
-//! The benchmark suite of the workspace: `cargo xtask bench [--quick]` runs this crate's binary
-//! (`peft-bench RESULTS_DIR`), then the same workloads in the Python reference, and writes one
-//! side-by-side table to `bench/results/TABLE.md`. `cargo bench -p peft-bench` runs the criterion
-//! version of the training step on the small (`--quick`) model.
-//!
-//! What is measured, on the CPU `flex` backend with 2 threads:
-//! - a training step on a Llama-shaped model three ways: the frozen base (the floor: activation
-//!   gradients through every layer), peft's LoRA on all linear layers, and Burn's own
-//!   `Module::apply_lora` on the same weights ([`workload`]);
-//! - attaching LoRA to every linear layer of a lazily built 80-layer, 8192-wide Llama ([`attach`]).
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod attach;

@@ -289,3 +289,35 @@ impl ModuleVisitor for Count {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The comparison is only fair if both LoRA variants train the same parameters: Burn's
+    /// `apply_lora` on exactly peft's sites, with the same rank.
+    #[test]
+    fn both_lora_variants_train_the_same_parameters_and_step() {
+        let device = Device::flex().autodiff();
+        let w = Workload { num_hidden_layers: 1, ..Workload::quick() };
+        let mut counts = Vec::new();
+        for variant in Variant::ALL {
+            let mut trainer = Trainer::new(variant, &w, &device).expect("builds");
+            trainer.materialize();
+            let loss = trainer.step().expect("steps");
+            assert!(loss.is_finite(), "{}: loss {loss}", variant.name());
+            counts.push(trainer.parameters().0);
+        }
+        assert_eq!(counts[0], 0, "the frozen base trains nothing");
+        assert!(counts[1] > 0);
+        assert_eq!(counts[1], counts[2], "peft and apply_lora train as many parameters");
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        for v in Variant::ALL {
+            assert_eq!(Variant::from_name(v.name()).ok(), Some(v));
+        }
+        assert!(Variant::from_name("full").is_err());
+    }
+}

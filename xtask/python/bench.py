@@ -238,7 +238,11 @@ def cpu_model():
 
 def child(args, w):
     cmd = [sys.executable, __file__, *args, "--workload", json.dumps(w)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(THREADS)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    # OpenMP threads that spin while waiting lose their core to any other process on a shared
+    # machine, and a step then takes 10-100x longer; passive waiting costs little when idle.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"`bench.py {' '.join(args)}` failed with exit status {proc.returncode}")
@@ -317,7 +321,8 @@ def table(rust, python, quick):
                  f" {(rust or {}).get('loadavg_end', '?')}, Python {python.get('loadavg_start', '?')} →"
                  f" {python.get('loadavg_end', '?')} (the machine is shared with other work)")
     lines.append(f"- Rust: Burn 0.22.1, `flex` CPU backend + autodiff, release build; Python"
-                 f" {platform.python_version()}, torch {torch.__version__} (CPU), transformers"
+                 f" {platform.python_version()}, torch {torch.__version__} (CPU,"
+                 f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}), transformers"
                  f" {transformers.__version__}, peft {peft.__version__}")
     lines.append(
         f"- Workload: Llama, hidden {w['hidden_size']}, intermediate {w['intermediate_size']},"
