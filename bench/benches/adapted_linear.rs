@@ -1,12 +1,10 @@
 //! One linear layer, forward and backward, where a training step spends its time: the frozen base
-//! alone, peft's LoRA (with and without dropout), Burn's `apply_lora`, and a hand-written LoRA that
-//! scales the rank-`r` intermediate instead of the full-width delta (a candidate for peft-lora).
+//! alone, peft's LoRA (with and without dropout) and Burn's `apply_lora`.
 //!
 //! `cargo bench -p peft-bench --bench adapted_linear`. The input requires grad, as inside a model,
 //! so every variant pays the activation gradient; the clock stops after the gradients are read.
 
 use burn::module::{Lora, Module, ParamGroup};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use peft::core::{AdaptedLinear, AdapterSites, SiteMut};
@@ -59,8 +57,6 @@ fn adapted_linear(c: &mut Criterion) {
     let peft_dropout = lora(0.05);
     let group = ParamGroup::from_regex(r"base_layer\.weight$").unwrap_or_else(|e| panic!("{e:?}"));
     let applied = base.clone().apply_lora(Lora::new(RANK, 32.0).set_param_group(group));
-    let a = Tensor::<2>::random([d_in, RANK], Distribution::Normal(0.0, 0.05), &device).require_grad();
-    let b = Tensor::<2>::random([RANK, d_out], Distribution::Normal(0.0, 0.05), &device).require_grad();
 
     // Forward, backward to `x` (and the adapter), then read one gradient element to wait for it.
     let run = |forward: &dyn Fn(Tensor<3>) -> Tensor<3>| {
@@ -80,17 +76,6 @@ fn adapted_linear(c: &mut Criterion) {
     });
     group.bench_function("burn_apply_lora", |bench| {
         bench.iter_custom(|n| timed(n, || run(&|x| applied.proj.forward(x))))
-    });
-    group.bench_function("lora_scaled_at_rank", |bench| {
-        bench.iter_custom(|n| {
-            timed(n, || {
-                run(&|x| {
-                    let y = base.proj.base_layer.forward(x.clone());
-                    // The scaling on the [tokens, r] intermediate, not the [tokens, d_out] delta.
-                    y + linear(linear(x, a.clone(), None).mul_scalar(2.0), b.clone(), None)
-                })
-            })
-        })
     });
     group.finish();
 }
