@@ -30,7 +30,64 @@ pub enum SiteKind {
     Conv2d,
 }
 
+/// Runs `$body` with `$s` bound to the site's layer, whatever its kind.
+macro_rules! on_site {
+    ($site:expr, $s:ident => $body:expr) => {
+        match $site {
+            SiteMut::Linear($s) => $body,
+            SiteMut::Embedding($s) => $body,
+            SiteMut::Conv1d($s) => $body,
+            SiteMut::Conv2d($s) => $body,
+        }
+    };
+}
+
 impl SiteMut<'_> {
+    /// Whether the site holds adapter `name`.
+    pub fn holds(&self, name: &str) -> bool {
+        on_site!(self, s => s.adapters.get(name).is_some())
+    }
+
+    /// Adapter `name`'s tensors in the Python library's layouts, keyed by suffix, if the site holds it.
+    pub fn export(&self, name: &str) -> Option<Vec<(String, burn::tensor::TensorData)>> {
+        on_site!(self, s => s.adapters.get(name).map(|a| a.export()))
+    }
+
+    /// Names of the adapters merged into the site's base weight, in merge order.
+    pub fn merged(&self) -> Vec<String> {
+        on_site!(self, s => s.adapters.merged().to_vec())
+    }
+
+    /// Folds adapter `name` into the site's base weight.
+    pub fn merge_adapter(&mut self, name: &str) -> crate::Result<()> {
+        on_site!(self, s => s.merge_adapter(name))
+    }
+
+    /// Takes merged adapter `name` back out of the site's base weight.
+    pub fn unmerge_adapter(&mut self, name: &str) -> crate::Result<()> {
+        on_site!(self, s => s.unmerge_adapter(name))
+    }
+
+    /// Sets the active adapters (names the site lacks are skipped).
+    pub fn set_active(&mut self, names: &[String]) {
+        on_site!(self, s => s.adapters.set_active(names))
+    }
+
+    /// Turns the site's adapters off or back on.
+    pub fn set_disabled(&mut self, disabled: bool) {
+        on_site!(self, s => s.adapters.set_disabled(disabled))
+    }
+
+    /// Sets (or clears) the per-row adapter names of a mixed batch.
+    pub fn set_rows(&mut self, rows: Option<&[String]>) {
+        on_site!(self, s => s.adapters.set_rows(rows))
+    }
+
+    /// Removes adapter `name` from the site; whether it was there.
+    pub fn remove_adapter(&mut self, name: &str) -> bool {
+        on_site!(self, s => s.adapters.remove(name).is_some())
+    }
+
     /// The kind of this site.
     pub fn kind(&self) -> SiteKind {
         match self {

@@ -4,7 +4,7 @@
 //! layouts). Extra adapters live in subfolders named after them.
 
 use burn::tensor::TensorData;
-use peft_core::{AdapterSites, CONFIG_FILE, Error, PeftConfig, Result, SiteMut};
+use peft_core::{AdapterSites, CONFIG_FILE, Error, PeftConfig, Result};
 use std::path::{Path, PathBuf};
 
 use crate::tensors::{TensorMap, read_safetensors, write_atomic, write_safetensors};
@@ -70,12 +70,7 @@ pub fn write_adapter_folder(dir: &Path, config: &PeftConfig, tensors: Vec<(Strin
 pub fn site_tensors<M: AdapterSites>(model: &M, name: &str) -> Vec<(String, TensorData)> {
     let mut out = Vec::new();
     model.visit_sites(&mut |path, site| {
-        let exported = match site {
-            SiteMut::Linear(s) => s.adapters.get(name).map(|a| a.export()),
-            SiteMut::Embedding(s) => s.adapters.get(name).map(|a| a.export()),
-            SiteMut::Conv1d(s) => s.adapters.get(name).map(|a| a.export()),
-            SiteMut::Conv2d(s) => s.adapters.get(name).map(|a| a.export()),
-        };
+        let exported = site.export(name);
         for (suffix, data) in exported.unwrap_or_default() {
             out.push((format!("{path}.{suffix}"), data));
         }

@@ -130,11 +130,11 @@ fn plan_site(
     let r = config.rank_for(path);
     let scaling = config.scaling_for(path);
     let dropout = config.lora_dropout;
+    if site.holds(name) {
+        return Err(taken(name));
+    }
     match site {
         SiteMut::Linear(site) => {
-            if site.adapters.get(name).is_some() {
-                return Err(taken(name));
-            }
             let [d_in, d_out] = site.dims();
             let device = site.base_layer.weight.lazy_device();
             let adapter = match tensors {
@@ -150,9 +150,6 @@ fn plan_site(
             Ok((Planned::Linear(Box::new(adapter)), Vec::new()))
         }
         SiteMut::Embedding(site) => {
-            if site.adapters.get(name).is_some() {
-                return Err(taken(name));
-            }
             let [n, d] = site.dims();
             let device = site.base_layer.weight.lazy_device();
             let adapter = match tensors {
@@ -175,9 +172,6 @@ fn plan_site(
             Ok((Planned::Embedding(Box::new(adapter)), Vec::new()))
         }
         SiteMut::Conv1d(site) => {
-            if site.adapters.get(name).is_some() {
-                return Err(taken(name));
-            }
             let base = &site.base_layer;
             let [c_out, c_in, k] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();
@@ -194,9 +188,6 @@ fn plan_site(
             Ok((Planned::Conv1d(Box::new(adapter)), keys))
         }
         SiteMut::Conv2d(site) => {
-            if site.adapters.get(name).is_some() {
-                return Err(taken(name));
-            }
             let base = &site.base_layer;
             let [c_out, c_in, kh, kw] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();

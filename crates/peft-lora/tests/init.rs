@@ -1,7 +1,7 @@
 //! LoRA factors start as the Python library starts them.
 
 use burn::tensor::{Device, Tensor};
-use peft_core::{AdaptedLinear, AdapterSites, InitLoraWeights, LinearAdapter, LoraConfig, SiteMut};
+use peft_core::{AdaptedLinear, AdapterSites, InitLoraWeights, LoraConfig, SiteMut};
 use peft_lora::{LoraLinear, inject};
 
 #[derive(burn::module::Module, Debug)]

@@ -33,13 +33,7 @@ impl<M: AdapterSites> PeftModel<M> {
     fn site_paths_with(&self, name: &str) -> Vec<String> {
         let mut out = Vec::new();
         self.base_model.visit_sites(&mut |path, site| {
-            let has = match site {
-                peft_core::SiteMut::Linear(s) => s.adapters.get(name).is_some(),
-                peft_core::SiteMut::Embedding(s) => s.adapters.get(name).is_some(),
-                peft_core::SiteMut::Conv1d(s) => s.adapters.get(name).is_some(),
-                peft_core::SiteMut::Conv2d(s) => s.adapters.get(name).is_some(),
-            };
-            if has {
+            if site.holds(name) {
                 out.push(path.to_string());
             }
         });

@@ -1,6 +1,6 @@
 //! Merging adapters into the base weights, unmerging them, and unloading.
 
-use peft_core::{AdapterSites, Error, Result, SiteMut};
+use peft_core::{AdapterSites, Error, Result};
 
 use crate::model::{PeftModel, remove_everywhere};
 
@@ -12,17 +12,13 @@ impl<M: AdapterSites> PeftModel<M> {
             self.entry(name)?;
         }
         let mut error = None;
-        self.base_model.visit_sites_mut(&mut |_, site| {
+        self.base_model.visit_sites_mut(&mut |_, mut site| {
             if error.is_some() {
                 return;
             }
             // Only the adapters this site holds: an adapter need not target every site.
-            let result = match site {
-                SiteMut::Linear(s) => present(names, |n| s.adapters.get(n).is_some()).try_for_each(|n| s.merge_adapter(n)),
-                SiteMut::Embedding(s) => present(names, |n| s.adapters.get(n).is_some()).try_for_each(|n| s.merge_adapter(n)),
-                SiteMut::Conv1d(s) => present(names, |n| s.adapters.get(n).is_some()).try_for_each(|n| s.merge_adapter(n)),
-                SiteMut::Conv2d(s) => present(names, |n| s.adapters.get(n).is_some()).try_for_each(|n| s.merge_adapter(n)),
-            };
+            let held: Vec<&str> = names.iter().copied().filter(|n| site.holds(n)).collect();
+            let result = held.iter().try_for_each(|n| site.merge_adapter(n));
             if let Err(e) = result {
                 error = Some(e);
             }
@@ -39,13 +35,9 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Takes every merged adapter back out of the base weights, last merged first.
     pub fn unmerge_adapters(&mut self) -> Result<()> {
         let mut error = None;
-        self.base_model.visit_sites_mut(&mut |_, site| {
-            let result = match site {
-                SiteMut::Linear(s) => unmerge_all(s.adapters.merged().to_vec(), |n| s.unmerge_adapter(n)),
-                SiteMut::Embedding(s) => unmerge_all(s.adapters.merged().to_vec(), |n| s.unmerge_adapter(n)),
-                SiteMut::Conv1d(s) => unmerge_all(s.adapters.merged().to_vec(), |n| s.unmerge_adapter(n)),
-                SiteMut::Conv2d(s) => unmerge_all(s.adapters.merged().to_vec(), |n| s.unmerge_adapter(n)),
-            };
+        self.base_model.visit_sites_mut(&mut |_, mut site| {
+            // Last merged first, so each unmerge sees the weight its merge produced.
+            let result = site.merged().iter().rev().try_for_each(|n| site.unmerge_adapter(n));
             if let Err(e) = result {
                 error.get_or_insert(e);
             }
@@ -65,13 +57,4 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         Ok(self.base_model)
     }
-}
-
-fn unmerge_all(merged: Vec<String>, mut unmerge: impl FnMut(&str) -> Result<()>) -> Result<()> {
-    merged.iter().rev().try_for_each(|n| unmerge(n))
-}
-
-/// The names among `names` a site holds, collected first so the site can then be borrowed mutably.
-fn present<'a>(names: &[&'a str], holds: impl Fn(&str) -> bool) -> std::vec::IntoIter<&'a str> {
-    names.iter().copied().filter(|n| holds(n)).collect::<Vec<_>>().into_iter()
 }

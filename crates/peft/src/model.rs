@@ -3,7 +3,7 @@
 use burn::module::Module;
 use indexmap::IndexMap;
 use peft_core::adapted::check_name;
-use peft_core::{AdapterSites, Error, PeftConfig, Result, SiteMut, BASE_ONLY};
+use peft_core::{AdapterSites, BASE_ONLY, Error, PeftConfig, Result};
 
 use crate::methods::{Injection, inject_method};
 use crate::saved::attach_modules_to_save;
@@ -109,7 +109,7 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         self.registry.active = names.clone();
-        for_each_set(&mut self.base_model, &mut |set| set.set_active(&names));
+        self.base_model.visit_sites_mut(&mut |_, mut site| site.set_active(&names));
         self.refresh_trainable();
         Ok(())
     }
@@ -160,7 +160,7 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Turns every adapter off (the base model alone) or back on.
     pub fn set_adapters_disabled(&mut self, disabled: bool) {
         self.registry.disabled = disabled;
-        for_each_set(&mut self.base_model, &mut |set| set.set_disabled(disabled));
+        self.base_model.visit_sites_mut(&mut |_, mut site| site.set_disabled(disabled));
     }
 
     /// Runs `f` with the adapters turned off, as the Python library's `disable_adapter()` context.
@@ -186,7 +186,7 @@ impl<M: AdapterSites> PeftModel<M> {
                 Some(names.iter().map(|n| n.to_string()).collect())
             }
         };
-        for_each_set(&mut self.base_model, &mut |set| set.set_rows(rows.as_deref()));
+        self.base_model.visit_sites_mut(&mut |_, mut site| site.set_rows(rows.as_deref()));
         Ok(())
     }
 
@@ -247,39 +247,8 @@ fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
     })
 }
 
-/// Calls `f` on the adapter set of every site, whatever its kind.
-pub(crate) fn for_each_set<M: AdapterSites>(model: &mut M, f: &mut dyn FnMut(&mut dyn SetControl)) {
-    model.visit_sites_mut(&mut |_, site| match site {
-        SiteMut::Linear(s) => f(&mut s.adapters),
-        SiteMut::Embedding(s) => f(&mut s.adapters),
-        SiteMut::Conv1d(s) => f(&mut s.adapters),
-        SiteMut::Conv2d(s) => f(&mut s.adapters),
-    });
-}
-
-/// The operations on an adapter set that do not depend on the adapter kind.
-pub(crate) trait SetControl {
-    fn set_active(&mut self, names: &[String]);
-    fn set_disabled(&mut self, disabled: bool);
-    fn set_rows(&mut self, rows: Option<&[String]>);
-    fn remove_adapter(&mut self, name: &str);
-}
-
-impl<T: ?Sized + peft_core::adapted::ErasedModule> SetControl for peft_core::AdapterSet<T> {
-    fn set_active(&mut self, names: &[String]) {
-        peft_core::AdapterSet::set_active(self, names);
-    }
-    fn set_disabled(&mut self, disabled: bool) {
-        peft_core::AdapterSet::set_disabled(self, disabled);
-    }
-    fn set_rows(&mut self, rows: Option<&[String]>) {
-        peft_core::AdapterSet::set_rows(self, rows);
-    }
-    fn remove_adapter(&mut self, name: &str) {
-        let _ = self.remove(name);
-    }
-}
-
 pub(crate) fn remove_everywhere<M: AdapterSites>(model: &mut M, name: &str) {
-    for_each_set(model, &mut |set| set.remove_adapter(name));
+    model.visit_sites_mut(&mut |_, mut site| {
+        site.remove_adapter(name);
+    });
 }
