@@ -113,6 +113,12 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
         Vec::new()
     }
 
+    /// The modules LoRA targets when a config leaves `target_modules` unset: the Python library's
+    /// per-architecture defaults (`["q_proj", "v_proj"]` for Llama). Empty: no default.
+    fn default_target_modules(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Module names trained in full by default for a task (`classifier`/`score` for SEQ_CLS).
     fn default_modules_to_save(&self, task: crate::TaskType) -> Vec<String> {
         match task {

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod bert;
+pub mod cache;
 pub mod generation;
 pub mod layers;
 pub mod llama;

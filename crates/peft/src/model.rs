@@ -68,6 +68,7 @@ impl<M: AdapterSites> PeftModel<M> {
             return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });
         }
         complete_modules_to_save(&mut config, &self.base_model);
+        complete_target_modules(&mut config, &self.base_model)?;
         let Injection { targeted, mut consumed } = inject_method(&mut self.base_model, &config, name, tensors)?;
         let to_save = config.modules_to_save();
         let saved = match attach_modules_to_save(&mut self.base_model, &to_save, name, tensors) {
@@ -234,6 +235,24 @@ fn complete_modules_to_save<M: AdapterSites>(config: &mut PeftConfig, model: &M)
     }
 }
 
+/// Fills an unset `target_modules` with the architecture's defaults, as the Python library does
+/// (the saved `adapter_config.json` then lists them).
+fn complete_target_modules<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
+    let PeftConfig::Lora(lora) = config;
+    if !lora.target_modules.is_none() {
+        return Ok(());
+    }
+    let defaults = model.default_target_modules();
+    if defaults.is_empty() {
+        return Err(Error::config(
+            "target_modules",
+            "null (this architecture has no default)",
+            "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
+        ));
+    }
+    lora.target_modules = peft_core::TargetModules::Names(defaults);
+    Ok(())
+}
 
 fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
     let left: Vec<String> = tensors.keys().filter(|k| !consumed.contains(k)).take(8).cloned().collect();

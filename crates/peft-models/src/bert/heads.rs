@@ -121,6 +121,10 @@ impl AdapterSites for BertForSequenceClassification {
         f("classifier", SiteMut::Linear(&mut self.classifier));
     }
 
+    fn default_target_modules(&self) -> Vec<String> {
+        vec!["query", "value"].into_iter().map(String::from).collect()
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
     }
@@ -233,6 +237,10 @@ impl AdapterSites for RobertaForSequenceClassification {
         self.roberta.visit_sites_prefixed("roberta.", f);
         f("classifier.dense", SiteMut::Linear(&mut self.classifier.dense));
         f("classifier.out_proj", SiteMut::Linear(&mut self.classifier.out_proj));
+    }
+
+    fn default_target_modules(&self) -> Vec<String> {
+        vec!["query", "value"].into_iter().map(String::from).collect()
     }
 
     fn output_head_paths(&self) -> Vec<String> {

@@ -171,4 +171,8 @@ impl AdapterSites for BertModel {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.visit_sites_prefixed("", f);
     }
+
+    fn default_target_modules(&self) -> Vec<String> {
+        vec!["query".into(), "value".into()]
+    }
 }

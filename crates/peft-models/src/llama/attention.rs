@@ -5,7 +5,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::AdaptedLinear;
 
-use super::cache::KvCache;
+use crate::cache::KvCache;
 use super::config::LlamaConfig;
 use crate::layers::RotaryEmbedding;
 

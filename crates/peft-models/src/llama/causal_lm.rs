@@ -6,7 +6,7 @@ use peft_core::{AdaptedLinear, AdapterSites, Result, SiteMut};
 use peft_io::weights::{LoadOptions, load_from_dir};
 use std::path::Path;
 
-use super::cache::KvCache;
+use crate::cache::KvCache;
 use super::config::LlamaConfig;
 use super::model::LlamaModel;
 use crate::generation::{CausalLm, greedy};
@@ -181,6 +181,10 @@ impl AdapterSites for LlamaForCausalLM {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.model.visit_sites_prefixed("model.", f);
         f("lm_head", SiteMut::Linear(&mut self.lm_head));
+    }
+
+    fn default_target_modules(&self) -> Vec<String> {
+        vec!["q_proj", "v_proj"].into_iter().map(String::from).collect()
     }
 
     fn output_head_paths(&self) -> Vec<String> {

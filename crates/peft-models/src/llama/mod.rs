@@ -24,13 +24,12 @@
 //! ```
 
 mod attention;
-mod cache;
 mod causal_lm;
 mod config;
 mod model;
 
 pub use attention::LlamaAttention;
-pub use cache::{KvCache, LayerKv};
+pub use crate::cache::{KvCache, LayerKv};
 pub use causal_lm::LlamaForCausalLM;
 pub use config::{LlamaConfig, SUPPORTED_MODEL_TYPES, TokenIds};
 pub use model::{LlamaDecoderLayer, LlamaMlp, LlamaModel};

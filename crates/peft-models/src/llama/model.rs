@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor};
 use peft_core::{AdaptedEmbedding, AdaptedLinear, SiteMut};
 
 use super::attention::{LlamaAttention, attention_bias};
-use super::cache::KvCache;
+use crate::cache::KvCache;
 use super::config::LlamaConfig;
 use crate::layers::{RmsNorm, RotaryEmbedding};
 

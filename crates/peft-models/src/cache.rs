@@ -1,4 +1,4 @@
-//! Keys and values of the tokens already seen, for generation and for prefix tuning.
+//! Keys and values of the tokens already seen, shared by every decoder: generation and prefix tuning.
 
 use burn::tensor::{Int, Tensor};
 
@@ -82,5 +82,16 @@ impl KvCache {
     pub(crate) fn advance(&mut self, len: usize, full_mask: Option<Tensor<2, Int>>) {
         self.seen += len;
         self.mask = full_mask;
+    }
+}
+
+impl crate::generation::SelectRows for KvCache {
+    fn select_rows(self, rows: Tensor<1, Int>) -> Self {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| l.map(|l| LayerKv { key: l.key.select(0, rows.clone()), value: l.value.select(0, rows.clone()) }))
+            .collect();
+        KvCache { layers, mask: self.mask.map(|m| m.select(0, rows)), seen: self.seen }
     }
 }
