@@ -1,8 +1,12 @@
 //! The `peft` command.
 
 mod commands;
+mod data;
 mod input;
 mod models;
+mod plot;
+mod rng;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,8 +23,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// LoRA on the pretrained MiniLM-L6 encoder for 3-way tweet sentiment, start to finish.
+    Demo(commands::demo::Args),
     /// Describe an adapter folder: method, base model, targeted modules, ranks, size, dtype.
     Inspect(commands::inspect::Args),
+    /// Fine-tune a model folder on a CSV / JSON Lines file and save the adapter.
+    Train(commands::train::Args),
     /// Run a model (with adapters) on token ids and print its head's output as JSON.
     Logits(commands::logits::Args),
 }
@@ -28,8 +36,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Logits(args) => commands::logits::run(args),
+        Command::Train(args) => commands::train::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

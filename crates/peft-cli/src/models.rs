@@ -11,12 +11,14 @@ use crate::commands::logits::Args;
 use crate::input::Batch;
 
 /// What `config.json` says about the architecture.
-struct ModelKind {
-    model_type: String,
-    architectures: Vec<String>,
+pub struct ModelKind {
+    /// `model_type`.
+    pub model_type: String,
+    /// `architectures`.
+    pub architectures: Vec<String>,
 }
 
-fn model_kind(dir: &Path) -> Result<ModelKind> {
+pub fn model_kind(dir: &Path) -> Result<ModelKind> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (pass a model folder)", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;

@@ -65,8 +65,14 @@ impl BertForSequenceClassification {
     /// classifier weights is accepted and the classifier keeps its fresh initialisation.
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = BertConfig::from_file(dir)?;
-        super::load::load_head(Self::new(&config, device), dir, &config, new_head)
+        Self::from_pretrained_with_config(dir, BertConfig::from_file(dir)?, device, new_head)
+    }
+
+    /// Like [`BertForSequenceClassification::from_pretrained_with`] with a config given in code, e.g. the folder's
+    /// `config.json` with another `num_labels` for a fresh head.
+    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: BertConfig, device: &Device, new_head: bool) -> Result<Self> {
+        config.validate()?;
+        super::load::load_head(Self::new(&config, device), dir.as_ref(), &config, new_head)
     }
 
     /// Class logits.
@@ -191,8 +197,14 @@ impl RobertaForSequenceClassification {
     /// without head weights is accepted and the head keeps its fresh initialisation.
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = BertConfig::from_file(dir)?;
-        super::load::load_head(Self::new(&config, device), dir, &config, new_head)
+        Self::from_pretrained_with_config(dir, BertConfig::from_file(dir)?, device, new_head)
+    }
+
+    /// Like [`RobertaForSequenceClassification::from_pretrained_with`] with a config given in code, e.g. the folder's
+    /// `config.json` with another `num_labels` for a fresh head.
+    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: BertConfig, device: &Device, new_head: bool) -> Result<Self> {
+        config.validate()?;
+        super::load::load_head(Self::new(&config, device), dir.as_ref(), &config, new_head)
     }
 
     /// Class logits.

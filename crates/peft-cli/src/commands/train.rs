@@ -1,0 +1,263 @@
+//! `peft train`: fine-tune a model folder on a CSV / JSON Lines file with a PEFT method.
+//!
+//! Classification models (`*ForSequenceClassification`, BERT/RoBERTa encoders) learn `text` →
+//! `label`; causal LMs learn `text`, or `completion` after `prompt`. A held-out share of the rows
+//! measures the result (accuracy, or mean loss), the adapter and `loss.png` go to `--output`.
+
+use anyhow::{Context, Result, bail};
+use peft::burn::module::Module;
+use peft::models::bert::{BertConfig, BertForSequenceClassification, RobertaForSequenceClassification};
+use peft::models::llama::LlamaForCausalLM;
+use peft::models::tokenizer::Tokenizer;
+use peft::{PeftConfig, TaskType, get_peft_model};
+use std::path::{Path, PathBuf};
+
+use crate::data::{Row, column, label_ids, read_rows};
+use crate::rng::Rng;
+use crate::train::batch::truncate_keep_last;
+use crate::train::{TrainOptions, causal, classify};
+
+/// The methods `peft train` can fit.
+const METHODS: &[&str] = &["lora"];
+
+/// Arguments of `peft train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Training data: .csv with a header row, or .jsonl with one object per line.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The PEFT method.
+    #[arg(long, default_value = "lora")]
+    pub method: String,
+    /// A method config (adapter_config.json fields); flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Any config field as `key=value` (value in JSON, or a bare string): `--set use_rslora=true`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// LoRA rank.
+    #[arg(long)]
+    pub r: Option<usize>,
+    /// LoRA alpha.
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA dropout.
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// Modules to adapt, comma-separated, or `all-linear` (default: the architecture's).
+    #[arg(long)]
+    pub target_modules: Option<String>,
+    /// Where the adapter and loss.png go.
+    #[arg(long, default_value = "peft-adapter")]
+    pub output: PathBuf,
+    /// The tokenizer file (default: MODEL/tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// The text column.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// The class column (classification).
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Tokens per example at most.
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Share of the rows held out for evaluation.
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    /// Seed of the split and the data order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// What the model folder is trained as.
+enum Family {
+    Classifier { roberta: bool },
+    CausalLm,
+}
+
+/// Runs `peft train`.
+pub fn run(args: Args) -> Result<()> {
+    if !METHODS.contains(&args.method.to_ascii_lowercase().as_str()) {
+        bail!("unknown method `{}`; `peft train` supports: {}", args.method, METHODS.join(", "));
+    }
+    let family = family(&args.model)?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::from_dir(&args.model)?,
+    };
+    let mut rows = read_rows(&args.data)?;
+    if rows.len() < 2 {
+        bail!("{}: {} rows; at least 2 are needed (one to train on, one held out)", args.data.display(), rows.len());
+    }
+    Rng::new(args.seed).shuffle(&mut rows);
+    let held_out = ((rows.len() as f64 * args.eval_fraction).round() as usize).clamp(1, rows.len() - 1);
+    let (eval_rows, train_rows) = rows.split_at(held_out);
+    let options = TrainOptions { steps: args.steps, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.01, seed: args.seed };
+    let device = peft::device::device(&args.device)?.autodiff();
+    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    let losses = match family {
+        Family::Classifier { roberta } => train_classifier(&args, roberta, &tokenizer, train_rows, eval_rows, &options, &device)?,
+        Family::CausalLm => train_causal(&args, &tokenizer, train_rows, eval_rows, &options, &device)?,
+    };
+    let plot = args.output.join("loss.png");
+    crate::plot::write_loss_curve(&losses, &plot)?;
+    println!("saved the adapter and {} to {}", plot.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), args.output.display());
+    Ok(())
+}
+
+fn family(model: &Path) -> Result<Family> {
+    let kind = crate::models::model_kind(model)?;
+    Ok(match kind.model_type.as_str() {
+        "bert" => Family::Classifier { roberta: false },
+        "roberta" => Family::Classifier { roberta: true },
+        "llama" | "mistral" | "qwen2" => Family::CausalLm,
+        other => bail!("`peft train` does not train model_type `{other}` yet; supported: bert, roberta (classification), llama, mistral, qwen2 (causal LM)"),
+    })
+}
+
+/// The method config: defaults for the task, then `--config`, then the flags.
+fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
+    let mut json = serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 });
+    let task_json = serde_json::to_value(task)?;
+    json["task_type"] = task_json;
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?;
+        let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let Some(object) = file.as_object() else { bail!("{} must hold a JSON object", path.display()) };
+        for (k, v) in object {
+            json[k] = v.clone();
+        }
+    }
+    if let Some(r) = args.r {
+        json["r"] = r.into();
+    }
+    if let Some(alpha) = args.lora_alpha {
+        json["lora_alpha"] = alpha.into();
+    }
+    if let Some(p) = args.lora_dropout {
+        json["lora_dropout"] = p.into();
+    }
+    if let Some(targets) = &args.target_modules {
+        json["target_modules"] = if targets == "all-linear" {
+            targets.as_str().into()
+        } else {
+            targets.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>().into()
+        };
+    }
+    for pair in &args.set {
+        let Some((key, value)) = pair.split_once('=') else { bail!("--set `{pair}`: write KEY=VALUE, e.g. --set use_rslora=true") };
+        json[key.trim()] = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    }
+    Ok(PeftConfig::from_json_str(&json.to_string(), Path::new("the --config file and flags"))?)
+}
+
+fn train_classifier(
+    args: &Args,
+    roberta: bool,
+    tokenizer: &Tokenizer,
+    train_rows: &[Row],
+    eval_rows: &[Row],
+    options: &TrainOptions,
+    device: &peft::burn::tensor::Device,
+) -> Result<Vec<f32>> {
+    let all: Vec<Row> = train_rows.iter().chain(eval_rows).cloned().collect();
+    let (classes, _) = label_ids(&column(&all, &args.label_column, &args.data, "--label-column")?);
+    println!("classes: {}", classes.join(", "));
+    let encode = |rows: &[Row]| -> Result<classify::Examples> {
+        let texts = column(rows, &args.text_column, &args.data, "--text-column")?;
+        let labels = column(rows, &args.label_column, &args.data, "--label-column")?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for t in texts {
+            ids.push(truncate_keep_last(tokenizer.encode(t, true)?, args.max_length));
+        }
+        let labels = labels.iter().map(|l| classes.iter().position(|c| c == l.trim()).unwrap_or(0)).collect();
+        Ok(classify::Examples { ids, labels, pad_id: tokenizer.pad_token_id().unwrap_or(if roberta { 1 } else { 0 }) })
+    };
+    let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
+    let mut config = BertConfig::from_file(&args.model)?;
+    let fresh_head = config.num_labels != classes.len();
+    config.num_labels = classes.len();
+    let method = method_config(args, TaskType::SeqCls)?;
+    macro_rules! fit {
+        ($model:ty) => {{
+            let base = <$model>::from_pretrained_with_config(&args.model, config, device, true)?;
+            let _ = fresh_head;
+            let model = get_peft_model(base, method)?;
+            model.print_trainable_parameters();
+            let before = classify::accuracy(classify::predict(model.valid().model(), &eval_set, 32, device), &eval_set)?;
+            let (model, losses) = classify::train(model, &train_set, options, device)?;
+            let trained = model.valid();
+            let after = classify::accuracy(classify::predict(trained.model(), &eval_set, 32, device), &eval_set)?;
+            println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
+            trained.save_pretrained(&args.output)?;
+            losses
+        }};
+    }
+    Ok(if roberta { fit!(RobertaForSequenceClassification) } else { fit!(BertForSequenceClassification) })
+}
+
+fn train_causal(
+    args: &Args,
+    tokenizer: &Tokenizer,
+    train_rows: &[Row],
+    eval_rows: &[Row],
+    options: &TrainOptions,
+    device: &peft::burn::tensor::Device,
+) -> Result<Vec<f32>> {
+    let base = LlamaForCausalLM::from_pretrained(&args.model, device)?;
+    let eos = base.config().eos_token_ids().first().copied();
+    let pad_id = tokenizer.pad_token_id().or(eos).unwrap_or(0);
+    let pairs = train_rows.first().is_some_and(|r| r.contains_key("prompt") && r.contains_key("completion"));
+    let encode = |rows: &[Row]| -> Result<causal::Sequences> {
+        let mut seqs = causal::Sequences { ids: Vec::new(), prompt_len: Vec::new(), pad_id };
+        if pairs {
+            let prompts = column(rows, "prompt", &args.data, "a `prompt` column")?;
+            let completions = column(rows, "completion", &args.data, "a `completion` column")?;
+            for (p, c) in prompts.iter().zip(completions) {
+                let mut ids = tokenizer.encode(p, true)?;
+                let prompt_len = ids.len();
+                ids.extend(tokenizer.encode(c, false)?);
+                ids.extend(eos);
+                ids.truncate(args.max_length);
+                seqs.prompt_len.push(prompt_len.min(ids.len()));
+                seqs.ids.push(ids);
+            }
+        } else {
+            for t in column(rows, &args.text_column, &args.data, "--text-column (or `prompt` and `completion` columns)")? {
+                let mut ids = tokenizer.encode(t, true)?;
+                ids.extend(eos);
+                ids.truncate(args.max_length);
+                seqs.prompt_len.push(0);
+                seqs.ids.push(ids);
+            }
+        }
+        Ok(seqs)
+    };
+    let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
+    println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
+    let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
+    model.print_trainable_parameters();
+    let before = causal::mean_loss(model.valid().model(), &eval_set, 8, device)?;
+    let (model, losses) = causal::train(model, &train_set, options, device)?;
+    let trained = model.valid();
+    let after = causal::mean_loss(trained.model(), &eval_set, 8, device)?;
+    println!("held-out loss: {before:.3} -> {after:.3}");
+    trained.save_pretrained(&args.output)?;
+    Ok(losses)
+}

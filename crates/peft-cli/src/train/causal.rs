@@ -1,0 +1,94 @@
+//! Causal language modelling: fine-tune on token rows whose labels mark what is learned.
+
+use anyhow::Result;
+use peft::burn::optim::{AdamWConfig, GradientsParams};
+use peft::burn::tensor::{Device, Int, Tensor, TensorData};
+use peft::models::llama::LlamaForCausalLM;
+use peft::{AdapterSites, PeftModel};
+
+use super::batch::{Batches, pad_right};
+use super::{TrainOptions, loss_bar, running_mean, scalar};
+
+/// Label of a position that is not learned (the prompt, padding), as in transformers.
+pub const IGNORE: i64 = -100;
+
+/// A causal LM the trainer can drive.
+pub trait CausalLmLoss: AdapterSites {
+    /// transformers' causal LM loss: position `t` predicts `labels[t + 1]`; labels of -100 are left out.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`, `labels`: `[batch, len]`
+    /// - output: `[1]`
+    fn lm_loss(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, labels: Tensor<2, Int>) -> Tensor<1>;
+}
+
+impl CausalLmLoss for LlamaForCausalLM {
+    fn lm_loss(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, labels: Tensor<2, Int>) -> Tensor<1> {
+        self.forward_with_loss(input_ids, Some(attention_mask), labels).1
+    }
+}
+
+/// Token rows and how many leading tokens of each are prompt (not learned).
+pub struct Sequences {
+    /// Token ids per example (prompt then completion).
+    pub ids: Vec<Vec<u32>>,
+    /// Leading tokens per example that are context only.
+    pub prompt_len: Vec<usize>,
+    /// The padding token id.
+    pub pad_id: u32,
+}
+
+impl Sequences {
+    /// Examples `indices` as `(input_ids, attention_mask, labels)`, right-padded; labels are the
+    /// ids with -100 on prompt and padding positions.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) {
+        let rows: Vec<&[u32]> = indices.iter().map(|&i| self.ids[i].as_slice()).collect();
+        let (ids, mask) = pad_right(&rows, self.pad_id, device);
+        let width = ids.dims()[1];
+        let mut labels = Vec::with_capacity(rows.len() * width);
+        for (&i, row) in indices.iter().zip(&rows) {
+            for t in 0..width {
+                let learned = t < row.len() && t >= self.prompt_len[i];
+                labels.push(if learned { i64::from(row[t]) } else { IGNORE });
+            }
+        }
+        (ids, mask, Tensor::from_data(TensorData::new(labels, [rows.len(), width]), device))
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Trains with AdamW on the causal LM loss; returns the loss of every step.
+pub fn train<M: CausalLmLoss>(mut model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
+    let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).init();
+    let mut batches = Batches::new(data.len(), options.batch_size, options.seed);
+    let bar = loss_bar(options.steps, "training")?;
+    let mut losses = Vec::with_capacity(options.steps);
+    for _ in 0..options.steps {
+        let (ids, mask, labels) = data.batch(&batches.next_batch(), device);
+        let loss = model.model().lm_loss(ids, mask, labels);
+        losses.push(scalar(loss.clone())?);
+        bar.set_message(format!("{:.3}", running_mean(&losses)));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(options.lr, model, grads);
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok((model, losses))
+}
+
+/// The mean loss over every example, `chunk` at a time (weighted by batch, as an estimate).
+pub fn mean_loss<M: CausalLmLoss>(model: &M, data: &Sequences, chunk: usize, device: &Device) -> Result<f32> {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut total = 0.0;
+    let mut batches = 0usize;
+    for c in indices.chunks(chunk.max(1)) {
+        let (ids, mask, labels) = data.batch(c, device);
+        total += scalar(model.lm_loss(ids, mask, labels))?;
+        batches += 1;
+    }
+    Ok(total / batches.max(1) as f32)
+}

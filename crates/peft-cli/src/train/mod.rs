@@ -1,0 +1,42 @@
+//! Training loops shared by `peft train` and `peft demo`.
+
+pub mod batch;
+pub mod causal;
+pub mod classify;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use peft::burn::tensor::Tensor;
+
+/// How long and how fast to train.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW weight decay (torch's default 0.01).
+    pub weight_decay: f32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// A progress bar showing the running mean loss.
+pub fn loss_bar(steps: usize, what: &str) -> Result<ProgressBar> {
+    let style = ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} loss {{msg}} [{{elapsed}} < {{eta}}]"))?;
+    Ok(ProgressBar::new(steps as u64).with_style(style))
+}
+
+/// The one value of a loss tensor.
+pub fn scalar(t: Tensor<1>) -> Result<f32> {
+    let values: Vec<f32> = t.into_data().convert::<f32>().try_to_vec().map_err(|e| anyhow::anyhow!("cannot read the loss: {e:?}"))?;
+    values.first().copied().context("the loss is an empty tensor")
+}
+
+/// The mean of the last (up to) 20 losses, for the progress bar.
+pub fn running_mean(losses: &[f32]) -> f32 {
+    let tail = &losses[losses.len().saturating_sub(20)..];
+    tail.iter().sum::<f32>() / tail.len().max(1) as f32
+}
