@@ -6,7 +6,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::{AdapterSites, Error, SiteKind};
 use peft_io::tensors::{TensorMap, read_safetensors};
 use peft_models::generation::{EncoderOutput, Seq2SeqLm, SelectRows};
-use peft_models::whisper::{WhisperConfig, WhisperForConditionalGeneration, WhisperModel, sinusoids};
+use peft_models::cache::KvCache;
+use peft_models::whisper::{WhisperCache, WhisperConfig, WhisperForConditionalGeneration, WhisperModel, sinusoids};
 use std::path::PathBuf;
 
 const TOLERANCE: f32 = 1e-4;
@@ -103,6 +104,25 @@ fn cached_decoding_equals_full_forward() {
     let straight = model.decode_cached(next.clone(), &encoder, &mut cache);
     let reordered = model.decode_cached(next.select(0, rows.clone()), &swapped_encoder, &mut swapped);
     assert!(max_diff(reordered.into_data(), &straight.select(0, rows).into_data()) < TOLERANCE);
+}
+
+#[test]
+fn a_self_attention_prefix_shifts_positions() {
+    let device = device();
+    let expected = expected();
+    let model = load(&device);
+    let ids = decoder_ids(&expected, &device);
+    let len = ids.dims()[1];
+    let encoder = model.encode(features(&expected, &device)).expect("encodes");
+    let full = model.decode(ids.clone(), None, &encoder, None).expect("full");
+    // Keys and values of the first 3 tokens handed over as a prefix (as prefix tuning does), with
+    // an empty cross-attention cache: the rest must continue at position 3.
+    let mut first = model.new_decoder_cache();
+    model.decode(ids.clone().narrow(1, 0, 3), None, &encoder, Some(&mut first)).expect("prefix");
+    let layers = (0..first.self_attn.num_layers()).map(|i| first.self_attn.layer(i).expect("filled").clone()).collect();
+    let mut cache = WhisperCache::from_prefix(KvCache::from_prefix(layers, None));
+    let rest = model.decode(ids.narrow(1, 3, len - 3), None, &encoder, Some(&mut cache)).expect("rest");
+    assert!(max_diff(rest.into_data(), &full.narrow(1, 3, len - 3).into_data()) < TOLERANCE);
 }
 
 /// The expected row up to and including the first eos.
