@@ -2,12 +2,13 @@
 //! base outputs on right- and left-padded batches, greedy generation with left padding, cached
 //! decoding against full forwards, tied heads, sites and loading errors.
 
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::{AdapterSites, Error, SiteKind};
 use peft_io::tensors::{TensorMap, read_safetensors};
-use peft_models::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
+use peft_models::bloom::{BloomConfig, BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
 use peft_models::generation::greedy;
-use peft_models::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
+use peft_models::gpt2::{Gpt2Config, Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
 use std::path::{Path, PathBuf};
 
 const TOLERANCE: f32 = 1e-4;
@@ -70,9 +71,9 @@ fn gpt2_heads_match_transformers() {
     let device = device();
     let lm = Gpt2LMHeadModel::from_pretrained(model_dir("gpt2"), &device).expect("gpt2");
     let bare = Gpt2Model::from_pretrained(model_dir("gpt2"), &device).expect("bare gpt2 from the LM folder");
-    let seq = Gpt2ForSequenceClassification::from_pretrained(model_dir("gpt2_seq_cls"), &device, false).expect("seq");
-    let tok = Gpt2ForTokenClassification::from_pretrained(model_dir("gpt2_token_cls"), &device, false).expect("tok");
-    let qa = Gpt2ForQuestionAnswering::from_pretrained(model_dir("gpt2_qa"), &device, false).expect("qa");
+    let seq = Gpt2ForSequenceClassification::from_pretrained(model_dir("gpt2_seq_cls"), &device).expect("seq");
+    let tok = Gpt2ForTokenClassification::from_pretrained(model_dir("gpt2_token_cls"), &device).expect("tok");
+    let qa = Gpt2ForQuestionAnswering::from_pretrained(model_dir("gpt2_qa"), &device).expect("qa");
     for side in ["right", "left"] {
         let (ids, mask) = inputs(side, &device);
         let m = || Some(mask.clone());
@@ -89,9 +90,9 @@ fn bloom_heads_match_transformers() {
     let device = device();
     let lm = BloomForCausalLM::from_pretrained(model_dir("bloom"), &device).expect("bloom");
     let bare = BloomModel::from_pretrained(model_dir("bloom"), &device).expect("bare bloom from the LM folder");
-    let seq = BloomForSequenceClassification::from_pretrained(model_dir("bloom_seq_cls"), &device, false).expect("seq");
-    let tok = BloomForTokenClassification::from_pretrained(model_dir("bloom_token_cls"), &device, false).expect("tok");
-    let qa = BloomForQuestionAnswering::from_pretrained(model_dir("bloom_qa"), &device, false).expect("qa");
+    let seq = BloomForSequenceClassification::from_pretrained(model_dir("bloom_seq_cls"), &device).expect("seq");
+    let tok = BloomForTokenClassification::from_pretrained(model_dir("bloom_token_cls"), &device).expect("tok");
+    let qa = BloomForQuestionAnswering::from_pretrained(model_dir("bloom_qa"), &device).expect("qa");
     for side in ["right", "left"] {
         let (ids, mask) = inputs(side, &device);
         let m = || Some(mask.clone());
@@ -146,11 +147,11 @@ fn left_padded_row_generates_as_unpadded() {
     let (ids, mask) = generation_inputs(&device);
     let short = ids.clone().narrow(0, 1, 1).narrow(1, 2, 5);
     let gpt2 = Gpt2LMHeadModel::from_pretrained(model_dir("gpt2"), &device).expect("gpt2");
-    let padded = gpt2.generate_greedy(ids.clone(), Some(mask.clone()), 8, None);
-    assert_eq!(padded[1], gpt2.generate_greedy(short.clone(), None, 8, None)[0], "gpt2");
+    let padded = gpt2.generate_greedy_masked(ids.clone(), mask.clone(), 8, None);
+    assert_eq!(padded[1], gpt2.generate_greedy(short.clone(), 8, None)[0], "gpt2");
     let bloom = BloomForCausalLM::from_pretrained(model_dir("bloom"), &device).expect("bloom");
-    let padded = bloom.generate_greedy(ids, Some(mask), 8, None);
-    assert_eq!(padded[1], bloom.generate_greedy(short, None, 8, None)[0], "bloom");
+    let padded = bloom.generate_greedy_masked(ids, mask, 8, None);
+    assert_eq!(padded[1], bloom.generate_greedy(short, 8, None)[0], "bloom");
 }
 
 #[test]
@@ -197,12 +198,34 @@ fn tied_heads_and_sites() {
 fn loading_errors_are_typed() {
     let device = device();
     // A causal-LM folder has no score: refused unless a new head is asked for.
-    let err = Gpt2ForSequenceClassification::from_pretrained(model_dir("gpt2"), &device, false).expect_err("no score");
+    let err = Gpt2ForSequenceClassification::from_pretrained(model_dir("gpt2"), &device).expect_err("no score");
     assert!(matches!(&err, Error::MissingTensor { key, .. } if key == "score.weight"), "{err}");
-    Gpt2ForSequenceClassification::from_pretrained(model_dir("gpt2"), &device, true).expect("new head");
-    let err = BloomForTokenClassification::from_pretrained(model_dir("bloom"), &device, false).expect_err("no classifier");
+    Gpt2ForSequenceClassification::from_pretrained_with(model_dir("gpt2"), &device, true).expect("new head");
+    let err = BloomForTokenClassification::from_pretrained(model_dir("bloom"), &device).expect_err("no classifier");
     assert!(matches!(&err, Error::MissingTensor { key, .. } if key == "classifier.weight"), "{err}");
     // Each family refuses the other's config.
     assert!(matches!(Gpt2LMHeadModel::from_pretrained(model_dir("bloom"), &device), Err(Error::Unsupported { .. })));
     assert!(matches!(BloomForCausalLM::from_pretrained(model_dir("gpt2"), &device), Err(Error::Unsupported { .. })));
+}
+
+#[test]
+fn new_models_run_without_weights() {
+    let device = device();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
+    let config: Gpt2Config = serde_json::from_str(r#"{"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 8, "vocab_size": 20}"#).expect("config");
+    config.validate().expect("valid");
+    let gpt2 = Gpt2LMHeadModel::new(&config, &device);
+    let logits = gpt2.forward(ids.clone(), None);
+    assert_eq!(logits.dims(), [1, 3, 20]);
+    assert!(floats(logits.into_data()).iter().all(|x| x.is_finite()));
+    let (h, inner) = (16, 64);
+    let block = 4 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * inner + inner) + (inner * h + h);
+    assert_eq!(gpt2.num_params(), 20 * h + 8 * h + block + 2 * h + h * 20, "wte, wpe, block, ln_f, lm_head copy");
+
+    let config: BloomConfig = serde_json::from_str(r#"{"hidden_size": 16, "n_layer": 1, "n_head": 2, "vocab_size": 20}"#).expect("config");
+    config.validate().expect("valid");
+    let bloom = BloomForCausalLM::new(&config, &device);
+    let logits = bloom.forward(ids, None);
+    assert_eq!(logits.dims(), [1, 3, 20]);
+    assert!(floats(logits.into_data()).iter().all(|x| x.is_finite()));
 }

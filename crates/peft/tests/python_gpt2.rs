@@ -23,7 +23,7 @@ fn gpt2_conv1d_fan_in_fan_out() {
 
 #[test]
 fn gpt2_sequence_classification_with_score_saved() {
-    let load = || Gpt2ForSequenceClassification::from_pretrained(model("gpt2_seq_cls"), &common::device(), false).expect("gpt2");
+    let load = || Gpt2ForSequenceClassification::from_pretrained(model("gpt2_seq_cls"), &common::device()).expect("gpt2");
     check_case("gpt2_seq_cls", load, |m, ids, mask| m.forward(ids, Some(mask)));
 }
 
@@ -35,7 +35,7 @@ fn bloom_fused_qkv_bias_lora_only() {
 
 #[test]
 fn bloom_token_classification() {
-    let load = || BloomForTokenClassification::from_pretrained(model("bloom_token_cls"), &common::device(), false).expect("bloom");
+    let load = || BloomForTokenClassification::from_pretrained(model("bloom_token_cls"), &common::device()).expect("bloom");
     check_case("bloom_token_cls", load, |m, ids, mask| m.forward(ids, Some(mask)));
 }
 
@@ -64,7 +64,7 @@ fn gpt2_causal_lm_gradients_match_python() {
 #[test]
 fn gpt2_sequence_classification_gradients_match_python() {
     let device = common::device().autodiff();
-    let base = Gpt2ForSequenceClassification::from_pretrained(model("gpt2_seq_cls"), &device, false).expect("gpt2");
+    let base = Gpt2ForSequenceClassification::from_pretrained(model("gpt2_seq_cls"), &device).expect("gpt2");
     let compared = gradients("gpt2_seq_cls", base, |m, case| {
         let (ids, mask) = (case.ints("input_ids", &device), case.ints("attention_mask", &device));
         let labels = Tensor::from_ints([0, 2], &device);
@@ -95,7 +95,7 @@ fn bloom_gradients_match_python() {
         assert!(max_abs_diff(grad.into_data(), &case.expected[&key]) < common::cases::TOL, "{key}");
     }
 
-    let base = BloomForTokenClassification::from_pretrained(model("bloom_token_cls"), &device, false).expect("bloom");
+    let base = BloomForTokenClassification::from_pretrained(model("bloom_token_cls"), &device).expect("bloom");
     let compared = gradients("bloom_token_cls", base, |m, case| {
         let (ids, mask) = (case.ints("input_ids", &device), case.ints("attention_mask", &device));
         // Labels ids % 3, ignored on padding, as the fixture computed them.

@@ -112,18 +112,27 @@ impl BloomForCausalLM {
 
     /// Greedy decoding with the key/value cache ([`crate::generation::greedy`]): up to
     /// `max_new_tokens` new tokens per row, a row stopping after `eos_token_id`. Returns the new
-    /// tokens only (eos included). `attention_mask` marks left padding with 0.
+    /// tokens only (eos included).
+    ///
+    /// # Shapes
+    /// - `input_ids`: `[batch, len]`, unpadded (see [`BloomForCausalLM::generate_greedy_masked`])
+    pub fn generate_greedy(&self, input_ids: Tensor<2, Int>, max_new_tokens: usize, eos_token_id: Option<u32>) -> Vec<Vec<u32>> {
+        greedy(self, input_ids, None, max_new_tokens, eos_token_id)
+    }
+
+    /// [`BloomForCausalLM::generate_greedy`] for a left-padded batch: `attention_mask` is 1 for real
+    /// tokens; each row generates what it would alone.
     ///
     /// # Shapes
     /// - `input_ids`, `attention_mask`: `[batch, len]`
-    pub fn generate_greedy(
+    pub fn generate_greedy_masked(
         &self,
         input_ids: Tensor<2, Int>,
-        attention_mask: Option<Tensor<2, Int>>,
+        attention_mask: Tensor<2, Int>,
         max_new_tokens: usize,
         eos_token_id: Option<u32>,
     ) -> Vec<Vec<u32>> {
-        greedy(self, input_ids, attention_mask, max_new_tokens, eos_token_id)
+        greedy(self, input_ids, Some(attention_mask), max_new_tokens, eos_token_id)
     }
 }
 

@@ -35,12 +35,19 @@ impl BloomForSequenceClassification {
         }
     }
 
-    /// Loads a transformers folder; with `new_head`, a file without `score.weight` (a bare or
-    /// causal-LM checkpoint) is accepted and `score` keeps its fresh initialisation.
+    /// Loads a transformers folder holding this task model.
     ///
     /// # Errors
-    /// As [`BloomConfig::from_file`], and the loader's ([`peft_core::Error::MissingTensor`], ...).
-    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
+    /// As [`BloomConfig::from_file`], and the loader's: [`peft_core::Error::MissingTensor`] for a
+    /// folder without the head (a bare or causal-LM checkpoint: see
+    /// [`BloomForSequenceClassification::from_pretrained_with`]), [`peft_core::Error::ShapeMismatch`].
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
+    /// Like [`BloomForSequenceClassification::from_pretrained`]; with `new_head`, a file without the head's weights
+    /// is accepted and the head keeps its fresh initialisation.
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         load_head(Self::new(&BloomConfig::from_file(dir)?, device), dir, new_head)
     }
@@ -111,7 +118,12 @@ impl BloomForTokenClassification {
     }
 
     /// Loads a transformers folder; see [`BloomForSequenceClassification::from_pretrained`].
-    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
+    /// See [`BloomForSequenceClassification::from_pretrained_with`].
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         load_head(Self::new(&BloomConfig::from_file(dir)?, device), dir, new_head)
     }
@@ -170,7 +182,12 @@ impl BloomForQuestionAnswering {
     }
 
     /// Loads a transformers folder; see [`BloomForSequenceClassification::from_pretrained`].
-    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
+    /// See [`BloomForSequenceClassification::from_pretrained_with`].
+    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         load_head(Self::new(&BloomConfig::from_file(dir)?, device), dir, new_head)
     }

@@ -15,7 +15,7 @@
 //! let model = BloomForCausalLM::from_pretrained("models/bloom-560m", &device)?;
 //! let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![59414i64, 15, 2670], [1, 3]), &device);
 //! let logits = model.forward(ids.clone(), None); // [1, 3, vocab_size]
-//! let new_tokens = model.generate_greedy(ids, None, 20, model.config().eos_token_ids().first().copied());
+//! let new_tokens = model.generate_greedy(ids, 20, model.config().eos_token_ids().first().copied());
 //! # let _ = (logits, new_tokens);
 //! # Ok(())
 //! # }

@@ -94,4 +94,18 @@ mod tests {
         assert_eq!(pooled(Some(&ids), Some(0)), vec![1.0, 13.0]);
         assert_eq!(pooled(None, Some(0)), vec![3.0, 13.0]);
     }
+
+    #[test]
+    fn span_loss_ignores_positions_outside_the_input() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_floats([[0.0, 2.0, 0.0], [1.0, 1.0, 1.0]], &device);
+        let start = Tensor::<1, Int>::from_ints([1, 7], &device);
+        let end = Tensor::<1, Int>::from_ints([1, 2], &device);
+        let loss = span_cross_entropy(logits.clone(), logits, start, end).into_scalar::<f32>();
+        // Start: only row 0 counts (7 is clamped to len 3 and ignored); end: both rows.
+        let row0 = (2.0 + 2f32.exp()).ln() - 2.0;
+        let row1 = 3f32.ln();
+        let expected = (row0 + (row0 + row1) / 2.0) / 2.0;
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    }
 }
