@@ -2,8 +2,10 @@
 #![deny(missing_docs)]
 
 pub mod bert;
+pub mod bloom;
 pub mod cache;
 pub mod generation;
+pub mod gpt2;
 pub mod layers;
 pub mod llama;
 pub mod tokenizer;

@@ -1,0 +1,216 @@
+//! The GPT-2 stack: MLP, block and `Gpt2Model` (embeddings to final LayerNorm).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::{Device, Int, Tensor};
+use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
+use std::path::Path;
+
+use super::attention::Gpt2Attention;
+use super::config::Gpt2Config;
+use super::mask::{causal_bias, full_key_mask};
+use crate::bert::{HiddenAct, LayerNorm};
+use crate::cache::KvCache;
+
+/// transformers' `GPT2MLP`: `c_proj(act(c_fc(x)))`, both Conv1D.
+#[derive(Module, Debug)]
+pub struct Gpt2Mlp {
+    /// `n_embd -> inner_dim`.
+    pub c_fc: AdaptedLinear,
+    /// `inner_dim -> n_embd`.
+    pub c_proj: AdaptedLinear,
+    /// Dropout after `c_proj` (training only).
+    pub dropout: Dropout,
+    /// The activation (`gelu_new` for GPT-2).
+    #[module(skip)]
+    pub act: HiddenAct,
+}
+
+impl Gpt2Mlp {
+    /// A new MLP for `config`.
+    pub fn new(config: &Gpt2Config, device: &Device) -> Self {
+        let (h, i, std) = (config.n_embd, config.inner_dim(), config.initializer_range);
+        Gpt2Mlp {
+            c_fc: super::conv1d(h, i, std, device),
+            c_proj: super::conv1d(i, h, std, device),
+            dropout: DropoutConfig::new(config.resid_pdrop).init(),
+            act: config.activation_function,
+        }
+    }
+
+    /// The feed-forward.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, n_embd]`, and the same out.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.c_fc.forward(x);
+        let h = match self.act {
+            HiddenAct::GeluTanh => gelu_approximate(h),
+            HiddenAct::Gelu => gelu(h),
+            HiddenAct::Relu => relu(h),
+        };
+        self.dropout.forward(self.c_proj.forward(h))
+    }
+}
+
+/// transformers' `GPT2Block`, pre-norm: `h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))`.
+#[derive(Module, Debug)]
+pub struct Gpt2Block {
+    /// Norm before attention.
+    pub ln_1: LayerNorm,
+    /// Self-attention.
+    pub attn: Gpt2Attention,
+    /// Norm before the MLP.
+    pub ln_2: LayerNorm,
+    /// Feed-forward.
+    pub mlp: Gpt2Mlp,
+}
+
+impl Gpt2Block {
+    /// Block number `layer` of `config`.
+    pub fn new(config: &Gpt2Config, layer: usize, device: &Device) -> Self {
+        let norm = || LayerNorm::new(config.n_embd, config.layer_norm_epsilon, device);
+        Gpt2Block { ln_1: norm(), attn: Gpt2Attention::new(config, layer, device), ln_2: norm(), mlp: Gpt2Mlp::new(config, device) }
+    }
+
+    fn forward(&self, x: Tensor<3>, bias: Option<&Tensor<4>>, cache: Option<(&mut KvCache, usize)>) -> Tensor<3> {
+        let h = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache);
+        h.clone() + self.mlp.forward(self.ln_2.forward(h))
+    }
+}
+
+/// transformers' `GPT2Model`: token and learned position embeddings, blocks, final LayerNorm.
+///
+/// Module paths are transformers' relative to the model (`wte`, `h.0.attn.c_attn`, `ln_f`); the
+/// task models put it under `transformer`.
+#[derive(Module, Debug)]
+pub struct Gpt2Model {
+    /// Token embeddings, `[vocab_size, n_embd]`.
+    pub wte: AdaptedEmbedding,
+    /// Position embeddings, `[n_positions, n_embd]`.
+    pub wpe: AdaptedEmbedding,
+    /// Dropout on the summed embeddings (training only).
+    pub drop: Dropout,
+    /// The blocks.
+    pub h: Vec<Gpt2Block>,
+    /// The final norm.
+    pub ln_f: LayerNorm,
+}
+
+impl Gpt2Model {
+    /// A new model for a validated `config`, weights drawn from `N(0, initializer_range)`.
+    pub fn new(config: &Gpt2Config, device: &Device) -> Self {
+        let std = config.initializer_range;
+        Gpt2Model {
+            wte: super::embedding(config.vocab_size, config.n_embd, std, device),
+            wpe: super::embedding(config.n_positions, config.n_embd, std, device),
+            drop: DropoutConfig::new(config.embd_pdrop).init(),
+            h: (0..config.n_layer).map(|i| Gpt2Block::new(config, i, device)).collect(),
+            ln_f: LayerNorm::new(config.n_embd, config.layer_norm_epsilon, device),
+        }
+    }
+
+    /// Loads a transformers folder holding a bare `GPT2Model` or any GPT-2 task model (keys
+    /// under `transformer.`; the head is ignored).
+    ///
+    /// # Errors
+    /// As [`super::Gpt2Config::from_file`], and the loader's ([`peft_core::Error::MissingTensor`],
+    /// [`peft_core::Error::ShapeMismatch`]).
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = Gpt2Config::from_file(dir)?;
+        super::load(Self::new(&config, device), dir, Vec::new())
+    }
+
+    /// Token embeddings (with any embedding adapter), for prompt methods that prepend their own
+    /// vectors before calling [`Gpt2Model::forward_embeds`].
+    ///
+    /// # Shapes
+    /// - `input_ids`: `[batch, len]`
+    /// - output: `[batch, len, n_embd]`
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.wte.forward(input_ids)
+    }
+
+    /// The last hidden state; positions are `0..len` in every row, as transformers' forward has them.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`: `[batch, len]` (mask 1 for real tokens)
+    /// - output: `[batch, len, n_embd]`
+    ///
+    /// # Panics
+    /// When an id or a position is outside its table (`len > n_positions`), as the lookup does.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> Tensor<3> {
+        self.forward_embeds(self.embed(input_ids), attention_mask, None)
+    }
+
+    /// Runs the blocks on token embeddings at positions `seen..seen + len` (`seen` = the cache's
+    /// length, 0 without one). See [`Gpt2Model::forward_embeds_at`].
+    pub fn forward_embeds(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.forward_embeds_at(embeds, attention_mask, cache, None)
+    }
+
+    /// Runs the blocks on token embeddings and returns the final hidden states.
+    ///
+    /// `position_ids` pick the rows of `wpe` (transformers' argument of that name); `None` gives
+    /// `seen..seen + len` in every row. Padded keys (mask 0) never receive attention. With a
+    /// `cache`, the tokens attend to the cached keys (masked by the cache's own mask) and are
+    /// appended to it.
+    ///
+    /// # Shapes
+    /// - `embeds`: `[batch, len, n_embd]`
+    /// - `attention_mask`: `[batch, len]`, the new tokens only
+    /// - `position_ids`: `[batch or 1, len]`
+    /// - output: `[batch, len, n_embd]`
+    pub fn forward_embeds_at(
+        &self,
+        embeds: Tensor<3>,
+        attention_mask: Option<Tensor<2, Int>>,
+        mut cache: Option<&mut KvCache>,
+        position_ids: Option<Tensor<2, Int>>,
+    ) -> Tensor<3> {
+        let [batch, len, _] = embeds.dims();
+        let device = embeds.device();
+        let seen = cache.as_ref().map_or(0, |c| c.seen());
+        let key_mask = full_key_mask(cache.as_deref(), attention_mask, batch, len, &device);
+        let positions = position_ids.unwrap_or_else(|| Tensor::<1, Int>::arange(seen as i64..(seen + len) as i64, &device).reshape([1, len]));
+        let bias = causal_bias(key_mask.as_ref(), seen, len, &device);
+        let mut x = self.drop.forward(embeds + self.wpe.forward(positions));
+        for (i, block) in self.h.iter().enumerate() {
+            x = block.forward(x, bias.as_ref(), cache.as_deref_mut().map(|c| (c, i)));
+        }
+        if let Some(cache) = cache {
+            cache.advance(len, key_mask);
+        }
+        self.ln_f.forward(x)
+    }
+
+    /// An empty key/value cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.h.len())
+    }
+
+    /// Lists this model's adapter sites under `prefix` (`""` or `"transformer."`).
+    pub(crate) fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        f(&format!("{prefix}wte"), SiteMut::Embedding(&mut self.wte));
+        f(&format!("{prefix}wpe"), SiteMut::Embedding(&mut self.wpe));
+        for (i, block) in self.h.iter_mut().enumerate() {
+            let at = |name: &str| format!("{prefix}h.{i}.{name}");
+            f(&at("attn.c_attn"), SiteMut::Linear(&mut block.attn.c_attn));
+            f(&at("attn.c_proj"), SiteMut::Linear(&mut block.attn.c_proj));
+            f(&at("mlp.c_fc"), SiteMut::Linear(&mut block.mlp.c_fc));
+            f(&at("mlp.c_proj"), SiteMut::Linear(&mut block.mlp.c_proj));
+        }
+    }
+}
+
+impl AdapterSites for Gpt2Model {
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        self.visit_sites_prefixed("", f);
+    }
+
+    fn default_target_modules(&self) -> Vec<String> {
+        super::default_target_modules()
+    }
+}
