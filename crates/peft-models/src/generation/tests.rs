@@ -2,6 +2,7 @@
 //! kept in a cache that beam search must reorder correctly: greedy against a hand-rolled loop,
 //! beam search against exhaustive search, sampling's properties, seq2seq, configs and errors.
 
+#[cfg(test)] // (tidy: everything below is test code)
 use super::*;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::Error;
