@@ -55,9 +55,20 @@ impl RotaryEmbedding {
     /// # Shapes
     /// - outputs: `[1, 1, len, head_dim]` each
     pub fn cos_sin(&self, start: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let mut cos = Vec::with_capacity(len * self.head_dim);
-        let mut sin = Vec::with_capacity(len * self.head_dim);
-        for p in start..start + len {
+        let positions: Vec<usize> = (start..start + len).collect();
+        self.cos_sin_at(&positions, 1, len, device)
+    }
+
+    /// [`RotaryEmbedding::cos_sin`] at explicit positions, one row of `len` per batch row (left
+    /// padding shifts each row's positions, as transformers' `generate` does).
+    ///
+    /// # Shapes
+    /// - `positions`: `batch * len` values, row-major
+    /// - outputs: `[batch, 1, len, head_dim]` each
+    pub fn cos_sin_at(&self, positions: &[usize], batch: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let mut cos = Vec::with_capacity(positions.len() * self.head_dim);
+        let mut sin = Vec::with_capacity(positions.len() * self.head_dim);
+        for &p in positions {
             for _ in 0..2 {
                 for w in &self.inv_freq {
                     // transformers multiplies in float32: keep that rounding.
@@ -67,7 +78,7 @@ impl RotaryEmbedding {
                 }
             }
         }
-        let shape = [1, 1, len, self.head_dim];
+        let shape = [batch, 1, len, self.head_dim];
         let cos = Tensor::from_data(TensorData::new(cos, shape), device);
         let sin = Tensor::from_data(TensorData::new(sin, shape), device);
         (cos, sin)
@@ -77,7 +88,7 @@ impl RotaryEmbedding {
     ///
     /// # Shapes
     /// - `x`: `[batch, heads, len, head_dim]`
-    /// - `cos`, `sin`: `[1, 1, len, head_dim]`
+    /// - `cos`, `sin`: `[1 or batch, 1, len, head_dim]`
     /// - output: as `x`
     pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         let d = x.dims()[3];

@@ -50,7 +50,8 @@ impl LlamaAttention {
     ///
     /// # Shapes
     /// - `x`: `[batch, len, hidden_size]`
-    /// - `cos`, `sin`: `[1, 1, len, head_dim]` (from [`RotaryEmbedding::cos_sin`])
+    /// - `cos`, `sin`: `[1 or batch, 1, len, head_dim]` (from [`RotaryEmbedding::cos_sin`] or
+    ///   [`RotaryEmbedding::cos_sin_at`])
     /// - `bias`: `[batch or 1, 1, 1, len, seen + len]`, 0 where attention is allowed, `-inf` elsewhere
     /// - output: `[batch, len, hidden_size]`
     pub fn forward(

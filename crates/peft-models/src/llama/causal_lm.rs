@@ -128,6 +128,8 @@ impl LlamaForCausalLM {
     }
 
     /// Logits for `input_ids` following the tokens already in `cache`, which they are appended to.
+    /// With padding (in `attention_mask` or the cache's mask) a token's position is the number of
+    /// real tokens before it ([`LlamaModel::forward_embeds`]).
     ///
     /// # Shapes
     /// - `input_ids`: `[batch, len]`
@@ -149,8 +151,8 @@ impl LlamaForCausalLM {
     }
 
     /// [`LlamaForCausalLM::generate_greedy`] for a left-padded batch: `attention_mask` is 1 for
-    /// real tokens. Positions are shifted uniformly by the padding, which RoPE (relative)
-    /// does not see.
+    /// real tokens. Each row's positions start at its first real token, as transformers'
+    /// `generate` places them, so a padded row yields what it would alone.
     ///
     /// # Shapes
     /// - `input_ids`, `attention_mask`: `[batch, len]`

@@ -120,8 +120,12 @@ impl LlamaModel {
     /// Runs the decoder on input embeddings and returns the final hidden states.
     ///
     /// `attention_mask` is 1 for real tokens and 0 for padding; padded keys never receive
-    /// attention. With a `cache`, the tokens sit at positions `cache.seen()..`, attend to the
-    /// cached keys (masked by the cache's own mask) and are appended to it.
+    /// attention. With a `cache`, the tokens attend to the cached keys (masked by the cache's own
+    /// mask) and are appended to it; a token's position is the number of real keys before it
+    /// (`cache.seen()..` without padding), as transformers' `generate` derives `position_ids`
+    /// from the attention mask (`cumsum - 1`, padding at 0), so a left-padded row gets the
+    /// positions it would have alone. Without a cache, positions are `0..len` in every row, as
+    /// transformers' forward uses them.
     ///
     /// # Shapes
     /// - `embeds`: `[batch, len, hidden_size]`
@@ -132,7 +136,14 @@ impl LlamaModel {
         let device = embeds.device();
         let seen = cache.as_ref().map_or(0, |c| c.seen());
         let key_mask = full_key_mask(cache.as_deref(), attention_mask, batch, seen, len, &device);
-        let (cos, sin) = self.rope.cos_sin(seen, len, &device);
+        let padded_positions = match (&cache, &key_mask) {
+            (Some(_), Some(mask)) => left_padded_positions(mask, seen, len),
+            _ => None,
+        };
+        let (cos, sin) = match padded_positions {
+            Some(positions) => self.rope.cos_sin_at(&positions, batch, len, &device),
+            None => self.rope.cos_sin(seen, len, &device),
+        };
         let full = attention_bias(key_mask.as_ref(), seen, len, None, &device);
         // Layers with a sliding window get their own mask, built once per distinct width.
         let mut windowed: Vec<(usize, Option<Tensor<5>>)> = Vec::new();
@@ -197,4 +208,26 @@ fn full_key_mask(
         (None, Some(mask)) => Some(Tensor::cat(vec![Tensor::ones([batch, seen], device), mask], 1)),
         (Some(past), Some(mask)) => Some(Tensor::cat(vec![past, mask], 1)),
     }
+}
+
+/// Each new token's position when some key is padding: how many real keys precede it, 0 for a
+/// padding token (transformers' `generate`: `attention_mask.cumsum(-1) - 1`, padding filled with
+/// 0). `None` when no key is padding, so the positions are plainly `seen..seen + len`.
+///
+/// Reads the mask back to the host: positions feed the host-computed RoPE table.
+fn left_padded_positions(key_mask: &Tensor<2, Int>, seen: usize, len: usize) -> Option<Vec<usize>> {
+    let [batch, keys] = key_mask.dims();
+    let mask = key_mask.clone().into_data().convert::<i64>().try_into_vec::<i64>().ok()?;
+    if mask.iter().all(|m| *m != 0) || keys != seen + len {
+        return None;
+    }
+    let mut positions = Vec::with_capacity(batch * len);
+    for row in mask.chunks(keys) {
+        let mut real_before = row[..seen].iter().filter(|m| **m != 0).count();
+        for &m in &row[seen..] {
+            positions.push(if m != 0 { real_before } else { 0 });
+            real_before += usize::from(m != 0);
+        }
+    }
+    Some(positions)
 }

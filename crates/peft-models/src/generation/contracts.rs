@@ -1,6 +1,6 @@
-//! Greedy decoding over any model that runs with a key/value cache.
+//! The contracts between the models and the shared generation code.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 /// A causal language model that can continue from a cache of what it has seen.
 pub trait CausalLm {
@@ -68,54 +68,4 @@ impl SelectRows for EncoderOutput {
             mask: self.mask.map(|m| m.select(0, rows)),
         }
     }
-}
-
-/// Greedy decoding: the prompt runs once, then one token per step through the cache. Each row
-/// yields up to `max_new_tokens` new tokens and stops after `eos_token_id`; finished rows keep
-/// being fed their last token (ignored) until every row is done.
-///
-/// Returns the new tokens per row, without the prompt. An empty prompt yields nothing.
-///
-/// # Shapes
-/// - `input_ids`, `attention_mask`: `[batch, len]` (left padding: mask 0 on the pads)
-pub fn greedy<M: CausalLm>(
-    model: &M,
-    input_ids: Tensor<2, Int>,
-    attention_mask: Option<Tensor<2, Int>>,
-    max_new_tokens: usize,
-    eos_token_id: Option<u32>,
-) -> Vec<Vec<u32>> {
-    let [batch, len] = input_ids.dims();
-    let mut out = vec![Vec::new(); batch];
-    if max_new_tokens == 0 || len == 0 {
-        return out;
-    }
-    let device = input_ids.device();
-    let mut cache = model.new_cache();
-    let mut logits = model.forward_cached(input_ids, attention_mask, &mut cache);
-    let mut done = vec![false; batch];
-    for step in 0..max_new_tokens {
-        let Some(next) = last_argmax(logits) else { break };
-        for (row, &token) in next.iter().enumerate() {
-            if !done[row] {
-                out[row].push(token);
-                done[row] = Some(token) == eos_token_id;
-            }
-        }
-        if step + 1 == max_new_tokens || done.iter().all(|d| *d) {
-            break;
-        }
-        let ids: Vec<i64> = next.iter().map(|t| i64::from(*t)).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
-        logits = model.forward_cached(ids, None, &mut cache);
-    }
-    out
-}
-
-/// The argmax of each row's last logits, read back to the host.
-fn last_argmax(logits: Tensor<3>) -> Option<Vec<u32>> {
-    let [batch, len, _] = logits.dims();
-    let ids = logits.narrow(1, len.checked_sub(1)?, 1).argmax(2).reshape([batch]);
-    let ids = ids.into_data().convert::<i64>().try_into_vec::<i64>().ok()?;
-    ids.into_iter().map(|i| u32::try_from(i).ok()).collect()
 }
