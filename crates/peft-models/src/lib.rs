@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod auto;
 pub mod bert;
 pub mod bloom;
 pub mod cache;

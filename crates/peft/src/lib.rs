@@ -8,6 +8,8 @@
 //! (`flex`, the default CPU backend; `cuda`, `wgpu`, `vulkan`, `metal`, `cpu`, `tch`).
 #![deny(missing_docs)]
 
+#[cfg(feature = "models")]
+mod auto;
 mod bias;
 #[cfg(feature = "lora")]
 mod combine;
@@ -21,6 +23,8 @@ mod saved;
 mod tensors;
 mod trainable;
 
+#[cfg(feature = "models")]
+pub use auto::resolve_base;
 pub use model::{AdapterRegistry, PeftModel, get_peft_model};
 pub use peft_core::{
     AdapterSites, Bias, Error, InitLoraWeights, LoraConfig, PeftConfig, PeftType, Result, TargetModules, TaskType,

@@ -60,6 +60,13 @@ impl PeftConfig {
         }
     }
 
+    /// `base_model_name_or_path`: the Hub name or folder of the base model, if recorded.
+    pub fn base_model_name_or_path(&self) -> Option<&str> {
+        match self {
+            PeftConfig::Lora(c) => c.base_model_name_or_path.as_deref(),
+        }
+    }
+
     /// `modules_to_save`, to read or extend.
     pub fn modules_to_save_mut(&mut self) -> &mut Option<Vec<String>> {
         match self {

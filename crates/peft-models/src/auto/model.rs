@@ -1,0 +1,200 @@
+//! One type for every architecture and head, loaded from a folder.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use peft_core::{AdapterSites, Error, Result, SiteMut, TaskType};
+use std::path::Path;
+
+use super::head::{Head, ModelInfo};
+use super::inputs::{AutoInputs, AutoOutput};
+use crate::bert::{BertForSequenceClassification, BertModel, RobertaForSequenceClassification};
+use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
+use crate::generation::{Generated, GenerationConfig, generate, generate_seq2seq};
+use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
+use crate::llama::LlamaForCausalLM;
+use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
+
+/// Any supported architecture with any of its heads ([`super::SUPPORTED`]).
+///
+/// It is a Burn module and an [`AdapterSites`] model like each architecture, so
+/// `get_peft_model`, `PeftModel::from_pretrained`, merging and saving work on it unchanged.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum AutoModel {
+    /// Llama, Mistral, Qwen2.
+    Llama(LlamaForCausalLM),
+    /// GPT-2 features.
+    Gpt2(Gpt2Model),
+    /// GPT-2 causal LM.
+    Gpt2Lm(Gpt2LMHeadModel),
+    /// GPT-2 sequence classification.
+    Gpt2SeqCls(Gpt2ForSequenceClassification),
+    /// GPT-2 token classification.
+    Gpt2TokenCls(Gpt2ForTokenClassification),
+    /// GPT-2 question answering.
+    Gpt2Qa(Gpt2ForQuestionAnswering),
+    /// BLOOM features.
+    Bloom(BloomModel),
+    /// BLOOM causal LM.
+    BloomLm(BloomForCausalLM),
+    /// BLOOM sequence classification.
+    BloomSeqCls(BloomForSequenceClassification),
+    /// BLOOM token classification.
+    BloomTokenCls(BloomForTokenClassification),
+    /// BLOOM question answering.
+    BloomQa(BloomForQuestionAnswering),
+    /// BERT or RoBERTa features.
+    Bert(BertModel),
+    /// BERT sequence classification.
+    BertSeqCls(BertForSequenceClassification),
+    /// RoBERTa sequence classification.
+    RobertaSeqCls(RobertaForSequenceClassification),
+    /// Whisper encoder-decoder features.
+    Whisper(WhisperModel),
+    /// Whisper speech-to-text.
+    WhisperGen(WhisperForConditionalGeneration),
+}
+
+/// Runs `$body` with `$m` bound to the model inside whichever variant `$self` is.
+macro_rules! on_model {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            AutoModel::Llama($m) => $body,
+            AutoModel::Gpt2($m) => $body,
+            AutoModel::Gpt2Lm($m) => $body,
+            AutoModel::Gpt2SeqCls($m) => $body,
+            AutoModel::Gpt2TokenCls($m) => $body,
+            AutoModel::Gpt2Qa($m) => $body,
+            AutoModel::Bloom($m) => $body,
+            AutoModel::BloomLm($m) => $body,
+            AutoModel::BloomSeqCls($m) => $body,
+            AutoModel::BloomTokenCls($m) => $body,
+            AutoModel::BloomQa($m) => $body,
+            AutoModel::Bert($m) => $body,
+            AutoModel::BertSeqCls($m) => $body,
+            AutoModel::RobertaSeqCls($m) => $body,
+            AutoModel::Whisper($m) => $body,
+            AutoModel::WhisperGen($m) => $body,
+        }
+    };
+}
+
+impl AutoModel {
+    /// Loads `dir` with `head` (else the one `config.json`'s `architectures` names, else the
+    /// family's default).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] naming every supported `model_type` and head; the family's own
+    /// loading errors (missing files, tensors, shapes).
+    pub fn from_pretrained(dir: impl AsRef<Path>, head: Option<Head>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let info = ModelInfo::from_dir(dir)?;
+        let head = info.head(head)?;
+        Ok(match (info.model_type.as_str(), head) {
+            ("llama" | "mistral" | "qwen2", _) => AutoModel::Llama(LlamaForCausalLM::from_pretrained(dir, device)?),
+            ("gpt2", Head::CausalLm) => AutoModel::Gpt2Lm(Gpt2LMHeadModel::from_pretrained(dir, device)?),
+            ("gpt2", Head::SequenceClassification) => AutoModel::Gpt2SeqCls(Gpt2ForSequenceClassification::from_pretrained(dir, device)?),
+            ("gpt2", Head::TokenClassification) => AutoModel::Gpt2TokenCls(Gpt2ForTokenClassification::from_pretrained(dir, device)?),
+            ("gpt2", Head::QuestionAnswering) => AutoModel::Gpt2Qa(Gpt2ForQuestionAnswering::from_pretrained(dir, device)?),
+            ("gpt2", _) => AutoModel::Gpt2(Gpt2Model::from_pretrained(dir, device)?),
+            ("bloom", Head::CausalLm) => AutoModel::BloomLm(BloomForCausalLM::from_pretrained(dir, device)?),
+            ("bloom", Head::SequenceClassification) => AutoModel::BloomSeqCls(BloomForSequenceClassification::from_pretrained(dir, device)?),
+            ("bloom", Head::TokenClassification) => AutoModel::BloomTokenCls(BloomForTokenClassification::from_pretrained(dir, device)?),
+            ("bloom", Head::QuestionAnswering) => AutoModel::BloomQa(BloomForQuestionAnswering::from_pretrained(dir, device)?),
+            ("bloom", _) => AutoModel::Bloom(BloomModel::from_pretrained(dir, device)?),
+            ("bert", Head::SequenceClassification) => AutoModel::BertSeqCls(BertForSequenceClassification::from_pretrained(dir, device)?),
+            ("roberta", Head::SequenceClassification) => AutoModel::RobertaSeqCls(RobertaForSequenceClassification::from_pretrained(dir, device)?),
+            ("bert" | "roberta", _) => AutoModel::Bert(BertModel::from_pretrained(dir, device)?),
+            ("whisper", Head::Seq2SeqLm) => AutoModel::WhisperGen(WhisperForConditionalGeneration::from_pretrained(dir, device)?),
+            ("whisper", _) => AutoModel::Whisper(WhisperModel::from_pretrained(dir, device)?),
+            (other, head) => {
+                return Err(Error::Unsupported { what: format!("the {} head for `{other}`", head.name()), supported: "see peft_models::auto::SUPPORTED".into() });
+            }
+        })
+    }
+
+    /// Loads `dir` with the head a PEFT task type asks for (`None`: as [`AutoModel::from_pretrained`]).
+    pub fn from_pretrained_for_task(dir: impl AsRef<Path>, task: Option<TaskType>, device: &Device) -> Result<Self> {
+        Self::from_pretrained(dir, task.map(Head::from_task), device)
+    }
+
+    /// The head's output on `inputs` (see [`AutoOutput`] for the shapes per head).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when an input the model needs is missing, and the family's own
+    /// errors (Whisper's feature length).
+    pub fn forward(&self, inputs: &AutoInputs) -> Result<AutoOutput> {
+        let mask = || inputs.attention_mask.clone();
+        Ok(match self {
+            AutoModel::Llama(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Gpt2(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Gpt2Lm(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Gpt2SeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Gpt2TokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Gpt2Qa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Bloom(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::BloomLm(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::BloomSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::BloomTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::BloomQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::Bert(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::BertSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::RobertaSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::Whisper(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?, None)?),
+            AutoModel::WhisperGen(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?)?),
+        })
+    }
+
+    /// Generates new tokens: from `input_ids` for causal LMs, after encoding the source for
+    /// encoder-decoders. See [`crate::generation`] for the options.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for heads that do not generate; missing inputs; the config's errors.
+    pub fn generate(&self, inputs: &AutoInputs, config: &GenerationConfig) -> Result<Generated> {
+        let mask = inputs.attention_mask.clone();
+        match self {
+            AutoModel::Llama(m) => generate(m, inputs.need_ids()?, mask, config),
+            AutoModel::Gpt2Lm(m) => generate(m, inputs.need_ids()?, mask, config),
+            AutoModel::BloomLm(m) => generate(m, inputs.need_ids()?, mask, config),
+            AutoModel::WhisperGen(m) => generate_seq2seq(m, &m.encode(inputs.need_features()?)?, config),
+            _ => Err(Error::Unsupported {
+                what: "generation with this head".into(),
+                supported: "causal LMs (llama, mistral, qwen2, gpt2, bloom) and seq2seq LMs (whisper); load the model with its LM head".into(),
+            }),
+        }
+    }
+
+    /// The transformers `model_type` family of the loaded model, for messages.
+    pub fn family(&self) -> &'static str {
+        match self {
+            AutoModel::Llama(_) => "llama",
+            AutoModel::Gpt2(_) | AutoModel::Gpt2Lm(_) | AutoModel::Gpt2SeqCls(_) | AutoModel::Gpt2TokenCls(_) | AutoModel::Gpt2Qa(_) => "gpt2",
+            AutoModel::Bloom(_) | AutoModel::BloomLm(_) | AutoModel::BloomSeqCls(_) | AutoModel::BloomTokenCls(_) | AutoModel::BloomQa(_) => "bloom",
+            AutoModel::Bert(_) | AutoModel::BertSeqCls(_) => "bert",
+            AutoModel::RobertaSeqCls(_) => "roberta",
+            AutoModel::Whisper(_) | AutoModel::WhisperGen(_) => "whisper",
+        }
+    }
+}
+
+impl AdapterSites for AutoModel {
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        on_model!(self, m => m.visit_sites_mut(f))
+    }
+
+    fn output_head_paths(&self) -> Vec<String> {
+        on_model!(self, m => m.output_head_paths())
+    }
+
+    fn default_target_modules(&self) -> Vec<String> {
+        on_model!(self, m => m.default_target_modules())
+    }
+
+    fn default_modules_to_save(&self, task: TaskType) -> Vec<String> {
+        on_model!(self, m => m.default_modules_to_save(task))
+    }
+
+    fn tied_weights(&self) -> Vec<(String, String)> {
+        on_model!(self, m => m.tied_weights())
+    }
+}
