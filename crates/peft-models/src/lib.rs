@@ -7,3 +7,4 @@ pub mod generation;
 pub mod layers;
 pub mod llama;
 pub mod tokenizer;
+pub mod vit;
