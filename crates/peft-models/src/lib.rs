@@ -6,5 +6,6 @@ pub mod cache;
 pub mod generation;
 pub mod layers;
 pub mod llama;
+pub mod segformer;
 pub mod tokenizer;
 pub mod vit;
