@@ -1,62 +1,18 @@
 //! The all-MLP decode head (`decode_head`) and `SegformerForSemanticSegmentation`.
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor};
-use peft_core::{AdaptedConv2d, AdaptedLinear, AdapterSites, Error, Result, SiteMut};
+use peft_core::adapted::BatchNorm2d;
+use peft_core::{AdaptedBatchNorm2d, AdaptedConv2d, AdaptedLinear, AdapterSites, Error, Result, SiteMut};
 use std::path::Path;
 
 use super::config::SegformerConfig;
 use super::encoder::{to_image, to_sequence};
 use super::model::SegformerModel;
-
-/// Batch normalisation in inference mode (`batch_norm`), with PyTorch's names:
-/// `y = (x - running_mean) / sqrt(running_var + eps) * weight + bias` per channel.
-///
-/// The running statistics are buffers, not parameters: plain tensors that no visitor sees, so
-/// optimizers leave them alone and parameter counts match the Python library's (which counts
-/// parameters only). The loader fills them from the checkpoint. Training-mode statistics (from
-/// the batch) are not implemented: this layer always uses the running ones.
-#[derive(Module, Debug)]
-pub struct BatchNorm2d {
-    /// Scale, `[channels]`.
-    pub weight: Param<Tensor<1>>,
-    /// Shift, `[channels]`.
-    pub bias: Param<Tensor<1>>,
-    /// Mean per channel, `[channels]`.
-    pub running_mean: Tensor<1>,
-    /// Variance per channel, `[channels]`.
-    pub running_var: Tensor<1>,
-    /// Added to the variance (PyTorch's default 1e-5).
-    pub eps: f64,
-}
-
-impl BatchNorm2d {
-    /// Identity statistics (mean 0, variance 1), scale 1, shift 0, as PyTorch initialises it.
-    pub fn new(channels: usize, device: &Device) -> Self {
-        BatchNorm2d {
-            weight: Param::from_tensor(Tensor::ones([channels], device)),
-            bias: Param::from_tensor(Tensor::zeros([channels], device)),
-            running_mean: Tensor::zeros([channels], device),
-            running_var: Tensor::ones([channels], device),
-            eps: 1e-5,
-        }
-    }
-
-    /// Normalises each channel with the running statistics.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, channels, height, width]`, and the same out.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let per_channel = |t: Tensor<1>| t.unsqueeze_dims::<4>(&[0, 2, 3]);
-        let scale = self.weight.val().div(self.running_var.clone().add_scalar(self.eps).sqrt());
-        let shift = self.bias.val() - self.running_mean.clone() * scale.clone();
-        x * per_channel(scale) + per_channel(shift)
-    }
-}
 
 /// A per-stage projection (`linear_projections.{s}`) to `decoder_hidden_size`.
 #[derive(Module, Debug)]
@@ -88,8 +44,8 @@ pub struct SegformerDecodeHead {
     pub linear_projections: Vec<SegformerMlp>,
     /// `stages * decoder_hidden_size -> decoder_hidden_size`, 1x1, no bias.
     pub linear_fuse: AdaptedConv2d,
-    /// Inference-mode batch norm.
-    pub batch_norm: BatchNorm2d,
+    /// Inference-mode batch norm (running statistics from the checkpoint).
+    pub batch_norm: AdaptedBatchNorm2d,
     /// Dropout before the classifier (training only).
     pub dropout: Dropout,
     /// `decoder_hidden_size -> num_labels`, 1x1.
@@ -104,7 +60,7 @@ impl SegformerDecodeHead {
         SegformerDecodeHead {
             linear_projections: config.hidden_sizes.iter().map(|&c| SegformerMlp { proj: super::linear(c, d, config, device) }).collect(),
             linear_fuse: super::conv2d(fused, d, [1, 1], 1, 0, 1, false, config, device),
-            batch_norm: BatchNorm2d::new(d, device),
+            batch_norm: AdaptedBatchNorm2d::from_batch_norm(BatchNorm2d::new(d, device)),
             dropout: DropoutConfig::new(config.classifier_dropout_prob).init(),
             classifier: super::conv2d(d, config.num_labels, [1, 1], 1, 0, 1, true, config, device),
         }
@@ -219,6 +175,7 @@ impl AdapterSites for SegformerForSemanticSegmentation {
             f(&format!("decode_head.linear_projections.{i}.proj"), SiteMut::Linear(&mut mlp.proj));
         }
         f("decode_head.linear_fuse", SiteMut::Conv2d(&mut head.linear_fuse));
+        f("decode_head.batch_norm", SiteMut::BatchNorm2d(&mut head.batch_norm));
         f("decode_head.classifier", SiteMut::Conv2d(&mut head.classifier));
     }
 

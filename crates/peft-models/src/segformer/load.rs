@@ -2,12 +2,12 @@
 //! paths, and the batch norm's running statistics (buffers) filled by hand.
 
 use burn::tensor::{Tensor, TensorData};
+use peft_core::adapted::BatchNorm2d;
 use peft_core::{AdapterSites, Error, Result};
 use peft_io::tensors::TensorMap;
 use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
 use std::path::Path;
 
-use super::head::BatchNorm2d;
 use crate::vit::load::{name_file, rename_keys};
 
 /// transformers 5's `SegformerModel` / `SegformerForSemanticSegmentation` renames after the
@@ -74,7 +74,7 @@ pub(crate) fn load_semantic(
 ) -> Result<super::SegformerForSemanticSegmentation> {
     let tensors = read(dir)?;
     let mut model = load_from(model, &tensors, dir, &[])?;
-    fill_running_stats(&mut model.decode_head.batch_norm, &tensors, "decode_head.batch_norm").map_err(|e| name_file(e, dir))?;
+    fill_running_stats(&mut model.decode_head.batch_norm.base_layer, &tensors, "decode_head.batch_norm").map_err(|e| name_file(e, dir))?;
     Ok(model)
 }
 
@@ -96,6 +96,10 @@ pub(crate) fn fill_running_stats(norm: &mut BatchNorm2d, tensors: &TensorMap, pa
     };
     norm.running_mean = fetch("running_mean")?;
     norm.running_var = fetch("running_var")?;
+    // Only bookkeeping (it does not change the output); absent in some exports.
+    if let Some(count) = tensors.get(&format!("{path}.num_batches_tracked")) {
+        norm.num_batches_tracked = count.clone().convert::<i64>().iter::<i64>().next().unwrap_or_default();
+    }
     Ok(())
 }
 

@@ -31,7 +31,7 @@ mod model;
 
 pub use config::{SUPPORTED_MODEL_TYPES, SegformerConfig};
 pub use encoder::{SegformerAttention, SegformerDepthWiseConv, SegformerLayer, SegformerMixMlp, SegformerSequenceReduction};
-pub use head::{BatchNorm2d, SegformerDecodeHead, SegformerForSemanticSegmentation, SegformerMlp, pixel_cross_entropy, resize_bilinear};
+pub use head::{SegformerDecodeHead, SegformerForSemanticSegmentation, SegformerMlp, pixel_cross_entropy, resize_bilinear};
 pub use model::{SegformerForImageClassification, SegformerModel, SegformerOverlapPatchEmbeddings, SegformerStage};
 
 use burn::nn::conv::Conv2dConfig;
