@@ -67,8 +67,8 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
         let result = match (site, copy) {
             (SiteMut::Linear(s), Copy::Linear(c)) => s.adapters.insert(adapter, Box::new(SavedLinear { copy: c })),
             (SiteMut::Embedding(s), Copy::Embedding(c)) => s.adapters.insert(adapter, Box::new(SavedEmbedding { copy: c })),
-            (SiteMut::Conv2d(s), Copy::Conv2d(c)) => s.adapters.insert(adapter, Box::new(SavedConv2d { copy: c })),
-            (SiteMut::BatchNorm2d(s), Copy::BatchNorm2d(c)) => s.adapters.insert(adapter, Box::new(SavedBatchNorm2d { copy: c })),
+            (SiteMut::Conv2d(s), Copy::Conv2d(c)) => s.adapters.insert(adapter, Box::new(SavedConv2d { copy: *c })),
+            (SiteMut::BatchNorm2d(s), Copy::BatchNorm2d(c)) => s.adapters.insert(adapter, Box::new(SavedBatchNorm2d { copy: *c })),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -84,8 +84,9 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
 enum Copy {
     Linear(Linear),
     Embedding(Embedding),
-    Conv2d(Conv2d),
-    BatchNorm2d(BatchNorm2d),
+    // Boxed: a Conv2d carries its whole configuration.
+    Conv2d(Box<Conv2d>),
+    BatchNorm2d(Box<BatchNorm2d>),
 }
 
 /// A fresh parameter (new id, so optimizers never confuse it with the frozen original).
@@ -161,7 +162,7 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
             };
             // Same stride, padding and groups as the base layer; fresh parameters.
             let copy = Conv2d { weight: fresh(weight), bias, ..base.clone() };
-            Ok((Copy::Conv2d(copy), used))
+            Ok((Copy::Conv2d(Box::new(copy)), used))
         }
         SiteMut::BatchNorm2d(s) => plan_batch_norm(path, &s.base_layer, tensors),
         SiteMut::Conv1d(_) => Err(Error::Unsupported {
@@ -178,7 +179,7 @@ fn plan_batch_norm(path: &str, base: &BatchNorm2d, tensors: Option<&TensorMap>) 
     let c = base.channels();
     let Some(t) = tensors else {
         let copy = BatchNorm2d { weight: fresh(base.weight.val()), bias: fresh(base.bias.val()), ..base.clone() };
-        return Ok((Copy::BatchNorm2d(copy), Vec::new()));
+        return Ok((Copy::BatchNorm2d(Box::new(copy)), Vec::new()));
     };
     let mut used = Vec::new();
     let mut vector = |tensor: &str| -> Result<Tensor<1>> {
@@ -199,7 +200,7 @@ fn plan_batch_norm(path: &str, base: &BatchNorm2d, tensors: Option<&TensorMap>) 
         None => base.num_batches_tracked,
     };
     let copy = BatchNorm2d { weight: fresh(weight), bias: fresh(bias), running_mean, running_var, num_batches_tracked, eps: base.eps };
-    Ok((Copy::BatchNorm2d(copy), used))
+    Ok((Copy::BatchNorm2d(Box::new(copy)), used))
 }
 
 pub(crate) fn fetch(t: &TensorMap, key: &str, path: &str, tensor: &str, shape: &[usize]) -> Result<TensorData> {

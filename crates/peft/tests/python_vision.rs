@@ -62,3 +62,14 @@ fn segformer_semantic_segmentation() {
     let load = || SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
     check_pixel_case("segformer_qv", load, |m, x| m.forward(x));
 }
+
+#[test]
+fn lora_on_batch_norm_is_refused_as_in_python() {
+    let device = common::device();
+    let base = SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
+    let config = peft::LoraConfig::new(2).with_target_modules(["batch_norm"]);
+    match peft::get_peft_model(base, config) {
+        Err(peft::Error::Unsupported { what, .. }) => assert!(what.contains("decode_head.batch_norm"), "{what}"),
+        other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+    }
+}

@@ -188,3 +188,42 @@ impl BatchNormAdapter for SavedBatchNorm2d {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_with_running_statistics() {
+        let device = Device::flex();
+        let mut norm = BatchNorm2d::new(2, &device);
+        norm.weight = Param::from_tensor(Tensor::from_floats([2.0, 1.0], &device));
+        norm.bias = Param::from_tensor(Tensor::from_floats([0.5, -1.0], &device));
+        norm.running_mean = Tensor::from_floats([1.0, 0.0], &device);
+        norm.running_var = Tensor::from_floats([3.0, 0.25], &device);
+        norm.eps = 1.0;
+        // Channel 0: (x - 1) / 2 * 2 + 0.5; channel 1: x / sqrt(1.25) - 1.
+        let x = Tensor::<4>::from_floats([[[[3.0]], [[2.0]]]], &device);
+        let y: Vec<f32> = norm.forward(x).into_data().try_to_vec::<f32>().expect("f32");
+        assert!((y[0] - 2.5).abs() < 1e-6, "{}", y[0]);
+        assert!((y[1] - (2.0 / 1.25f32.sqrt() - 1.0)).abs() < 1e-6, "{}", y[1]);
+    }
+
+    #[test]
+    fn a_saved_copy_replaces_the_output_and_merges_in() {
+        let device = Device::flex();
+        let mut site = AdaptedBatchNorm2d::from_batch_norm(BatchNorm2d::new(1, &device));
+        let mut copy = BatchNorm2d::new(1, &device);
+        copy.running_mean = Tensor::from_floats([1.0], &device);
+        copy.num_batches_tracked = 7;
+        site.adapters.insert("default", Box::new(SavedBatchNorm2d { copy })).expect("inserts");
+        let x = Tensor::<4>::from_floats([[[[3.0]]]], &device);
+        let adapted: Vec<f32> = site.forward(x.clone()).into_data().try_to_vec::<f32>().expect("f32");
+        site.merge_adapter("default").expect("merges");
+        assert_eq!(site.base_layer.num_batches_tracked, 7);
+        site.adapters.set_disabled(true);
+        let merged: Vec<f32> = site.forward(x).into_data().try_to_vec::<f32>().expect("f32");
+        assert!((adapted[0] - merged[0]).abs() < 1e-6 && (adapted[0] - 2.0 / (1.0f32 + 1e-5).sqrt()).abs() < 1e-5);
+        assert!(site.unmerge_adapter("default").is_err(), "a merged copy cannot be taken out");
+    }
+}
