@@ -9,7 +9,7 @@ mod task;
 pub mod targets;
 
 pub use adapted::{
-    AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
+    AdaptedBatchNorm2d, AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
     EmbeddingAdapter, LinearAdapter, LowRank, BASE_ONLY,
 };
 pub use config::{Bias, CONFIG_FILE, ExtraKeys, InitLoraWeights, LoraConfig, PeftConfig};

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 
-use crate::adapted::{AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear};
+use crate::adapted::{AdaptedBatchNorm2d, AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear};
 
 /// One adapter site, borrowed mutably.
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub enum SiteMut<'a> {
     Conv1d(&'a mut AdaptedConv1d),
     /// A 2-D convolution.
     Conv2d(&'a mut AdaptedConv2d),
+    /// A batch norm layer: only `modules_to_save` copies attach here (no LoRA form).
+    BatchNorm2d(&'a mut AdaptedBatchNorm2d),
 }
 
 /// The kind of an adapter site.
@@ -28,6 +30,8 @@ pub enum SiteKind {
     Conv1d,
     /// A 2-D convolution.
     Conv2d,
+    /// A batch norm layer.
+    BatchNorm2d,
 }
 
 /// Runs `$body` with `$s` bound to the site's layer, whatever its kind.
@@ -38,6 +42,7 @@ macro_rules! on_site {
             SiteMut::Embedding($s) => $body,
             SiteMut::Conv1d($s) => $body,
             SiteMut::Conv2d($s) => $body,
+            SiteMut::BatchNorm2d($s) => $body,
         }
     };
 }
@@ -95,6 +100,7 @@ impl SiteMut<'_> {
             SiteMut::Embedding(_) => SiteKind::Embedding,
             SiteMut::Conv1d(_) => SiteKind::Conv1d,
             SiteMut::Conv2d(_) => SiteKind::Conv2d,
+            SiteMut::BatchNorm2d(_) => SiteKind::BatchNorm2d,
         }
     }
 }

@@ -255,6 +255,13 @@ impl SiteParams {
                 }
                 c.adapters.visit(&mut ids);
             }
+            SiteMut::BatchNorm2d(n) => {
+                // Only the affine parameters: the running statistics are buffers the model's
+                // loader fills (they are not parameters, so no visitor sees them).
+                add(path, "weight", n.base_layer.weight.id, false);
+                add(path, "bias", n.base_layer.bias.id, false);
+                n.adapters.visit(&mut ids);
+            }
         });
         SiteParams { keys, adapter_ids: ids.0 }
     }

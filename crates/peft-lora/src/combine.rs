@@ -96,7 +96,7 @@ pub fn add_weighted_adapter<M: AdapterSites>(
                     }
                 })
             }
-            SiteMut::Conv1d(_) | SiteMut::Conv2d(_) => Ok(()),
+            SiteMut::Conv1d(_) | SiteMut::Conv2d(_) | SiteMut::BatchNorm2d(_) => Ok(()),
         };
         if let Err(e) = result {
             error = Some(e);

@@ -205,6 +205,11 @@ fn plan_site(
             };
             Ok((Planned::Conv2d(Box::new(adapter)), keys))
         }
+        // As in the Python library, which has no LoRA layer for `nn.BatchNorm2d`.
+        SiteMut::BatchNorm2d(_) => Err(Error::Unsupported {
+            what: format!("LoRA on the batch norm layer `{path}`"),
+            supported: "linear, embedding and convolution layers (list the module in modules_to_save to train it in full)".into(),
+        }),
     }
 }
 

@@ -9,5 +9,7 @@ pub mod generation;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
+pub mod segformer;
 pub mod tokenizer;
 pub mod whisper;
+pub mod vit;

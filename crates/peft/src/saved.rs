@@ -1,9 +1,10 @@
 //! `modules_to_save`: trainable copies of whole modules (a classifier head), one per adapter.
 
 use burn::module::Param;
+use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Tensor, TensorData};
-use peft_core::adapted::{SavedEmbedding, SavedLinear};
+use peft_core::adapted::{BatchNorm2d, SavedBatchNorm2d, SavedConv2d, SavedEmbedding, SavedLinear};
 use peft_core::{AdapterSites, Error, Result, SiteMut, covering_module, module_covers};
 
 use crate::tensors::TensorMap;
@@ -66,6 +67,8 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
         let result = match (site, copy) {
             (SiteMut::Linear(s), Copy::Linear(c)) => s.adapters.insert(adapter, Box::new(SavedLinear { copy: c })),
             (SiteMut::Embedding(s), Copy::Embedding(c)) => s.adapters.insert(adapter, Box::new(SavedEmbedding { copy: c })),
+            (SiteMut::Conv2d(s), Copy::Conv2d(c)) => s.adapters.insert(adapter, Box::new(SavedConv2d { copy: *c })),
+            (SiteMut::BatchNorm2d(s), Copy::BatchNorm2d(c)) => s.adapters.insert(adapter, Box::new(SavedBatchNorm2d { copy: *c })),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -81,6 +84,9 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
 enum Copy {
     Linear(Linear),
     Embedding(Embedding),
+    // Boxed: a Conv2d carries its whole configuration.
+    Conv2d(Box<Conv2d>),
+    BatchNorm2d(Box<BatchNorm2d>),
 }
 
 /// A fresh parameter (new id, so optimizers never confuse it with the frozen original).
@@ -130,11 +136,71 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
             };
             Ok((Copy::Embedding(Embedding { weight: fresh(weight) }), used))
         }
-        SiteMut::Conv1d(_) | SiteMut::Conv2d(_) => Err(Error::Unsupported {
+        SiteMut::Conv2d(s) => {
+            let base = &s.base_layer;
+            let device = base.weight.lazy_device();
+            let shape = base.weight.lazy_shape().dims::<4>();
+            let mut used = Vec::new();
+            let mut take = |tensor: &str, shape: &[usize]| -> Result<Option<TensorData>> {
+                let Some(t) = tensors else { return Ok(None) };
+                let key = saved_key(path, tensor);
+                let data = fetch(t, &key, path, tensor, shape)?;
+                used.push(key);
+                Ok(Some(data))
+            };
+            // Burn's kernel layout is PyTorch's, so file tensors load as they are.
+            let weight = match take("weight", &shape)? {
+                Some(data) => Tensor::<4>::from_data(data, &device),
+                None => base.weight.val(),
+            };
+            let bias = match &base.bias {
+                Some(b) => Some(fresh(match take("bias", &[shape[0]])? {
+                    Some(data) => Tensor::<1>::from_data(data, &device),
+                    None => b.val(),
+                })),
+                None => None,
+            };
+            // Same stride, padding and groups as the base layer; fresh parameters.
+            let copy = Conv2d { weight: fresh(weight), bias, ..base.clone() };
+            Ok((Copy::Conv2d(Box::new(copy)), used))
+        }
+        SiteMut::BatchNorm2d(s) => plan_batch_norm(path, &s.base_layer, tensors),
+        SiteMut::Conv1d(_) => Err(Error::Unsupported {
             what: format!("modules_to_save on the convolution `{path}`"),
-            supported: "linear layers and embeddings".into(),
+            supported: "linear layers, embeddings, 2-D convolutions and batch norms".into(),
         }),
     }
+}
+
+/// A copy of a batch norm layer, running statistics included, from the file when given (the
+/// Python library saves `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`).
+fn plan_batch_norm(path: &str, base: &BatchNorm2d, tensors: Option<&TensorMap>) -> Result<(Copy, Vec<String>)> {
+    let device = base.weight.lazy_device();
+    let c = base.channels();
+    let Some(t) = tensors else {
+        let copy = BatchNorm2d { weight: fresh(base.weight.val()), bias: fresh(base.bias.val()), ..base.clone() };
+        return Ok((Copy::BatchNorm2d(Box::new(copy)), Vec::new()));
+    };
+    let mut used = Vec::new();
+    let mut vector = |tensor: &str| -> Result<Tensor<1>> {
+        let key = saved_key(path, tensor);
+        let data = fetch(t, &key, path, tensor, &[c])?;
+        used.push(key);
+        Ok(Tensor::<1>::from_data(data.convert::<f32>(), &device))
+    };
+    let (weight, bias) = (vector("weight")?, vector("bias")?);
+    let (running_mean, running_var) = (vector("running_mean")?, vector("running_var")?);
+    let key = saved_key(path, "num_batches_tracked");
+    let num_batches_tracked = match t.get(&key) {
+        Some(_) => {
+            let data = fetch(t, &key, path, "num_batches_tracked", &[])?.convert::<i64>();
+            used.push(key);
+            data.iter::<i64>().next().unwrap_or_default()
+        }
+        None => base.num_batches_tracked,
+    };
+    let copy = BatchNorm2d { weight: fresh(weight), bias: fresh(bias), running_mean, running_var, num_batches_tracked, eps: base.eps };
+    Ok((Copy::BatchNorm2d(Box::new(copy)), used))
 }
 
 pub(crate) fn fetch(t: &TensorMap, key: &str, path: &str, tensor: &str, shape: &[usize]) -> Result<TensorData> {

@@ -34,6 +34,17 @@ macro_rules! adapted_conv {
 
             /// The adapter's tensors in the Python library's layout, keyed by suffix.
             fn export(&self) -> Vec<(String, TensorData)>;
+
+            /// The base bias after merging; unchanged unless the adapter replaces it (a
+            /// `modules_to_save` copy does).
+            fn merge_bias(&self, bias: Tensor<1>) -> Result<Tensor<1>> {
+                Ok(bias)
+            }
+
+            /// The base bias after unmerging; unchanged by default.
+            fn unmerge_bias(&self, bias: Tensor<1>) -> Result<Tensor<1>> {
+                Ok(bias)
+            }
         }
 
         crate::erased_module_trait_impl!($adapter);
@@ -76,7 +87,8 @@ macro_rules! adapted_conv {
                 }
                 let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
                 let weight = adapter.merge(self.base_layer.weight.val())?;
-                self.base_layer.weight = replace(&self.base_layer.weight, weight);
+                let bias = self.base_layer.bias.as_ref().map(|b| adapter.merge_bias(b.val())).transpose()?;
+                self.set_base(weight, bias);
                 self.adapters.mark_merged(name);
                 Ok(())
             }
@@ -88,9 +100,18 @@ macro_rules! adapted_conv {
                 }
                 let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
                 let weight = adapter.unmerge(self.base_layer.weight.val())?;
-                self.base_layer.weight = replace(&self.base_layer.weight, weight);
+                let bias = self.base_layer.bias.as_ref().map(|b| adapter.unmerge_bias(b.val())).transpose()?;
+                self.set_base(weight, bias);
                 self.adapters.mark_unmerged(name);
                 Ok(())
+            }
+
+            /// Replaces the base kernel (and bias, where given) keeping their parameter ids.
+            fn set_base(&mut self, weight: Tensor<$wrank>, bias: Option<Tensor<1>>) {
+                self.base_layer.weight = replace(&self.base_layer.weight, weight);
+                if let (Some(old), Some(new)) = (&self.base_layer.bias, bias) {
+                    self.base_layer.bias = Some(replace(old, new));
+                }
             }
         }
     };

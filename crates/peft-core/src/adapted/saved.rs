@@ -4,9 +4,11 @@
 //! here the copy is an adapter of the site whose output replaces the base output.
 
 use burn::module::Module;
+use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::conv::Conv2dAdapter;
 use super::embedding::EmbeddingAdapter;
 use super::linear::LinearAdapter;
 use crate::{Error, Result};
@@ -76,7 +78,45 @@ impl EmbeddingAdapter for SavedEmbedding {
     }
 }
 
-fn unmerge_error() -> Error {
+/// A trainable copy of a 2-D convolution (`modules_to_save`, such as a segmentation head's 1x1
+/// classifier), used instead of the base layer.
+#[derive(Module, Debug)]
+pub struct SavedConv2d {
+    /// The copy, starting equal to the base layer (same stride, padding, groups).
+    pub copy: Conv2d,
+}
+
+impl Conv2dAdapter for SavedConv2d {
+    crate::erased_module!(Conv2dAdapter);
+
+    /// The copy's output; the base output is discarded.
+    fn adapt_output(&self, x: &Tensor<4>, _y: Tensor<4>) -> Tensor<4> {
+        self.copy.forward(x.clone())
+    }
+
+    fn merge(&self, _weight: Tensor<4>) -> Result<Tensor<4>> {
+        Ok(self.copy.weight.val())
+    }
+
+    fn merge_bias(&self, bias: Tensor<1>) -> Result<Tensor<1>> {
+        Ok(self.copy.bias.as_ref().map_or(bias, |b| b.val()))
+    }
+
+    fn unmerge(&self, _weight: Tensor<4>) -> Result<Tensor<4>> {
+        Err(unmerge_error())
+    }
+
+    fn export(&self) -> Vec<(String, TensorData)> {
+        // Burn's kernel layout is PyTorch's `[c_out, c_in / groups, kh, kw]`.
+        let mut out = vec![("weight".to_string(), self.copy.weight.val().into_data())];
+        if let Some(b) = &self.copy.bias {
+            out.push(("bias".to_string(), b.val().into_data()));
+        }
+        out
+    }
+}
+
+pub(crate) fn unmerge_error() -> Error {
     Error::InvalidState(
         "a merged modules_to_save copy replaced the original module and cannot be unmerged; reload the base model".into(),
     )

@@ -46,14 +46,29 @@ where
     let device = super::device();
     let ids = case.ints("input_ids", &device);
     let mask = if case.has("attention_mask") { case.ints("attention_mask", &device) } else { ids.ones_like() };
-    let run = |m: &M| forward(m, ids.clone(), mask.clone()).into_data();
+    check_outputs(&case, load, |m: &M| forward(m, ids.clone(), mask.clone()).into_data());
+}
 
-    assert_close(&case, "base", run(&load()), "base model");
+/// [`check_case`] for image models: the case's `pixel_values` (`[batch, channels, height, width]`)
+/// are the input.
+pub fn check_pixel_case<M, F, const D: usize>(name: &str, load: impl Fn() -> M, forward: F)
+where
+    M: AdapterSites,
+    F: Fn(&M, Tensor<4>) -> Tensor<D>,
+{
+    let case = Case::load(name);
+    let pixels: Tensor<4> = case.floats("pixel_values", &super::device());
+    check_outputs(&case, load, |m: &M| forward(m, pixels.clone()).into_data());
+}
+
+/// The checks of [`check_case`], given how to run a model on the case's inputs.
+fn check_outputs<M: AdapterSites>(case: &Case, load: impl Fn() -> M, run: impl Fn(&M) -> TensorData) {
+    assert_close(case, "base", run(&load()), "base model");
     let mut peft = PeftModel::from_pretrained(load(), case.adapter()).expect("loads the Python adapter");
-    assert_close(&case, "adapted", run(peft.model()), "with the adapter");
+    assert_close(case, "adapted", run(peft.model()), "with the adapter");
     let off = if case.has("disabled") { "disabled" } else { "base" };
     let disabled = peft.with_adapters_disabled(|m| run(m));
-    assert_close(&case, off, disabled, "adapters disabled");
+    assert_close(case, off, disabled, "adapters disabled");
 
     let meta = &case.meta;
     let strings = |k: &str| -> Vec<String> {
@@ -92,7 +107,7 @@ where
     assert_eq!(fresh_targets, expected_targets, "get_peft_model targets");
 
     let merged = peft.merge_and_unload().expect("merges");
-    assert_close(&case, "merged", run(&merged), "merged");
+    assert_close(case, "merged", run(&merged), "merged");
 }
 
 /// Asserts the loss and the gradient of every parameter of adapter `default` equal the case's

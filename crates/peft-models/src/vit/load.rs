@@ -1,0 +1,90 @@
+//! Weights from a transformers folder: legacy checkpoint keys renamed to transformers 5's module paths.
+
+use burn::tensor::Device;
+use peft_core::{AdapterSites, Error, Result};
+use peft_io::tensors::TensorMap;
+use peft_io::weights::{LoadOptions, MODEL_FILE, MODEL_INDEX_FILE, load_into, read_model_tensors};
+use std::path::Path;
+
+use super::config::ViTConfig;
+use super::model::ViTModel;
+
+/// transformers 5's `ViTModel` conversion, in its order: checkpoints on the Hub (and those
+/// transformers 5 writes) keep the legacy keys, while modules (and adapter keys) use the new names.
+const RENAMES: &[(&str, &str)] = &[
+    ("encoder.layer.", "layers."),
+    ("attention.attention.query", "attention.q_proj"),
+    ("attention.attention.key", "attention.k_proj"),
+    ("attention.attention.value", "attention.v_proj"),
+    ("attention.output.dense", "attention.o_proj"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+];
+
+/// Applies substring renames in order to every key (keys already in the new form are unchanged).
+pub(crate) fn rename_keys(tensors: TensorMap, rename: impl Fn(&str) -> String) -> TensorMap {
+    tensors.into_iter().map(|(k, v)| (rename(&k), v)).collect()
+}
+
+fn vit_key(key: &str) -> String {
+    RENAMES.iter().fold(key.to_string(), |k, (from, to)| k.replace(from, to))
+}
+
+/// The folder's tensors with ViT keys renamed.
+fn read(dir: &Path) -> Result<TensorMap> {
+    Ok(rename_keys(read_model_tensors(dir)?, vit_key))
+}
+
+fn options(optional: Vec<String>) -> LoadOptions {
+    LoadOptions { prefixes: vec!["vit.".into()], optional }
+}
+
+/// A [`ViTModel`] from a folder holding a bare model or a classifier; the pooler is kept only
+/// where the file has one.
+pub(crate) fn load_base(dir: &Path, config: &ViTConfig, device: &Device) -> Result<ViTModel> {
+    let tensors = read(dir)?;
+    let has_pooler = ["pooler.dense.weight", "vit.pooler.dense.weight"].iter().any(|k| tensors.contains_key(*k));
+    let model = if has_pooler { ViTModel::new(config, device) } else { ViTModel::without_pooler(config, device) };
+    load_into(model, &tensors, &options(Vec::new())).map_err(|e| name_file(e, dir))
+}
+
+/// Loads a task model; with `new_head`, its output heads' `weight` and `bias` may be absent.
+pub(crate) fn load_head<M: AdapterSites>(model: M, dir: &Path, new_head: bool) -> Result<M> {
+    let optional = if new_head {
+        model.output_head_paths().iter().flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]).collect()
+    } else {
+        Vec::new()
+    };
+    load_into(model, &read(dir)?, &options(optional)).map_err(|e| name_file(e, dir))
+}
+
+/// Names the file read in a missing-tensor error (`load_into` only sees a map of tensors).
+pub(crate) fn name_file(error: Error, dir: &Path) -> Error {
+    match error {
+        Error::MissingTensor { key, fix, .. } => {
+            let file = if dir.join(MODEL_FILE).is_file() { dir.join(MODEL_FILE) } else { dir.join(MODEL_INDEX_FILE) };
+            Error::MissingTensor { key, file, fix }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vit_key;
+
+    #[test]
+    fn legacy_keys_map_to_module_paths() {
+        let cases = [
+            ("vit.encoder.layer.3.attention.attention.query.weight", "vit.layers.3.attention.q_proj.weight"),
+            ("encoder.layer.0.attention.output.dense.bias", "layers.0.attention.o_proj.bias"),
+            ("vit.encoder.layer.1.intermediate.dense.weight", "vit.layers.1.mlp.fc1.weight"),
+            ("vit.encoder.layer.1.output.dense.weight", "vit.layers.1.mlp.fc2.weight"),
+            ("vit.layers.1.mlp.fc2.weight", "vit.layers.1.mlp.fc2.weight"),
+            ("vit.embeddings.cls_token", "vit.embeddings.cls_token"),
+        ];
+        for (legacy, new) in cases {
+            assert_eq!(vit_key(legacy), new);
+        }
+    }
+}
