@@ -11,5 +11,5 @@ pub mod layers;
 pub mod llama;
 pub mod segformer;
 pub mod tokenizer;
-pub mod whisper;
 pub mod vit;
+pub mod whisper;

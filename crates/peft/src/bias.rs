@@ -4,7 +4,6 @@
 //! the biases are base-model parameters: loading such an adapter writes them into the model, as
 //! the Python library does.
 
-use burn::module::{ModuleMapper, Param};
 use burn::tensor::{Tensor, TensorData};
 use peft_core::{AdapterSites, Bias, PeftConfig, Result, SiteMut};
 use std::collections::HashMap;
@@ -105,36 +104,16 @@ pub(crate) fn apply_biases<M: AdapterSites>(model: &mut M, planned: PlannedBiase
     if planned.biases.is_empty() {
         return;
     }
-    let mut mapper = BiasWriter { path: Vec::new(), planned: planned.biases };
-    let mapped = burn::module::Module::map(model.clone(), &mut mapper);
-    *model = mapped;
-}
-
-/// Sets 1-D parameters named `bias` whose module path (without `base_layer`) is planned.
-struct BiasWriter {
-    path: Vec<String>,
-    planned: HashMap<String, TensorData>,
-}
-
-impl ModuleMapper for BiasWriter {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if D != 1 || self.path.last().map(String::as_str) != Some("bias") || self.path.iter().any(|s| s == "adapters") {
-            return param;
-        }
-        let module: Vec<&str> =
-            self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
-        let Some(data) = self.planned.get(&module.join(".")) else { return param };
-        let device = param.val().device();
-        let require_grad = param.val().is_require_grad();
-        let value = Tensor::<D>::from_data(data.clone(), &device).set_require_grad(require_grad);
-        param.map(|_| value)
-    }
+    // Through the sites rather than Burn's module paths: wrappers such as `AutoModel` add
+    // segments (the enum variant) that are not part of transformers' names.
+    let planned = planned.biases;
+    model.visit_sites_mut(&mut |path, site| {
+        let SiteMut::Linear(s) = site else { return };
+        let (Some(data), Some(bias)) = (planned.get(path), s.base_layer.bias.as_mut()) else { return };
+        let require_grad = bias.val().is_require_grad();
+        let value = Tensor::<1>::from_data(data.clone(), &bias.lazy_device()).set_require_grad(require_grad);
+        *bias = bias.clone().map(|_| value);
+    });
 }
 
 /// The biases to save with adapter `entry`: `(key, value)` in PyTorch layout.

@@ -36,11 +36,11 @@ struct RequireGrad {
 }
 
 impl ModuleMapper for RequireGrad {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        enter(&mut self.path, name, container);
     }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, name: &str, container: &str) {
+        exit(&mut self.path, name, container);
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         param.set_require_grad(self.rule.trains(&self.path))
@@ -61,11 +61,11 @@ pub(crate) struct PathParams {
 }
 
 impl ModuleVisitor for PathParams {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        enter(&mut self.path, name, container);
     }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, name: &str, container: &str) {
+        exit(&mut self.path, name, container);
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let n = param.lazy_shape().num_elements();
@@ -183,6 +183,24 @@ pub fn thousands(n: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// Enum variants (`AutoModel::Llama`) are module levels in Burn but not in transformers' names:
+/// they are left out of paths. Field names are snake case, variant names camel case.
+fn is_variant(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+}
+
+fn enter(path: &mut Vec<String>, name: &str, _container: &str) {
+    if !is_variant(name) {
+        path.push(name.to_string());
+    }
+}
+
+fn exit(path: &mut Vec<String>, name: &str, _container: &str) {
+    if !is_variant(name) {
+        path.pop();
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@ use peft::models::auto::{AutoInputs, AutoModel, Head, ModelInfo};
 fn auto_case(name: &str) {
     let case = Case::load(name);
     let device = common::device();
-    let peft = PeftModel::<AutoModel>::from_pretrained_auto(case.adapter(), &device).expect("base and adapter load from the config");
+    let mut peft = PeftModel::<AutoModel>::from_pretrained_auto(case.adapter(), &device).expect("base and adapter load from the config");
     let mut inputs = AutoInputs::default();
-    if case.has("input_features") {
+    if case.has("pixel_values") {
+        inputs.pixel_values = Some(case.floats("pixel_values", &device));
+    } else if case.has("input_features") {
         inputs.input_features = Some(case.floats("input_features", &device));
         inputs.decoder_input_ids = Some(case.ints("input_ids", &device));
     } else {
@@ -23,6 +25,9 @@ fn auto_case(name: &str) {
     }
     let out = peft.model().forward(&inputs).expect("runs").into_data();
     assert_close(&case, "adapted", out, &format!("{name} through AutoModel"));
+    // Counts and trainable biases go by module path, which the enum must not change.
+    peft.set_trainable("default", true).expect("trainable");
+    assert_eq!(peft.trainable_parameters_line(), case.meta["print_trainable_parameters"].as_str().expect("line"), "{name}");
 }
 
 #[test]
@@ -54,6 +59,14 @@ fn whisper_seq2seq() {
 }
 
 #[test]
+fn vit_and_segformer_images() {
+    auto_case("vit_qv");
+    auto_case("vit_features");
+    auto_case("segformer_qv");
+    auto_case("segformer_cls");
+}
+
+#[test]
 fn unsupported_family_and_head_name_what_is_supported() {
     let device = common::device();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -75,6 +88,6 @@ fn missing_base_folder_says_how_to_pass_it() {
     }
     let err = PeftModel::<AutoModel>::from_pretrained_auto(dir.path(), &common::device()).expect_err("no base here").to_string();
     assert!(err.contains("models/llama") && err.contains("from_pretrained_auto_with_base"), "{err}");
-    let peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(dir.path(), common::fixtures::root().join("models/llama"), &common::device());
+    let mut peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(dir.path(), common::fixtures::root().join("models/llama"), &common::device());
     assert!(peft.is_ok());
 }

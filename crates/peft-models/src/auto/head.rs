@@ -79,6 +79,8 @@ pub const SUPPORTED: &[(&str, &[Head])] = &[
     ("bert", &[Head::FeatureExtraction, Head::SequenceClassification]),
     ("roberta", &[Head::FeatureExtraction, Head::SequenceClassification]),
     ("whisper", &[Head::Seq2SeqLm, Head::FeatureExtraction]),
+    ("vit", &[Head::ImageClassification, Head::FeatureExtraction]),
+    ("segformer", &[Head::SemanticSegmentation, Head::ImageClassification, Head::FeatureExtraction]),
 ];
 
 /// What `config.json` says about the architecture.

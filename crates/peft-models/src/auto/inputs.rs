@@ -62,7 +62,7 @@ pub enum AutoOutput {
     Rank2(Tensor<2>),
     /// `[batch, len, vocab | classes | hidden | 2]` (LM logits, token classes, features, QA start/end).
     Rank3(Tensor<3>),
-    /// `[batch, classes, height, width]` (semantic segmentation).
+    /// `[batch, classes | channels, height, width]` (semantic segmentation, SegFormer features).
     Rank4(Tensor<4>),
 }
 

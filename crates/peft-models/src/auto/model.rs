@@ -12,6 +12,8 @@ use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequence
 use crate::generation::{Generated, GenerationConfig, generate, generate_seq2seq};
 use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
 use crate::llama::LlamaForCausalLM;
+use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
+use crate::vit::{ViTForImageClassification, ViTModel};
 use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
 
 /// Any supported architecture with any of its heads ([`super::SUPPORTED`]).
@@ -53,6 +55,16 @@ pub enum AutoModel {
     Whisper(WhisperModel),
     /// Whisper speech-to-text.
     WhisperGen(WhisperForConditionalGeneration),
+    /// ViT features.
+    Vit(ViTModel),
+    /// ViT image classification.
+    VitCls(ViTForImageClassification),
+    /// SegFormer features (the last stage's map).
+    Segformer(SegformerModel),
+    /// SegFormer semantic segmentation.
+    SegformerSeg(SegformerForSemanticSegmentation),
+    /// SegFormer image classification.
+    SegformerCls(SegformerForImageClassification),
 }
 
 /// Runs `$body` with `$m` bound to the model inside whichever variant `$self` is.
@@ -75,6 +87,11 @@ macro_rules! on_model {
             AutoModel::RobertaSeqCls($m) => $body,
             AutoModel::Whisper($m) => $body,
             AutoModel::WhisperGen($m) => $body,
+            AutoModel::Vit($m) => $body,
+            AutoModel::VitCls($m) => $body,
+            AutoModel::Segformer($m) => $body,
+            AutoModel::SegformerSeg($m) => $body,
+            AutoModel::SegformerCls($m) => $body,
         }
     };
 }
@@ -107,6 +124,11 @@ impl AutoModel {
             ("bert" | "roberta", _) => AutoModel::Bert(BertModel::from_pretrained(dir, device)?),
             ("whisper", Head::Seq2SeqLm) => AutoModel::WhisperGen(WhisperForConditionalGeneration::from_pretrained(dir, device)?),
             ("whisper", _) => AutoModel::Whisper(WhisperModel::from_pretrained(dir, device)?),
+            ("vit", Head::ImageClassification) => AutoModel::VitCls(ViTForImageClassification::from_pretrained(dir, device)?),
+            ("vit", _) => AutoModel::Vit(ViTModel::from_pretrained(dir, device)?),
+            ("segformer", Head::SemanticSegmentation) => AutoModel::SegformerSeg(SegformerForSemanticSegmentation::from_pretrained(dir, device)?),
+            ("segformer", Head::ImageClassification) => AutoModel::SegformerCls(SegformerForImageClassification::from_pretrained(dir, device)?),
+            ("segformer", _) => AutoModel::Segformer(SegformerModel::from_pretrained(dir, device)?),
             (other, head) => {
                 return Err(Error::Unsupported { what: format!("the {} head for `{other}`", head.name()), supported: "see peft_models::auto::SUPPORTED".into() });
             }
@@ -142,6 +164,11 @@ impl AutoModel {
             AutoModel::RobertaSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
             AutoModel::Whisper(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?, None)?),
             AutoModel::WhisperGen(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?)?),
+            AutoModel::Vit(m) => AutoOutput::Rank3(m.forward(inputs.need_pixels()?)?),
+            AutoModel::VitCls(m) => AutoOutput::Rank2(m.forward(inputs.need_pixels()?)?),
+            AutoModel::Segformer(m) => AutoOutput::Rank4(m.last_hidden_state(inputs.need_pixels()?)),
+            AutoModel::SegformerSeg(m) => AutoOutput::Rank4(m.forward(inputs.need_pixels()?)),
+            AutoModel::SegformerCls(m) => AutoOutput::Rank2(m.forward(inputs.need_pixels()?)),
         })
     }
 
@@ -173,6 +200,8 @@ impl AutoModel {
             AutoModel::Bert(_) | AutoModel::BertSeqCls(_) => "bert",
             AutoModel::RobertaSeqCls(_) => "roberta",
             AutoModel::Whisper(_) | AutoModel::WhisperGen(_) => "whisper",
+            AutoModel::Vit(_) | AutoModel::VitCls(_) => "vit",
+            AutoModel::Segformer(_) | AutoModel::SegformerSeg(_) | AutoModel::SegformerCls(_) => "segformer",
         }
     }
 }
