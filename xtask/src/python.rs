@@ -67,7 +67,22 @@ pub fn interop(root: &Path) -> Result<()> {
     let out = root.join("target/interop");
     let _ = std::fs::remove_dir_all(&out);
     run(Command::new("cargo").args(["run", "--release", "-p", "peft", "--example", "interop_write", "--"]).arg(&out))?;
-    run(Command::new(&python).arg(root.join("xtask/python/interop.py")).arg(root.join("fixtures")).arg(&out))
+    run(Command::new(&python).arg(root.join("xtask/python/interop.py")).arg(root.join("fixtures")).arg(&out))?;
+    // `peft merge` folders load in transformers with the Python library's merged outputs.
+    let merged = root.join("target/interop-merged");
+    let _ = std::fs::remove_dir_all(&merged);
+    let cases = [("llama_qv", "llama"), ("gpt2_lora", "gpt2"), ("bert_seq_cls", "bert"), ("vit_qv", "vit"), ("segformer_qv", "segformer")];
+    for (case, model) in cases {
+        let fixtures = root.join("fixtures");
+        run(Command::new("cargo")
+            .args(["run", "--quiet", "--release", "-p", "peft-cli", "--", "merge", "--base"])
+            .arg(fixtures.join("models").join(model))
+            .arg("--adapter")
+            .arg(fixtures.join("cases").join(case).join("adapter"))
+            .arg("--out")
+            .arg(merged.join(case)))?;
+    }
+    run(Command::new(&python).arg(root.join("xtask/python/merged_check.py")).arg(root.join("fixtures")).arg(&merged))
 }
 
 /// The real models and data of `shared/ASSETS.md`, as wheels unpacked under `target/assets`.

@@ -25,10 +25,14 @@ struct Cli {
 enum Command {
     /// LoRA on the pretrained MiniLM-L6 encoder for 3-way tweet sentiment, start to finish.
     Demo(commands::demo::Args),
+    /// Continue prompts (causal LMs) or transcribe (Whisper), with adapters.
+    Generate(commands::generate::Args),
     /// Describe an adapter folder: method, base model, targeted modules, ranks, size, dtype.
     Inspect(commands::inspect::Args),
     /// Fine-tune a model folder on a CSV / JSON Lines file and save the adapter.
     Train(commands::train::Args),
+    /// Fold an adapter into its base and write a model folder transformers can load.
+    Merge(commands::merge::Args),
     /// Run a model (with adapters) on token ids and print its head's output as JSON.
     Logits(commands::logits::Args),
 }
@@ -37,8 +41,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
+        Command::Generate(args) => commands::generate::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Logits(args) => commands::logits::run(args),
+        Command::Merge(args) => commands::merge::run(args),
         Command::Train(args) => commands::train::run(args),
     };
     match result {
@@ -48,7 +54,7 @@ fn main() -> std::process::ExitCode {
                 // The whole chain, and a backtrace when RUST_BACKTRACE=1.
                 eprintln!("error: {e:?}");
             } else {
-                eprintln!("error: {e}");
+                eprintln!("error: {e:#}");
             }
             std::process::ExitCode::FAILURE
         }

@@ -1,83 +1,141 @@
-//! Choosing the architecture and head from a model folder, and running it with adapters.
+//! Loading a model folder with its adapters through `AutoModel`, and reading tensor inputs.
 
 use anyhow::{Context, Result, bail};
+use peft::PeftModel;
+use peft::PeftConfig;
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
-use peft::models::bert::{BertForSequenceClassification, BertModel, RobertaForSequenceClassification, RobertaModel};
-use peft::models::llama::LlamaForCausalLM;
-use peft::{AdapterSites, PeftConfig, PeftModel, TaskType};
-use std::path::Path;
+use peft::models::auto::{AutoInputs, AutoModel, Head, ModelInfo};
+use std::path::{Path, PathBuf};
 
-use crate::commands::logits::Args;
 use crate::input::Batch;
 
-/// What `config.json` says about the architecture.
-pub struct ModelKind {
-    /// `model_type`.
-    pub model_type: String,
-    /// `architectures`.
-    pub architectures: Vec<String>,
+/// Reads `dir/config.json`'s `model_type` and `architectures`.
+pub fn model_kind(dir: &Path) -> Result<ModelInfo> {
+    ModelInfo::from_dir(dir).with_context(|| format!("{} is not a model folder", dir.display()))
 }
 
-pub fn model_kind(dir: &Path) -> Result<ModelKind> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (pass a model folder)", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let architectures = json
-        .get("architectures")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    Ok(ModelKind { model_type, architectures })
+/// How to load a model with adapters.
+pub struct LoadSpec<'a> {
+    /// The base model folder.
+    pub model: &'a Path,
+    /// Adapter folders: the first is named `default`, the others after their folder.
+    pub adapters: &'a [PathBuf],
+    /// The adapter to activate (default: the first).
+    pub adapter_name: Option<&'a str>,
+    /// A head asked for on the command line (else the adapter's task, else `architectures`).
+    pub head: Option<Head>,
 }
 
-/// The task of the first adapter, if any (it picks the head like `AutoPeftModel*`).
-fn adapter_task(args: &Args) -> Result<Option<TaskType>> {
-    match args.adapter.first() {
-        Some(dir) => Ok(PeftConfig::from_dir(dir)?.task_type()),
-        None => Ok(None),
+/// A base model, with adapters or without.
+pub enum Loaded {
+    /// No adapter was given.
+    Base(AutoModel),
+    /// The base with its adapters.
+    Peft(PeftModel<AutoModel>),
+}
+
+impl Loaded {
+    /// The model to run (adapters active).
+    pub fn model(&self) -> &AutoModel {
+        match self {
+            Loaded::Base(m) => m,
+            Loaded::Peft(p) => p.model(),
+        }
+    }
+
+    /// The model with the active adapters merged into its weights.
+    pub fn merged(self) -> Result<AutoModel> {
+        match self {
+            Loaded::Base(m) => Ok(m),
+            Loaded::Peft(p) => Ok(p.merge_and_unload()?),
+        }
     }
 }
 
-/// Runs the model of `args.model` with its adapters on `batch`: `(shape, values)` of the head output.
-pub fn logits(args: &Args, batch: &Batch, device: &Device) -> Result<(Vec<usize>, Vec<f32>)> {
-    let kind = model_kind(&args.model)?;
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.ids.clone(), batch.shape), device);
-    let mask = Tensor::<2, Int>::from_data(TensorData::new(batch.mask.clone(), batch.shape), device);
-    let classifier = kind.architectures.iter().any(|a| a.ends_with("ForSequenceClassification"))
-        || adapter_task(args)? == Some(TaskType::SeqCls);
-    match (kind.model_type.as_str(), classifier) {
-        ("bert", true) => run(BertForSequenceClassification::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
-        ("bert", false) => run(BertModel::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
-        ("roberta", true) => run(RobertaForSequenceClassification::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
-        ("roberta", false) => run(RobertaModel::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask), None)),
-        ("llama" | "mistral" | "qwen2", _) => run(LlamaForCausalLM::from_pretrained(&args.model, device)?, args, |m| m.forward(ids, Some(mask))),
-        (other, _) => bail!("model_type `{other}` is not supported by `peft logits`; supported: llama, mistral, qwen2, bert, roberta"),
-    }
-}
-
-/// Loads the adapters onto `model`, activates and optionally merges, and runs `forward`.
-fn run<M: AdapterSites, const D: usize>(model: M, args: &Args, forward: impl FnOnce(&M) -> Tensor<D>) -> Result<(Vec<usize>, Vec<f32>)> {
-    if args.adapter.is_empty() {
-        return Ok(flatten(forward(&model)));
-    }
-    let mut peft = PeftModel::from_pretrained(model, &args.adapter[0])?;
-    for dir in &args.adapter[1..] {
+/// Loads the base with the head the adapter's task asks for, then the adapters.
+pub fn load(spec: &LoadSpec<'_>, device: &Device) -> Result<Loaded> {
+    let task = match spec.adapters.first() {
+        Some(dir) => PeftConfig::from_dir(dir)?.task_type(),
+        None => None,
+    };
+    let head = spec.head.or(task.map(Head::from_task));
+    let base = AutoModel::from_pretrained(spec.model, head, device)?;
+    let Some(first) = spec.adapters.first() else {
+        return Ok(Loaded::Base(base));
+    };
+    let mut peft = PeftModel::from_pretrained(base, first).with_context(|| format!("cannot load the adapter {} onto {}", first.display(), spec.model.display()))?;
+    for dir in &spec.adapters[1..] {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
-        peft.load_adapter(dir, &name)?;
+        peft.load_adapter(dir, &name).with_context(|| format!("cannot load the adapter {}", dir.display()))?;
     }
-    if let Some(name) = &args.adapter_name {
+    if let Some(name) = spec.adapter_name {
         peft.set_adapter(name)?;
     }
-    if args.merge {
-        let merged = peft.merge_and_unload()?;
-        return Ok(flatten(forward(&merged)));
-    }
-    Ok(flatten(forward(peft.model())))
+    Ok(Loaded::Peft(peft))
 }
 
-fn flatten<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
-    let data = t.into_data();
-    let shape = data.shape().to_vec();
-    (shape, data.convert::<f32>().try_into_vec().unwrap_or_default())
+/// Parses a `--head` value.
+pub fn parse_head(text: &str) -> Result<Head> {
+    const HEADS: [Head; 8] = [
+        Head::CausalLm,
+        Head::Seq2SeqLm,
+        Head::SequenceClassification,
+        Head::TokenClassification,
+        Head::QuestionAnswering,
+        Head::FeatureExtraction,
+        Head::ImageClassification,
+        Head::SemanticSegmentation,
+    ];
+    HEADS
+        .into_iter()
+        .find(|h| h.name() == text)
+        .with_context(|| format!("unknown head `{text}`; one of: {}", HEADS.map(|h| h.name()).join(", ")))
+}
+
+/// Token ids and their mask as tensors.
+pub fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.ids.clone(), batch.shape), device);
+    let mask = Tensor::<2, Int>::from_data(TensorData::new(batch.mask.clone(), batch.shape), device);
+    (ids, mask)
+}
+
+/// One float tensor of rank `D` from a safetensors file: the tensor named `key`, else the
+/// file's only tensor.
+pub fn read_tensor<const D: usize>(path: &Path, key: &str, device: &Device) -> Result<Tensor<D>> {
+    let tensors = peft::io::tensors::read_safetensors(path)?;
+    let data = match tensors.get(key) {
+        Some(d) => d.clone(),
+        None if tensors.len() == 1 => tensors.values().next().cloned().context("empty file")?,
+        None => bail!("{} has no tensor `{key}` (it has: {})", path.display(), tensors.keys().cloned().collect::<Vec<_>>().join(", ")),
+    };
+    if data.shape().len() != D {
+        bail!("{}: `{key}` has shape {:?}; expected {D} dimensions", path.display(), data.shape());
+    }
+    Ok(Tensor::from_data(data, device))
+}
+
+/// The model inputs from the command line's pieces.
+pub fn inputs(
+    ids: Option<&Batch>,
+    decoder_ids: Option<&Batch>,
+    pixel_values: Option<&Path>,
+    input_features: Option<&Path>,
+    device: &Device,
+) -> Result<AutoInputs> {
+    let mut inputs = AutoInputs::default();
+    if let Some(batch) = ids {
+        let (ids, mask) = batch_tensors(batch, device);
+        inputs.input_ids = Some(ids);
+        inputs.attention_mask = Some(mask);
+    }
+    if let Some(batch) = decoder_ids {
+        inputs.decoder_input_ids = Some(batch_tensors(batch, device).0);
+    }
+    if let Some(path) = pixel_values {
+        inputs.pixel_values = Some(read_tensor(path, "pixel_values", device)?);
+    }
+    if let Some(path) = input_features {
+        inputs.input_features = Some(read_tensor(path, "input_features", device)?);
+    }
+    Ok(inputs)
 }

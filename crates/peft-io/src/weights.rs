@@ -176,25 +176,32 @@ fn lookup<'a>(tensors: &'a TensorMap, key: &str, prefixes: &[String]) -> Option<
     })
 }
 
+/// Whether a module level is an enum variant (`AutoModel::Llama`), from the container type Burn
+/// reports (`"Enum:AutoModel"`): Burn enters it like a field, but transformers' names have no
+/// such level.
+pub fn is_variant(container_type: &str) -> bool {
+    container_type.starts_with("Enum:")
+}
+
 /// The file key of a Burn module path: `base_layer` segments dropped.
-fn file_key(path: &[String]) -> String {
+pub(crate) fn file_key(path: &[String]) -> String {
     path.iter().map(String::as_str).filter(|s| *s != "base_layer").collect::<Vec<_>>().join(".")
 }
 
 /// `(module, name)` of a key, for an error's module path and tensor name.
-fn split_key(key: &str) -> (String, String, bool) {
+pub(crate) fn split_key(key: &str) -> (String, String, bool) {
     match key.rsplit_once('.') {
         Some((module, name)) => (module.to_string(), name.to_string(), false),
         None => (String::new(), key.to_string(), false),
     }
 }
 
-fn join(module: &str, name: &str) -> String {
+pub(crate) fn join(module: &str, name: &str) -> String {
     if module.is_empty() { name.to_string() } else { format!("{module}.{name}") }
 }
 
 /// `[rows, cols]` to `[cols, rows]`, on the host so the loaded weight is contiguous.
-fn transpose_2d(data: &TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
+pub(crate) fn transpose_2d(data: &TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
     let v = data.clone().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Format {
         path: PathBuf::from(key),
         format: "f32 tensor",
@@ -210,19 +217,19 @@ fn transpose_2d(data: &TensorData, rows: usize, cols: usize, key: &str) -> Resul
 }
 
 /// What the sites say about their parameters: file keys, and which ids belong to adapters.
-struct SiteParams {
-    keys: HashMap<ParamId, SiteKey>,
-    adapter_ids: HashSet<ParamId>,
+pub(crate) struct SiteParams {
+    pub(crate) keys: HashMap<ParamId, SiteKey>,
+    pub(crate) adapter_ids: HashSet<ParamId>,
 }
 
-struct SiteKey {
-    module: String,
-    name: String,
-    transpose: bool,
+pub(crate) struct SiteKey {
+    pub(crate) module: String,
+    pub(crate) name: String,
+    pub(crate) transpose: bool,
 }
 
 impl SiteParams {
-    fn collect<M: AdapterSites>(model: &M) -> Self {
+    pub(crate) fn collect<M: AdapterSites>(model: &M) -> Self {
         let mut keys = HashMap::new();
         let mut ids = IdCollector::default();
         let mut add = |module: &str, name: &str, id: ParamId, transpose: bool| {
@@ -278,26 +285,30 @@ impl ModuleVisitor for IdCollector {
     }
 }
 
-struct FoundParam {
-    path: Vec<String>,
-    id: ParamId,
-    shape: Vec<usize>,
+pub(crate) struct FoundParam {
+    pub(crate) path: Vec<String>,
+    pub(crate) id: ParamId,
+    pub(crate) shape: Vec<usize>,
 }
 
 /// Every float parameter with its module path and shape, without initialising lazy ones.
 #[derive(Default)]
-struct ParamCollector {
-    path: Vec<String>,
-    found: Vec<FoundParam>,
+pub(crate) struct ParamCollector {
+    pub(crate) path: Vec<String>,
+    pub(crate) found: Vec<FoundParam>,
 }
 
 impl ModuleVisitor for ParamCollector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !is_variant(container_type) {
+            self.path.push(name.to_string());
+        }
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !is_variant(container_type) {
+            self.path.pop();
+        }
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

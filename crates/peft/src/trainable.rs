@@ -185,20 +185,15 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-/// Enum variants (`AutoModel::Llama`) are module levels in Burn but not in transformers' names:
-/// they are left out of paths. Field names are snake case, variant names camel case.
-fn is_variant(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_uppercase())
-}
-
-fn enter(path: &mut Vec<String>, name: &str, _container: &str) {
-    if !is_variant(name) {
+fn enter(path: &mut Vec<String>, name: &str, container: &str) {
+    // Enum variants (`AutoModel::Llama`) are module levels in Burn but not in transformers' names.
+    if !peft_io::weights::is_variant(container) {
         path.push(name.to_string());
     }
 }
 
-fn exit(path: &mut Vec<String>, name: &str, _container: &str) {
-    if !is_variant(name) {
+fn exit(path: &mut Vec<String>, _name: &str, container: &str) {
+    if !peft_io::weights::is_variant(container) {
         path.pop();
     }
 }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod generate;
 pub mod inspect;
 pub mod logits;
+pub mod merge;
 pub mod train;

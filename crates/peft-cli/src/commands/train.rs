@@ -196,8 +196,7 @@ fn train_classifier(
     let method = method_config(args, TaskType::SeqCls)?;
     macro_rules! fit {
         ($model:ty) => {{
-            let base = <$model>::from_pretrained_with_config(&args.model, config, device, true)?;
-            let _ = fresh_head;
+            let base = <$model>::from_pretrained_with_config(&args.model, config, device, fresh_head)?;
             let model = get_peft_model(base, method)?;
             model.print_trainable_parameters();
             let before = classify::accuracy(classify::predict(model.valid().model(), &eval_set, 32, device), &eval_set)?;

@@ -61,8 +61,8 @@ impl BertForSequenceClassification {
         Self::from_pretrained_with(dir, device, false)
     }
 
-    /// Like [`BertForSequenceClassification::from_pretrained`]; with `new_head`, a file without
-    /// classifier weights is accepted and the classifier keeps its fresh initialisation.
+    /// Like [`BertForSequenceClassification::from_pretrained`]; with `new_head`, the classifier is
+    /// not read from the file (absent, or for another number of labels) and keeps its fresh initialisation.
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         Self::from_pretrained_with_config(dir, BertConfig::from_file(dir)?, device, new_head)
@@ -193,8 +193,8 @@ impl RobertaForSequenceClassification {
         Self::from_pretrained_with(dir, device, false)
     }
 
-    /// Like [`RobertaForSequenceClassification::from_pretrained`]; with `new_head`, a file
-    /// without head weights is accepted and the head keeps its fresh initialisation.
+    /// Like [`RobertaForSequenceClassification::from_pretrained`]; with `new_head`, the classifier
+    /// is not read from the file (absent, or for another number of labels) and keeps its fresh initialisation.
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         Self::from_pretrained_with_config(dir, BertConfig::from_file(dir)?, device, new_head)

@@ -24,14 +24,16 @@ pub(crate) fn load_base(dir: &Path, config: &BertConfig, device: &Device) -> Res
 }
 
 /// Loads a task model; with `new_head`, the head's weights (its output heads' `weight` and `bias`)
-/// may be absent and keep their initialisation.
+/// are not read, even where the file has them (a fresh head, e.g. for another number of labels),
+/// and keep their initialisation.
 pub(crate) fn load_head<M: AdapterSites>(model: M, dir: &Path, config: &BertConfig, new_head: bool) -> Result<M> {
-    let optional = if new_head {
-        model.output_head_paths().iter().flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]).collect()
-    } else {
-        Vec::new()
-    };
-    load_from_dir(model, dir, &options(config, optional))
+    if !new_head {
+        return load_from_dir(model, dir, &options(config, Vec::new()));
+    }
+    let head_keys: Vec<String> = model.output_head_paths().iter().flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]).collect();
+    let mut tensors = read_model_tensors(dir)?;
+    tensors.retain(|key, _| !head_keys.contains(key));
+    load_into(model, &tensors, &options(config, head_keys)).map_err(|e| name_file(e, dir))
 }
 
 /// Names the file read in a missing-tensor error, as `load_from_dir` does (`load_into` only sees

@@ -1,0 +1,143 @@
+//! `peft generate`: continue prompts with a causal LM, or answer with an encoder-decoder, with
+//! adapters, using the generation options of `peft_models::generation`.
+
+use anyhow::{Context, Result, bail};
+use peft::burn::tensor::{Int, Tensor, TensorData};
+use peft::models::generation::GenerationConfig;
+use peft::models::tokenizer::{PaddingSide, Tokenizer};
+use std::path::PathBuf;
+
+use crate::models::{LoadSpec, load, read_tensor};
+
+/// Arguments of `peft generate`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The model folder (config.json, model.safetensors, tokenizer.json; generation_config.json if any).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Adapter folders (the first is active unless --adapter-name says otherwise).
+    #[arg(long)]
+    pub adapter: Vec<PathBuf>,
+    /// The adapter to activate.
+    #[arg(long)]
+    pub adapter_name: Option<String>,
+    /// Merge the adapter into the weights first (faster generation).
+    #[arg(long)]
+    pub merge: bool,
+    /// A prompt; repeat for a batch (left-padded).
+    #[arg(long)]
+    pub prompt: Vec<String>,
+    /// Audio features for Whisper instead of a prompt (safetensors, `input_features`).
+    #[arg(long)]
+    pub input_features: Option<PathBuf>,
+    /// The tokenizer file (default: MODEL/tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// New tokens at most.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Sample instead of picking the most likely token.
+    #[arg(long)]
+    pub do_sample: bool,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Sample among the k most likely tokens (0: all).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities add up to p.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Beam search with this many beams.
+    #[arg(long)]
+    pub num_beams: Option<usize>,
+    /// Penalise tokens already present (>1 discourages repeats).
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Seed for sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print JSON (`{"ids": [...], "text": [...]}`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// Runs `peft generate`.
+pub fn run(args: Args) -> Result<()> {
+    if args.prompt.is_empty() && args.input_features.is_none() {
+        bail!("nothing to generate from: pass --prompt TEXT (repeatable) or --input-features FILE for Whisper");
+    }
+    let device = peft::device::device(&args.device)?;
+    let config = generation_config(&args)?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::from_dir(&args.model).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", args.model.display()))?,
+    };
+    let spec = LoadSpec { model: &args.model, adapters: &args.adapter, adapter_name: args.adapter_name.as_deref(), head: None };
+    let loaded = load(&spec, &device)?;
+    let model = if args.merge { loaded.merged()? } else { loaded_model(loaded) };
+    let mut inputs = peft::models::auto::AutoInputs::default();
+    if let Some(path) = &args.input_features {
+        inputs.input_features = Some(read_tensor(path, "input_features", &device)?);
+    } else {
+        let texts: Vec<&str> = args.prompt.iter().map(String::as_str).collect();
+        let batch = tokenizer.encode_batch(&texts, true, config.fill_token_id(), PaddingSide::Left)?;
+        let rows = batch.input_ids.len();
+        let width = batch.input_ids.first().map_or(0, Vec::len);
+        let ids: Vec<i64> = batch.input_ids.iter().flatten().map(|&t| i64::from(t)).collect();
+        let mask: Vec<i64> = batch.attention_mask.iter().flatten().map(|&m| i64::from(m)).collect();
+        inputs.input_ids = Some(Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &device));
+        inputs.attention_mask = Some(Tensor::<2, Int>::from_data(TensorData::new(mask, [rows, width]), &device));
+    }
+    let generated = model.generate(&inputs, &config)?;
+    let texts = generated.tokens.iter().map(|row| tokenizer.decode(row, true)).collect::<peft::Result<Vec<_>>>()?;
+    if args.json {
+        println!("{}", serde_json::json!({ "ids": generated.tokens, "text": texts }));
+    } else {
+        for (i, text) in texts.iter().enumerate() {
+            match args.prompt.get(i) {
+                Some(prompt) => println!("{prompt}{text}"),
+                None => println!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn loaded_model(loaded: crate::models::Loaded) -> peft::models::auto::AutoModel {
+    match loaded {
+        crate::models::Loaded::Base(m) => m,
+        // The model with its adapters attached: they act on activations at every step.
+        crate::models::Loaded::Peft(p) => p.base_model,
+    }
+}
+
+/// The folder's `generation_config.json` (or transformers' defaults) with the flags applied.
+fn generation_config(args: &Args) -> Result<GenerationConfig> {
+    let mut config = GenerationConfig::from_pretrained(&args.model)?;
+    config.max_new_tokens = Some(args.max_new_tokens);
+    config.do_sample = args.do_sample;
+    if let Some(t) = args.temperature {
+        config.temperature = t;
+    }
+    if let Some(k) = args.top_k {
+        config.top_k = k;
+    }
+    if let Some(p) = args.top_p {
+        config.top_p = p;
+    }
+    if let Some(n) = args.num_beams {
+        config.num_beams = n;
+    }
+    if let Some(r) = args.repetition_penalty {
+        config.repetition_penalty = r;
+    }
+    if args.seed.is_some() {
+        config.seed = args.seed;
+    }
+    config.validate()?;
+    Ok(config)
+}

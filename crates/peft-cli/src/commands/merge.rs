@@ -1,0 +1,63 @@
+//! `peft merge`: fold an adapter into its base and write a model folder transformers can load.
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+use crate::models::{LoadSpec, load};
+
+/// Files of the base folder copied next to the merged weights.
+const COPIED: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+];
+
+/// Arguments of `peft merge`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The base model folder.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The adapter folder.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// The merged model folder to write (must not exist, or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// Runs `peft merge`.
+pub fn run(args: Args) -> Result<()> {
+    if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty: pick a new --out folder", args.out.display());
+    }
+    let device = peft::device::device(&args.device)?;
+    let adapters = [args.adapter.clone()];
+    let spec = LoadSpec { model: &args.base, adapters: &adapters, adapter_name: None, head: None };
+    let merged = load(&spec, &device)?.merged()?;
+    // Written to a temporary sibling and renamed, so a failure leaves no half-written folder.
+    let staging = args.out.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    peft::io::export::write_model(&merged, &staging)?;
+    for name in COPIED {
+        let from = args.base.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, staging.join(name)).with_context(|| format!("cannot copy {}", from.display()))?;
+        }
+    }
+    if args.out.exists() {
+        std::fs::remove_dir(&args.out).with_context(|| format!("cannot replace {}", args.out.display()))?;
+    }
+    std::fs::rename(&staging, &args.out).with_context(|| format!("cannot move the merged model to {}", args.out.display()))?;
+    println!("merged {} into {} -> {}", args.adapter.display(), args.base.display(), args.out.display());
+    Ok(())
+}
