@@ -35,11 +35,11 @@ pub enum Loaded {
 }
 
 impl Loaded {
-    /// The model to run (adapters active).
-    pub fn model(&self) -> &AutoModel {
+    /// The model with its adapters attached (they act on activations).
+    pub fn into_model(self) -> AutoModel {
         match self {
             Loaded::Base(m) => m,
-            Loaded::Peft(p) => p.model(),
+            Loaded::Peft(p) => p.base_model,
         }
     }
 

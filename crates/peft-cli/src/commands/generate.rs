@@ -7,23 +7,15 @@ use peft::models::generation::GenerationConfig;
 use peft::models::tokenizer::{PaddingSide, Tokenizer};
 use std::path::PathBuf;
 
-use crate::models::{LoadSpec, load, read_tensor};
+use super::model_args::ModelArgs;
+use crate::models::read_tensor;
 
 /// Arguments of `peft generate`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model folder (config.json, model.safetensors, tokenizer.json; generation_config.json if any).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Adapter folders (the first is active unless --adapter-name says otherwise).
-    #[arg(long)]
-    pub adapter: Vec<PathBuf>,
-    /// The adapter to activate.
-    #[arg(long)]
-    pub adapter_name: Option<String>,
-    /// Merge the adapter into the weights first (faster generation).
-    #[arg(long)]
-    pub merge: bool,
+    /// The model (with tokenizer.json; generation_config.json if any), adapters and backend.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// A prompt; repeat for a batch (left-padded).
     #[arg(long)]
     pub prompt: Vec<String>,
@@ -60,9 +52,6 @@ pub struct Args {
     /// Print JSON (`{"ids": [...], "text": [...]}`) instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
 }
 
 /// Runs `peft generate`.
@@ -70,15 +59,13 @@ pub fn run(args: Args) -> Result<()> {
     if args.prompt.is_empty() && args.input_features.is_none() {
         bail!("nothing to generate from: pass --prompt TEXT (repeatable) or --input-features FILE for Whisper");
     }
-    let device = peft::device::device(&args.device)?;
+    let device = peft::device::device(&args.model.device)?;
     let config = generation_config(&args)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
-        None => Tokenizer::from_dir(&args.model).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", args.model.display()))?,
+        None => Tokenizer::from_dir(&args.model.model).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", args.model.model.display()))?,
     };
-    let spec = LoadSpec { model: &args.model, adapters: &args.adapter, adapter_name: args.adapter_name.as_deref(), head: None };
-    let loaded = load(&spec, &device)?;
-    let model = if args.merge { loaded.merged()? } else { loaded_model(loaded) };
+    let model = args.model.load(None, &device)?;
     let mut inputs = peft::models::auto::AutoInputs::default();
     if let Some(path) = &args.input_features {
         inputs.input_features = Some(read_tensor(path, "input_features", &device)?);
@@ -107,17 +94,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn loaded_model(loaded: crate::models::Loaded) -> peft::models::auto::AutoModel {
-    match loaded {
-        crate::models::Loaded::Base(m) => m,
-        // The model with its adapters attached: they act on activations at every step.
-        crate::models::Loaded::Peft(p) => p.base_model,
-    }
-}
-
 /// The folder's `generation_config.json` (or transformers' defaults) with the flags applied.
 fn generation_config(args: &Args) -> Result<GenerationConfig> {
-    let mut config = GenerationConfig::from_pretrained(&args.model)?;
+    let mut config = GenerationConfig::from_pretrained(&args.model.model)?;
     config.max_new_tokens = Some(args.max_new_tokens);
     config.do_sample = args.do_sample;
     if let Some(t) = args.temperature {

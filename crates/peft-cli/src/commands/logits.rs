@@ -3,23 +3,15 @@
 use anyhow::Result;
 use std::path::PathBuf;
 
-use crate::models::{LoadSpec, inputs, load, parse_head};
+use super::model_args::ModelArgs;
+use crate::models::{inputs, parse_head};
 
 /// Arguments of `peft logits`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model folder (config.json + model.safetensors).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Adapter folders to load, in order (the first is named `default`, the others after their folder).
-    #[arg(long)]
-    pub adapter: Vec<PathBuf>,
-    /// The adapter to activate (default: the first).
-    #[arg(long)]
-    pub adapter_name: Option<String>,
-    /// Merge the active adapter into the weights before running.
-    #[arg(long)]
-    pub merge: bool,
+    /// The model, its adapters and the backend.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The head: causal-lm, seq2seq-lm, sequence-classification, token-classification,
     /// question-answering, feature-extraction, image-classification, semantic-segmentation
     /// (default: the adapter's task_type, else config.json's architectures).
@@ -37,21 +29,17 @@ pub struct Args {
     /// Audio for Whisper: a safetensors file with `input_features` `[batch, mel_bins, frames]`.
     #[arg(long)]
     pub input_features: Option<PathBuf>,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
 }
 
 /// Runs `peft logits`.
 pub fn run(args: Args) -> Result<()> {
     let ids = args.input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
     let decoder_ids = args.decoder_input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
-    let device = peft::device::device(&args.device)?;
+    let device = peft::device::device(&args.model.device)?;
     let head = args.head.as_deref().map(parse_head).transpose()?;
-    let spec = LoadSpec { model: &args.model, adapters: &args.adapter, adapter_name: args.adapter_name.as_deref(), head };
-    let loaded = load(&spec, &device)?;
+    let model = args.model.load(head, &device)?;
     let inputs = inputs(ids.as_ref(), decoder_ids.as_ref(), args.pixel_values.as_deref(), args.input_features.as_deref(), &device)?;
-    let output = if args.merge { loaded.merged()?.forward(&inputs)? } else { loaded.model().forward(&inputs)? };
+    let output = model.forward(&inputs)?;
     let data = output.into_data();
     let shape = data.shape().to_vec();
     let values: Vec<f32> = data.convert::<f32>().try_to_vec().map_err(|e| anyhow::anyhow!("cannot read the output: {e:?}"))?;

@@ -5,4 +5,5 @@ pub mod generate;
 pub mod inspect;
 pub mod logits;
 pub mod merge;
+pub mod model_args;
 pub mod train;

@@ -1,13 +1,12 @@
 //! Causal language modelling: fine-tune on token rows whose labels mark what is learned.
 
 use anyhow::Result;
-use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::llama::LlamaForCausalLM;
 use peft::{AdapterSites, PeftModel};
 
-use super::batch::{Batches, pad_right};
-use super::{TrainOptions, loss_bar, running_mean, scalar};
+use super::batch::pad_right;
+use super::{TrainOptions, scalar};
 
 /// Label of a position that is not learned (the prompt, padding), as in transformers.
 pub const IGNORE: i64 = -100;
@@ -62,22 +61,11 @@ impl Sequences {
 }
 
 /// Trains with AdamW on the causal LM loss; returns the loss of every step.
-pub fn train<M: CausalLmLoss>(mut model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
-    let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).init();
-    let mut batches = Batches::new(data.len(), options.batch_size, options.seed);
-    let bar = loss_bar(options.steps, "training")?;
-    let mut losses = Vec::with_capacity(options.steps);
-    for _ in 0..options.steps {
-        let (ids, mask, labels) = data.batch(&batches.next_batch(), device);
-        let loss = model.model().lm_loss(ids, mask, labels);
-        losses.push(scalar(loss.clone())?);
-        bar.set_message(format!("{:.3}", running_mean(&losses)));
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(options.lr, model, grads);
-        bar.inc(1);
-    }
-    bar.finish();
-    Ok((model, losses))
+pub fn train<M: CausalLmLoss>(model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
+    super::fit(model, data.len(), options, |m, batch| {
+        let (ids, mask, labels) = data.batch(batch, device);
+        m.lm_loss(ids, mask, labels)
+    })
 }
 
 /// The mean loss over every example, `chunk` at a time (weighted by batch, as an estimate).

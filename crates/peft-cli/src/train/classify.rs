@@ -1,13 +1,12 @@
 //! Sequence classification: fine-tune on (tokens, class) pairs and measure accuracy.
 
 use anyhow::Result;
-use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification, cross_entropy};
 use peft::{AdapterSites, PeftModel};
 
-use super::batch::{Batches, pad_right};
-use super::{TrainOptions, loss_bar, running_mean, scalar};
+use super::batch::pad_right;
+use super::TrainOptions;
 
 /// A model with a classification head the trainer can drive.
 pub trait SeqClassifier: AdapterSites {
@@ -59,26 +58,15 @@ impl Examples {
 /// Trains the model's trainable parameters with AdamW on cross-entropy; returns the loss of every
 /// step. The model must live on an autodiff device.
 pub fn train<M: SeqClassifier>(
-    mut model: PeftModel<M>,
+    model: PeftModel<M>,
     data: &Examples,
     options: &TrainOptions,
     device: &Device,
 ) -> Result<(PeftModel<M>, Vec<f32>)> {
-    let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).init();
-    let mut batches = Batches::new(data.len(), options.batch_size, options.seed);
-    let bar = loss_bar(options.steps, "training")?;
-    let mut losses = Vec::with_capacity(options.steps);
-    for _ in 0..options.steps {
-        let (ids, mask, labels) = data.batch(&batches.next_batch(), device);
-        let loss = cross_entropy(model.model().class_logits(ids, mask), labels);
-        losses.push(scalar(loss.clone())?);
-        bar.set_message(format!("{:.3}", running_mean(&losses)));
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(options.lr, model, grads);
-        bar.inc(1);
-    }
-    bar.finish();
-    Ok((model, losses))
+    super::fit(model, data.len(), options, |m, batch| {
+        let (ids, mask, labels) = data.batch(batch, device);
+        cross_entropy(m.class_logits(ids, mask), labels)
+    })
 }
 
 /// Class logits of every example, `chunk` examples per forward (no gradients).

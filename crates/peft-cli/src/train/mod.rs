@@ -6,7 +6,11 @@ pub mod classify;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::Tensor;
+use peft::{AdapterSites, PeftModel};
+
+use batch::Batches;
 
 /// How long and how fast to train.
 #[derive(Clone, Debug)]
@@ -39,4 +43,29 @@ pub fn scalar(t: Tensor<1>) -> Result<f32> {
 pub fn running_mean(losses: &[f32]) -> f32 {
     let tail = &losses[losses.len().saturating_sub(20)..];
     tail.iter().sum::<f32>() / tail.len().max(1) as f32
+}
+
+/// Trains the model's trainable parameters with AdamW: each step draws a batch of example
+/// indices (shuffled passes over `examples`) and minimises `loss(model, batch)`; returns the
+/// loss of every step. The model must live on an autodiff device.
+pub fn fit<M: AdapterSites>(
+    mut model: PeftModel<M>,
+    examples: usize,
+    options: &TrainOptions,
+    mut loss: impl FnMut(&M, &[usize]) -> Tensor<1>,
+) -> Result<(PeftModel<M>, Vec<f32>)> {
+    let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).init();
+    let mut batches = Batches::new(examples, options.batch_size, options.seed);
+    let bar = loss_bar(options.steps, "training")?;
+    let mut losses = Vec::with_capacity(options.steps);
+    for _ in 0..options.steps {
+        let step_loss = loss(model.model(), &batches.next_batch());
+        losses.push(scalar(step_loss.clone())?);
+        bar.set_message(format!("{:.3}", running_mean(&losses)));
+        let grads = GradientsParams::from_grads(step_loss.backward(), &model);
+        model = optimizer.step(options.lr, model, grads);
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok((model, losses))
 }

@@ -1,0 +1,36 @@
+//! The flags every command that runs a model shares.
+
+use std::path::PathBuf;
+
+/// Which model, which adapters, which backend.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// The model folder (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Adapter folders to load, in order (the first is named `default`, the others after their folder).
+    #[arg(long)]
+    pub adapter: Vec<PathBuf>,
+    /// The adapter to activate (default: the first).
+    #[arg(long)]
+    pub adapter_name: Option<String>,
+    /// Merge the active adapter into the weights before running.
+    #[arg(long)]
+    pub merge: bool,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    /// What [`crate::models::load`] needs, with a head asked for or not.
+    pub fn spec(&self, head: Option<peft::models::auto::Head>) -> crate::models::LoadSpec<'_> {
+        crate::models::LoadSpec { model: &self.model, adapters: &self.adapter, adapter_name: self.adapter_name.as_deref(), head }
+    }
+
+    /// Loads the model with its adapters, merged when `--merge` is given.
+    pub fn load(&self, head: Option<peft::models::auto::Head>, device: &peft::burn::tensor::Device) -> anyhow::Result<peft::models::auto::AutoModel> {
+        let loaded = crate::models::load(&self.spec(head), device)?;
+        if self.merge { loaded.merged() } else { Ok(loaded.into_model()) }
+    }
+}
