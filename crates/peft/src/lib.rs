@@ -48,14 +48,37 @@ pub use peft_models as models;
 pub use burn;
 
 /// The guide's pages (`docs/`), compiled and run as doc tests so their examples stay true.
+/// `tests/docs.rs` checks that every page of `docs/` is listed here.
 #[cfg(doctest)]
 mod guide {
+    #[doc = include_str!("../../../docs/README.md")]
+    mod readme {}
+    #[doc = include_str!("../../../docs/SUMMARY.md")]
+    mod summary {}
     #[doc = include_str!("../../../docs/installation.md")]
     mod installation {}
+    #[doc = include_str!("../../../docs/architectures.md")]
+    mod architectures {}
     #[doc = include_str!("../../../docs/lora.md")]
     mod lora {}
+    #[doc = include_str!("../../../docs/adalora.md")]
+    mod adalora {}
+    #[doc = include_str!("../../../docs/ia3.md")]
+    mod ia3 {}
+    #[doc = include_str!("../../../docs/prompt-tuning.md")]
+    mod prompt_tuning {}
+    #[doc = include_str!("../../../docs/p-tuning.md")]
+    mod p_tuning {}
+    #[doc = include_str!("../../../docs/prefix-tuning.md")]
+    mod prefix_tuning {}
+    #[doc = include_str!("../../../docs/llama-adapter.md")]
+    mod llama_adapter {}
     #[doc = include_str!("../../../docs/interop.md")]
     mod interop {}
     #[doc = include_str!("../../../docs/cli.md")]
     mod cli {}
+    #[doc = include_str!("../../../docs/performance.md")]
+    mod performance {}
+    #[doc = include_str!("../../../docs/limits.md")]
+    mod limits {}
 }

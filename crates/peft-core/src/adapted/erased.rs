@@ -148,27 +148,27 @@ impl ModuleMapper for DynToMapper<'_> {
     }
 }
 
-/// The module plumbing every erased adapter provides, written once by [`erased_module!`].
+/// The module plumbing every erased adapter provides, written once by [`erased_module!`](crate::erased_module!).
 ///
 /// `T` is the trait object type the adapter is stored as (`dyn LinearAdapter`, ...).
 pub trait ErasedModule: Send + Sync + std::fmt::Debug {
     /// `Clone` through the trait object.
     fn clone_box(&self) -> Box<Self>;
-    /// [`Module::visit`] through the trait object.
+    /// [`Module::visit`](burn::module::Module::visit) through the trait object.
     fn visit_dyn(&self, visitor: &mut dyn DynVisitor);
-    /// [`Module::map`] through the trait object.
+    /// [`Module::map`](burn::module::Module::map) through the trait object.
     fn map_dyn(self: Box<Self>, mapper: &mut dyn DynMapper) -> Box<Self>;
-    /// [`Module::to_device`] through the trait object.
+    /// [`Module::to_device`](burn::module::Module::to_device) through the trait object.
     fn to_device_dyn(self: Box<Self>, device: &burn::tensor::Device) -> Box<Self>;
-    /// [`Module::fork`] through the trait object.
+    /// [`Module::fork`](burn::module::Module::fork) through the trait object.
     fn fork_dyn(self: Box<Self>, device: &burn::tensor::Device) -> Box<Self>;
-    /// [`Module::collect_devices`] through the trait object.
+    /// [`Module::collect_devices`](burn::module::Module::collect_devices) through the trait object.
     fn collect_devices_dyn(&self, devices: Vec<burn::tensor::Device>) -> Vec<burn::tensor::Device>;
-    /// [`Module::valid`] through the trait object.
+    /// [`Module::valid`](burn::module::Module::valid) through the trait object.
     fn valid_dyn(&self) -> Box<Self>;
-    /// [`Module::train`] through the trait object.
+    /// [`Module::train`](burn::module::Module::train) through the trait object.
     fn train_dyn(self: Box<Self>) -> Box<Self>;
-    /// [`Module::num_params`] through the trait object.
+    /// [`Module::num_params`](burn::module::Module::num_params) through the trait object.
     fn num_params_dyn(&self) -> usize;
 }
 
