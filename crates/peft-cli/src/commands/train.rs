@@ -199,10 +199,10 @@ fn train_classifier(
             let base = <$model>::from_pretrained_with_config(&args.model, config, device, fresh_head)?;
             let model = get_peft_model(base, method)?;
             model.print_trainable_parameters();
-            let before = classify::accuracy(classify::predict(model.valid().model(), &eval_set, 32, device), &eval_set)?;
+            let before = classify::accuracy(classify::predict(model.valid().model(), &eval_set, 32, &device.clone().inner()), &eval_set)?;
             let (model, losses) = classify::train(model, &train_set, options, device)?;
             let trained = model.valid();
-            let after = classify::accuracy(classify::predict(trained.model(), &eval_set, 32, device), &eval_set)?;
+            let after = classify::accuracy(classify::predict(trained.model(), &eval_set, 32, &device.clone().inner()), &eval_set)?;
             println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
             trained.save_pretrained(&args.output)?;
             losses
@@ -252,10 +252,10 @@ fn train_causal(
     println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
     let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
     model.print_trainable_parameters();
-    let before = causal::mean_loss(model.valid().model(), &eval_set, 8, device)?;
+    let before = causal::mean_loss(model.valid().model(), &eval_set, 8, &device.clone().inner())?;
     let (model, losses) = causal::train(model, &train_set, options, device)?;
     let trained = model.valid();
-    let after = causal::mean_loss(trained.model(), &eval_set, 8, device)?;
+    let after = causal::mean_loss(trained.model(), &eval_set, 8, &device.clone().inner())?;
     println!("held-out loss: {before:.3} -> {after:.3}");
     trained.save_pretrained(&args.output)?;
     Ok(losses)

@@ -53,6 +53,12 @@ impl Examples {
     pub fn len(&self) -> usize {
         self.ids.len()
     }
+
+    /// The first `n` examples (all of them when there are fewer).
+    pub fn head(&self, n: usize) -> Examples {
+        let n = n.min(self.len());
+        Examples { ids: self.ids[..n].to_vec(), labels: self.labels[..n].to_vec(), pad_id: self.pad_id }
+    }
 }
 
 /// Trains the model's trainable parameters with AdamW on cross-entropy; returns the loss of every
@@ -69,20 +75,28 @@ pub fn train<M: SeqClassifier>(
     })
 }
 
-/// Class logits of every example, `chunk` examples per forward (no gradients).
+/// Class logits of every example, `chunk` examples per forward (no gradients). Examples are
+/// grouped by length so chunks carry little padding; rows come back in the data's order.
 ///
 /// # Shapes
 /// - output: `[data.len(), num_labels]`
 pub fn predict<M: SeqClassifier>(model: &M, data: &Examples, chunk: usize, device: &Device) -> Tensor<2> {
-    let indices: Vec<usize> = (0..data.len()).collect();
-    let parts: Vec<Tensor<2>> = indices
+    let mut by_length: Vec<usize> = (0..data.len()).collect();
+    by_length.sort_by_key(|&i| data.ids[i].len());
+    let parts: Vec<Tensor<2>> = by_length
         .chunks(chunk.max(1))
         .map(|c| {
             let (ids, mask, _) = data.batch(c, device);
             model.class_logits(ids, mask)
         })
         .collect();
-    Tensor::cat(parts, 0)
+    // Row r of the sorted result is example by_length[r]; put each example back at its index.
+    let mut position = vec![0i64; data.len()];
+    for (row, &example) in by_length.iter().enumerate() {
+        position[example] = row as i64;
+    }
+    let order = Tensor::<1, Int>::from_data(TensorData::new(position, [data.len()]), device);
+    Tensor::cat(parts, 0).select(0, order)
 }
 
 /// The share of examples whose highest logit is their class.
