@@ -77,9 +77,10 @@ pub struct Report {
 /// Trains, saves, reloads and merges; see the module docs.
 ///
 /// # Errors
-/// Loading the model, a model with fewer than two labels or channels, saving the adapter, and
+/// Zero batch or eval sizes, loading the model, a model with fewer than two labels or channels, saving the adapter, and
 /// reload or merge outputs further than `1e-4` from the trained model's.
 pub fn run(options: &Options) -> Result<Report> {
+    ensure!(options.batch_size > 0 && options.eval_images > 0, "batch_size and eval_images must be at least 1");
     let device = peft::device::default_device()?.autodiff();
     let dir = &options.model_dir;
     let vit = ViTConfig::from_file(dir).with_context(|| format!("reading {}", dir.display()))?;

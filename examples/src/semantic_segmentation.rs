@@ -94,9 +94,11 @@ pub struct Report {
 /// Trains, saves, reloads and merges; see the module docs.
 ///
 /// # Errors
-/// Loading the model, a head with fewer than 2 labels, saving the adapter, and reload or merge
+/// Zero batch or eval sizes, an image size under 8, loading the model, a head with fewer than 2 labels, saving the adapter, and reload or merge
 /// outputs further than `1e-4` from the trained model's.
 pub fn run(options: &Options) -> Result<Report> {
+    ensure!(options.batch_size > 0 && options.eval_images > 0, "batch_size and eval_images must be at least 1");
+    ensure!(options.image_size >= 8, "image_size {} is too small for a square to fit (at least 8)", options.image_size);
     let device = peft::device::default_device()?.autodiff();
     let dir = &options.model_dir;
     let seg = SegformerConfig::from_file(dir).with_context(|| format!("reading {}", dir.display()))?;

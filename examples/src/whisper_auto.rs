@@ -9,6 +9,9 @@
 //! When the adapter sits in a Python fixture case (`cases/NAME/adapter`), the case's
 //! `expected.safetensors` provides the audio features and the ids Python's `generate` gave
 //! (`greedy_adapted`); otherwise the features are seeded noise and nothing is compared.
+//!
+//! The adapter is loaded for inference, as Python's `from_pretrained` does by default, so the
+//! trainable-parameter line reads 0.
 
 use anyhow::{Context, Result, anyhow, bail};
 use peft::burn::tensor::{Tensor, TensorData};
