@@ -1,4 +1,14 @@
-//! Examples live in the `examples` targets of this package.
+//! The LoRA guides of the Python PEFT documentation, in Rust.
+//!
+//! Each guide is a library function returning a small report, run by a thin binary in this
+//! package's `examples/` and, in smoke mode, by the tests in `tests/guides.rs`:
+//! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`].
+#![deny(missing_docs)]
+
+pub mod common;
+pub mod image_classification;
+pub mod semantic_segmentation;
+pub mod whisper_auto;
 
 /// The workspace README's quickstart, compiled with the doc tests.
 #[cfg(doctest)]

@@ -1,0 +1,84 @@
+//! Every guide in smoke mode: training must help, and the saved, reloaded and merged models
+//! must give the trained model's outputs.
+
+use peft_examples::common::fixtures_dir;
+use peft_examples::{image_classification, semantic_segmentation, whisper_auto};
+
+#[test]
+fn image_classification_learns_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = image_classification::Options::new(fixtures_dir().join("models/vit"), out.path(), true);
+    let report = image_classification::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
+    assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.accuracy_after > report.accuracy_before, "{report:?}");
+    assert!(report.adapter_effect > 1e-3, "training changed the outputs: {report:?}");
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
+    assert!(out.path().join("adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn semantic_segmentation_learns_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = semantic_segmentation::Options::new(fixtures_dir().join("models/segformer"), out.path(), true);
+    let report = semantic_segmentation::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
+    assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.after.mean_iou > report.before.mean_iou, "{report:?}");
+    assert!(report.after.pixel_accuracy > report.before.pixel_accuracy, "{report:?}");
+    assert!(report.adapter_effect > 1e-3, "training changed the outputs: {report:?}");
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
+}
+
+#[test]
+fn whisper_adapter_loads_from_its_config_and_generates_pythons_ids() {
+    let adapter = fixtures_dir().join("cases/whisper_qv/adapter");
+    let report = whisper_auto::run(&whisper_auto::Options::new(&adapter, true)).expect("the guide runs");
+    assert_eq!(report.family, "whisper");
+    assert!(report.base_dir.ends_with("models/whisper"), "{}", report.base_dir.display());
+    let expected = report.expected.clone().expect("the fixture case has greedy_adapted");
+    assert_eq!(report.generated, expected);
+    assert_eq!(report.matches(), Some(true));
+}
+
+/// The fixture adapter copied to a temp dir, its base named by `base` in the config.
+fn copied_whisper_adapter(base: &str) -> tempfile::TempDir {
+    let case = fixtures_dir().join("cases/whisper_qv/adapter");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(case.join("adapter_model.safetensors"), dir.path().join("adapter_model.safetensors")).expect("copy");
+    let config = std::fs::read_to_string(case.join("adapter_config.json")).expect("config");
+    let config = config.replace("\"models/whisper\"", &serde_json_string(base));
+    std::fs::write(dir.path().join("adapter_config.json"), config).expect("write");
+    dir
+}
+
+fn serde_json_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[test]
+fn whisper_adapter_outside_a_case_generates_without_comparing() {
+    let base = fixtures_dir().join("models/whisper");
+    let dir = copied_whisper_adapter(&base.to_string_lossy());
+    let report = whisper_auto::run(&whisper_auto::Options::new(dir.path(), true)).expect("the guide runs");
+    assert_eq!(report.matches(), None);
+    assert_eq!(report.generated.len(), 1, "one row of seeded noise");
+    assert!(!report.generated[0].is_empty() && report.generated[0].len() <= 4, "{:?}", report.generated);
+}
+
+#[test]
+fn a_base_that_is_not_here_is_named_in_the_error() {
+    let dir = copied_whisper_adapter("models/whisper");
+    let err = whisper_auto::run(&whisper_auto::Options::new(dir.path(), true)).expect_err("no base there");
+    let err = format!("{err:#}");
+    assert!(err.contains("models/whisper") && err.contains("from_pretrained_auto_with_base"), "{err}");
+}
+
+#[test]
+fn a_non_whisper_adapter_is_refused_by_name() {
+    let adapter = fixtures_dir().join("cases/vit_qv/adapter");
+    let err = whisper_auto::run(&whisper_auto::Options::new(&adapter, true)).expect_err("not whisper").to_string();
+    assert!(err.contains("vit"), "{err}");
+}
