@@ -6,4 +6,5 @@ pub mod cache;
 pub mod generation;
 pub mod layers;
 pub mod llama;
+pub mod t5;
 pub mod tokenizer;
