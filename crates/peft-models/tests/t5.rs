@@ -207,3 +207,31 @@ fn loading_errors_name_the_problem() {
     let err = T5ForConditionalGeneration::from_pretrained(dir.path(), &device()).expect_err("no weights");
     assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("model.safetensors")), "{err}");
 }
+
+#[test]
+fn task_heads_match_transformers() {
+    use peft_models::t5::{T5ForQuestionAnswering, T5ForSequenceClassification};
+    let case = expected("t5_heads");
+    let (ids, mask) = (ints(&case, "input_ids"), ints(&case, "attention_mask"));
+    let dir = |name: &str| fixtures().join("models").join(name);
+    let expect = |key: &str| case[key].clone();
+
+    let seq = T5ForSequenceClassification::from_pretrained(dir("t5_seq_cls"), &device()).expect("loads");
+    let logits = seq.forward(ids.clone(), Some(mask.clone())).expect("every row has an eos");
+    assert!(max_diff(logits, Tensor::from_data(expect("t5_seq_cls"), &device())) < TOLERANCE);
+    let no_eos = ids.clone().mask_fill(ids.clone().equal_elem(1), 2);
+    assert!(matches!(seq.forward(no_eos, Some(mask.clone())), Err(Error::InvalidState(_))));
+
+    let token = T5ForTokenClassification::from_pretrained(dir("t5_token_cls"), &device()).expect("loads");
+    let logits = token.forward(ids.clone(), Some(mask.clone()));
+    assert!(max_diff(logits, Tensor::from_data(expect("t5_token_cls"), &device())) < TOLERANCE);
+
+    let qa = T5ForQuestionAnswering::from_pretrained(dir("t5_qa"), &device()).expect("loads");
+    let (start, end) = qa.forward(ids, Some(mask));
+    assert!(max_diff(start, Tensor::from_data(expect("t5_qa.start"), &device())) < TOLERANCE);
+    assert!(max_diff(end, Tensor::from_data(expect("t5_qa.end"), &device())) < TOLERANCE);
+    let sites = seq.site_paths();
+    assert_eq!(sites[0].0, "transformer.shared");
+    assert!(sites.iter().any(|(p, _)| p == "transformer.decoder.block.1.layer.1.EncDecAttention.q"));
+    assert_eq!(seq.output_head_paths(), vec!["classification_head.dense".to_string(), "classification_head.out_proj".to_string()]);
+}

@@ -1,7 +1,6 @@
 //! `T5ForConditionalGeneration`: encoder, decoder and language-modelling head; loss and generation.
 
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
 use std::path::Path;
@@ -10,7 +9,7 @@ use super::config::T5Config;
 use super::load::{Checkpoint, LM_HEAD, SHARED, tie};
 use super::stack::{T5Cache, T5Stack};
 use crate::generation::{EncoderOutput, Seq2SeqLm};
-use crate::layers::IGNORE_INDEX;
+use super::loss::{seq2seq_lm_loss, shift_right};
 
 /// transformers' `T5ForConditionalGeneration` / `MT5ForConditionalGeneration`.
 ///
@@ -197,35 +196,6 @@ fn argmax_rows(logits: Tensor<3>) -> Option<Vec<u32>> {
     let ids = logits.narrow(1, len.checked_sub(1)?, 1).argmax(2).reshape([batch]);
     let ids = ids.into_data().convert::<i64>().try_into_vec::<i64>().ok()?;
     ids.into_iter().map(|i| u32::try_from(i).ok()).collect()
-}
-
-/// transformers' `_shift_right`: `[start, labels[.., ..len-1]]`, with ignored labels (-100)
-/// replaced by `pad`.
-///
-/// # Shapes
-/// - `labels`: `[batch, len]`, and the same out.
-pub fn shift_right(labels: Tensor<2, Int>, start: u32, pad: u32) -> Tensor<2, Int> {
-    let [batch, len] = labels.dims();
-    let first = Tensor::<2, Int>::full([batch, 1], i64::from(start), &labels.device());
-    let shifted = if len > 1 { Tensor::cat(vec![first, labels.narrow(1, 0, len - 1)], 1) } else { first.narrow(1, 0, len) };
-    let ignored = shifted.clone().equal_elem(IGNORE_INDEX);
-    shifted.mask_fill(ignored, i64::from(pad))
-}
-
-/// Mean token cross-entropy of a sequence-to-sequence model: position `t` predicts `labels[t]`
-/// (no shift: the decoder input was shifted instead), over labels that are not -100.
-///
-/// # Shapes
-/// - `logits`: `[batch, len, vocab]`, `labels`: `[batch, len]`, output `[1]`
-pub fn seq2seq_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
-    let [batch, len, vocab] = logits.dims();
-    let n = batch * len;
-    let targets = labels.reshape([n]);
-    let kept = targets.clone().not_equal_elem(IGNORE_INDEX);
-    let index = targets.mask_fill(kept.clone().bool_not(), 0).reshape([n, 1]);
-    let picked = log_softmax(logits.reshape([n, vocab]), 1).gather(1, index).reshape([n]);
-    let kept = kept.float();
-    picked.mul(kept.clone()).sum().neg().div(kept.sum())
 }
 
 impl Seq2SeqLm for T5ForConditionalGeneration {

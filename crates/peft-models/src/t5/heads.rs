@@ -1,6 +1,5 @@
-//! The task heads transformers puts on T5: sequence classification (on the decoder's state at
-//! the last end-of-sequence token), token classification (on the encoder) and extractive
-//! question answering (on the decoder).
+//! The classification heads transformers puts on T5: sequence classification (on the decoder's
+//! state at the last end-of-sequence token) and token classification (on the encoder).
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
@@ -10,7 +9,7 @@ use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Error, Result, Si
 use std::path::Path;
 
 use super::config::T5Config;
-use super::conditional::shift_right;
+use super::loss::shift_right;
 use super::encoder_model::T5EncoderModel;
 use super::load::Checkpoint;
 use super::stack::T5Stack;
@@ -25,7 +24,7 @@ fn head_keys<M: AdapterSites>(model: &M, new_head: bool) -> Vec<String> {
 }
 
 /// Loads a task model from `dir`; with `new_head` its head may be missing from the file.
-fn load<M: AdapterSites>(dir: &Path, new_head: bool, build: impl FnOnce(&T5Config) -> M) -> Result<M> {
+pub(super) fn load<M: AdapterSites>(dir: &Path, new_head: bool, build: impl FnOnce(&T5Config) -> M) -> Result<M> {
     let config = T5Config::from_file(dir.join("config.json"))?;
     let model = build(&config);
     let optional = head_keys(&model, new_head);
@@ -34,7 +33,7 @@ fn load<M: AdapterSites>(dir: &Path, new_head: bool, build: impl FnOnce(&T5Confi
 
 /// Shared embedding, encoder and decoder run on `input_ids`, the decoder reading them shifted
 /// right (transformers' default when no decoder inputs are given).
-fn encode_decode(shared: &AdaptedEmbedding, encoder: &T5Stack, decoder: &T5Stack, config: &T5Config, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> Tensor<3> {
+pub(super) fn encode_decode(shared: &AdaptedEmbedding, encoder: &T5Stack, decoder: &T5Stack, config: &T5Config, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> Tensor<3> {
     let decoder_ids = shift_right(input_ids.clone(), config.decoder_start(), config.pad_token_id.unwrap_or(0));
     let hidden = encoder.encode(shared.forward(input_ids), attention_mask.as_ref());
     let encoded = EncoderOutput { hidden, mask: attention_mask };
@@ -84,6 +83,12 @@ impl T5ForSequenceClassification {
             },
             config: config.clone(),
         }
+    }
+
+    /// Loads a transformers `T5ForSequenceClassification` folder (`config.json`, safetensors); a file without
+    /// the head fails with [`Error::MissingTensor`] (see [`T5ForSequenceClassification::from_pretrained_with`]).
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
     }
 
     /// Loads a transformers folder; with `new_head` the head may be absent (kept fresh).
@@ -158,6 +163,12 @@ impl T5ForTokenClassification {
         }
     }
 
+    /// Loads a transformers `T5ForTokenClassification` folder (`config.json`, safetensors); a file without
+    /// the classifier fails with [`Error::MissingTensor`] (see [`T5ForTokenClassification::from_pretrained_with`]).
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(dir, device, false)
+    }
+
     /// Loads a transformers folder; with `new_head` the classifier may be absent (kept fresh).
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         load(dir.as_ref(), new_head, |c| Self::new(c, device))
@@ -184,72 +195,5 @@ impl AdapterSites for T5ForTokenClassification {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
-    }
-}
-
-/// transformers' `T5ForQuestionAnswering`: `shared`, `encoder`, `decoder` and `qa_outputs`
-/// (start and end logits) on the decoder output.
-#[derive(Module, Debug)]
-pub struct T5ForQuestionAnswering {
-    /// The embedding table.
-    pub shared: AdaptedEmbedding,
-    /// The encoder.
-    pub encoder: T5Stack,
-    /// The decoder.
-    pub decoder: T5Stack,
-    /// `d_model -> num_labels` (2: start, end).
-    pub qa_outputs: AdaptedLinear,
-    /// The config.
-    #[module(skip)]
-    pub config: T5Config,
-}
-
-impl T5ForQuestionAnswering {
-    /// A new model with `config.num_labels()` outputs per token.
-    pub fn new(config: &T5Config, device: &Device) -> Self {
-        let f = config.initializer_factor;
-        T5ForQuestionAnswering {
-            shared: super::embedding(config.vocab_size, config.d_model, f, device),
-            encoder: T5Stack::new(config, false, device),
-            decoder: T5Stack::new(config, true, device),
-            qa_outputs: super::linear(config.d_model, config.num_labels(), true, f * (config.d_model as f64).powf(-0.5), device),
-            config: config.clone(),
-        }
-    }
-
-    /// Loads a transformers folder; with `new_head` `qa_outputs` may be absent (kept fresh).
-    pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
-        load(dir.as_ref(), new_head, |c| Self::new(c, device))
-    }
-
-    /// Start and end logits per decoder position (the decoder reads `input_ids` shifted right).
-    ///
-    /// # Shapes
-    /// - `input_ids`, `attention_mask`: `[batch, len]`; outputs `[batch, len]` each
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> (Tensor<2>, Tensor<2>) {
-        let hidden = encode_decode(&self.shared, &self.encoder, &self.decoder, &self.config, input_ids, attention_mask);
-        let logits = self.qa_outputs.forward(hidden);
-        let [batch, len, width] = logits.dims();
-        let start = logits.clone().narrow(2, 0, 1).reshape([batch, len]);
-        // transformers splits the last axis in two; one label gives start = end.
-        let end = logits.narrow(2, usize::from(width > 1), 1).reshape([batch, len]);
-        (start, end)
-    }
-}
-
-impl AdapterSites for T5ForQuestionAnswering {
-    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
-        f("shared", SiteMut::Embedding(&mut self.shared));
-        self.encoder.visit_sites_prefixed("encoder.", f);
-        self.decoder.visit_sites_prefixed("decoder.", f);
-        f("qa_outputs", SiteMut::Linear(&mut self.qa_outputs));
-    }
-
-    fn default_target_modules(&self) -> Vec<String> {
-        super::default_targets()
-    }
-
-    fn output_head_paths(&self) -> Vec<String> {
-        vec!["qa_outputs".into()]
     }
 }

@@ -31,15 +31,19 @@ mod config;
 mod encoder_model;
 mod heads;
 mod load;
+mod loss;
 mod position;
+mod qa;
 mod stack;
 
 pub use attention::T5Attention;
 pub use block::{T5Block, T5DenseReluDense, T5SubLayer};
-pub use conditional::{T5ForConditionalGeneration, seq2seq_lm_loss, shift_right};
+pub use conditional::T5ForConditionalGeneration;
+pub use loss::{seq2seq_lm_loss, shift_right};
 pub use config::{FfActivation, SUPPORTED_MODEL_TYPES, T5Config};
 pub use encoder_model::T5EncoderModel;
-pub use heads::{T5ClassificationHead, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
+pub use heads::{T5ClassificationHead, T5ForSequenceClassification, T5ForTokenClassification};
+pub use qa::T5ForQuestionAnswering;
 pub use position::relative_position_bucket;
 pub use stack::{T5Cache, T5Stack};
 
