@@ -40,7 +40,7 @@ impl T5ForQuestionAnswering {
     }
 
     /// Loads a transformers `T5ForQuestionAnswering` folder (`config.json`, safetensors); a file without
-    /// `qa_outputs` fails with [`Error::MissingTensor`] (see [`T5ForQuestionAnswering::from_pretrained_with`]).
+    /// `qa_outputs` fails with [`peft_core::Error::MissingTensor`] (see [`T5ForQuestionAnswering::from_pretrained_with`]).
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         Self::from_pretrained_with(dir, device, false)
     }
