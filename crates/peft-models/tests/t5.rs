@@ -235,3 +235,21 @@ fn task_heads_match_transformers() {
     assert!(sites.iter().any(|(p, _)| p == "transformer.decoder.block.1.layer.1.EncDecAttention.q"));
     assert_eq!(seq.output_head_paths(), vec!["classification_head.dense".to_string(), "classification_head.out_proj".to_string()]);
 }
+
+#[test]
+fn selected_rows_of_the_cache_continue_their_rows() {
+    use peft_models::generation::SelectRows;
+    let model = load("mt5");
+    let case = expected("t5_qv");
+    let (ids, mask, decoder_ids) = inputs(&case);
+    let encoder = model.encode(ids, Some(mask));
+    let full = model.decode(decoder_ids.clone(), &encoder);
+    let mut cache = model.new_decoder_cache();
+    model.decode_cached(decoder_ids.clone().narrow(1, 0, 4), &encoder, &mut cache);
+    // Beam search reorders and repeats rows: rows [1, 0, 1].
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0, 1], [3]), &device());
+    let mut cache = cache.select_rows(rows.clone());
+    let encoder = encoder.select_rows(rows.clone());
+    let rest = model.decode_cached(decoder_ids.select(0, rows.clone()).narrow(1, 4, 3), &encoder, &mut cache);
+    assert!(max_diff(rest, full.select(0, rows).narrow(1, 4, 3)) < 1e-5);
+}
