@@ -10,6 +10,7 @@ pub mod gpt2;
 pub mod layers;
 pub mod llama;
 pub mod segformer;
+pub mod t5;
 pub mod tokenizer;
 pub mod vit;
 pub mod whisper;

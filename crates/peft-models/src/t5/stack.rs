@@ -1,0 +1,178 @@
+//! `T5Stack`: the encoder and the decoder, and the decoder's cache.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Device, Int, Tensor};
+use peft_core::SiteMut;
+
+use super::block::{BlockInputs, T5Block};
+use super::config::T5Config;
+use super::position::{causal_bias, padding_bias};
+use crate::cache::{KvCache, LayerKv};
+use crate::generation::{EncoderOutput, SelectRows};
+use crate::layers::RmsNorm;
+
+/// The decoder's cache: self-attention keys and values of the tokens seen so far, and each
+/// block's cross-attention keys and values of the encoder output, computed on the first step.
+///
+/// A prefix for prefix tuning goes in the self-attention part ([`T5Cache::with_prefix`]); the
+/// decoder tokens then sit after it, and their relative positions count from it.
+#[derive(Clone, Debug)]
+pub struct T5Cache {
+    /// Self-attention keys and values per decoder block.
+    pub self_attention: KvCache,
+    cross: Vec<Option<LayerKv>>,
+}
+
+impl T5Cache {
+    /// An empty cache for `num_layers` decoder blocks.
+    pub fn new(num_layers: usize) -> Self {
+        T5Cache { self_attention: KvCache::new(num_layers), cross: vec![None; num_layers] }
+    }
+
+    /// A cache whose self-attention already holds `prefix` (see [`KvCache::from_prefix`]).
+    pub fn with_prefix(prefix: KvCache) -> Self {
+        let layers = prefix.num_layers();
+        T5Cache { self_attention: prefix, cross: vec![None; layers] }
+    }
+
+    /// How many decoder positions the cache holds.
+    pub fn seen(&self) -> usize {
+        self.self_attention.seen()
+    }
+
+    /// Block `i`'s cross-attention keys and values, once computed.
+    pub fn cross_attention(&self, i: usize) -> Option<&LayerKv> {
+        self.cross.get(i).and_then(Option::as_ref)
+    }
+}
+
+impl SelectRows for T5Cache {
+    fn select_rows(self, rows: Tensor<1, Int>) -> Self {
+        let cross = self
+            .cross
+            .into_iter()
+            .map(|l| l.map(|l| LayerKv { key: l.key.select(0, rows.clone()), value: l.value.select(0, rows.clone()) }))
+            .collect();
+        T5Cache { self_attention: self.self_attention.select_rows(rows), cross }
+    }
+}
+
+/// transformers' `T5Stack` without its embedding (the model's `shared` table serves both stacks):
+/// blocks, then the final norm.
+#[derive(Module, Debug)]
+pub struct T5Stack {
+    /// The blocks; block 0 holds the relative position table every block uses.
+    pub block: Vec<T5Block>,
+    /// The norm after the last block.
+    pub final_layer_norm: RmsNorm,
+    /// Dropout on the input embeddings and the output (training only).
+    pub dropout: Dropout,
+    /// Decoder (causal self-attention, cross-attention) or encoder.
+    pub is_decoder: bool,
+}
+
+impl T5Stack {
+    /// The encoder (`decoder` false, `num_layers` blocks) or the decoder (`num_decoder_layers`).
+    pub fn new(config: &T5Config, decoder: bool, device: &Device) -> Self {
+        let blocks = if decoder { config.num_decoder_layers() } else { config.num_layers };
+        T5Stack {
+            block: (0..blocks).map(|i| T5Block::new(config, i, decoder, device)).collect(),
+            final_layer_norm: RmsNorm::new(config.d_model, config.layer_norm_epsilon, device),
+            dropout: DropoutConfig::new(config.dropout_rate).init(),
+            is_decoder: decoder,
+        }
+    }
+
+    /// Block 0's relative position bias (zeros without a table, as transformers).
+    fn position_bias(&self, len: usize, keys: usize, seen: usize, device: &Device) -> Tensor<4> {
+        let table = self.block.first().and_then(T5Block::self_attention);
+        let heads = table.map_or(1, |a| a.num_heads);
+        table
+            .and_then(|a| a.position_bias(len, keys, seen, !self.is_decoder, device))
+            .unwrap_or_else(|| Tensor::zeros([1, heads, len, keys], device))
+    }
+
+    /// Runs the encoder on input embeddings: bidirectional attention, padded keys
+    /// (`attention_mask` 0) never attended to.
+    ///
+    /// # Shapes
+    /// - `embeds`: `[batch, len, d_model]`
+    /// - `attention_mask`: `[batch, len]`
+    /// - output: `[batch, len, d_model]`
+    pub fn encode(&self, embeds: Tensor<3>, attention_mask: Option<&Tensor<2, Int>>) -> Tensor<3> {
+        let [_, len, _] = embeds.dims();
+        let device = embeds.device();
+        let mut bias = self.position_bias(len, len, 0, &device);
+        if let Some(mask) = attention_mask {
+            bias = bias + padding_bias(mask);
+        }
+        let mut x = self.dropout.forward(embeds);
+        for block in &self.block {
+            x = block.forward(x, BlockInputs { self_bias: &bias, cross: None }, |k, v| (k, v));
+        }
+        self.dropout.forward(self.final_layer_norm.forward(x))
+    }
+
+    /// Runs the decoder on input embeddings against `encoder`, after the positions in `cache`
+    /// (appending the new ones): causal self-attention at positions `cache.seen()..`, with
+    /// relative positions counted from the cache's start.
+    ///
+    /// # Shapes
+    /// - `embeds`: `[batch, len, d_model]`
+    /// - `attention_mask`: `[batch, len]`, the new decoder tokens only (the cache keeps its own)
+    /// - output: `[batch, len, d_model]`
+    pub fn decode(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, encoder: &EncoderOutput, mut cache: Option<&mut T5Cache>) -> Tensor<3> {
+        let [batch, len, _] = embeds.dims();
+        let device = embeds.device();
+        let seen = cache.as_ref().map_or(0, |c| c.seen());
+        let past = cache.as_ref().and_then(|c| c.self_attention.mask().cloned());
+        let key_mask = match (past, attention_mask) {
+            (None, None) => None,
+            (past, new) => Some(Tensor::cat(
+                vec![
+                    past.unwrap_or_else(|| Tensor::ones([batch, seen], &device)),
+                    new.unwrap_or_else(|| Tensor::ones([batch, len], &device)),
+                ],
+                1,
+            )),
+        };
+        let self_bias = self.position_bias(len, seen + len, seen, &device) + causal_bias(key_mask.as_ref(), seen, len, &device);
+        let cross_mask = encoder.mask.as_ref().map(padding_bias);
+        let mut x = self.dropout.forward(embeds);
+        for (i, block) in self.block.iter().enumerate() {
+            let cross = block.cross_attention().map(|attn| match cache.as_deref_mut() {
+                Some(cache) => {
+                    let kv = cache.cross.get(i).cloned().flatten().unwrap_or_else(|| {
+                        let (key, value) = attn.keys_values(encoder.hidden.clone());
+                        LayerKv { key, value }
+                    });
+                    if let Some(slot) = cache.cross.get_mut(i) {
+                        *slot = Some(kv.clone());
+                    }
+                    (kv.key, kv.value, cross_mask.as_ref())
+                }
+                None => {
+                    let (key, value) = attn.keys_values(encoder.hidden.clone());
+                    (key, value, cross_mask.as_ref())
+                }
+            });
+            let inputs = BlockInputs { self_bias: &self_bias, cross };
+            x = match cache.as_deref_mut() {
+                Some(cache) => block.forward(x, inputs, |k, v| cache.self_attention.append(i, k, v)),
+                None => block.forward(x, inputs, |k, v| (k, v)),
+            };
+        }
+        if let Some(cache) = cache {
+            cache.self_attention.advance(len, key_mask);
+        }
+        self.dropout.forward(self.final_layer_norm.forward(x))
+    }
+
+    /// Lists the stack's sites under `prefix` (`encoder.` or `decoder.`).
+    pub(crate) fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        for (i, block) in self.block.iter_mut().enumerate() {
+            block.visit_sites(&format!("{prefix}block.{i}"), f);
+        }
+    }
+}
