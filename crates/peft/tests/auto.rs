@@ -22,6 +22,7 @@ fn auto_case(name: &str) {
     } else {
         inputs.input_ids = Some(case.ints("input_ids", &device));
         inputs.attention_mask = case.has("attention_mask").then(|| case.ints("attention_mask", &device));
+        inputs.decoder_input_ids = case.has("decoder_input_ids").then(|| case.ints("decoder_input_ids", &device));
     }
     let out = peft.model().forward(&inputs).expect("runs").into_data();
     assert_close(&case, "adapted", out, &format!("{name} through AutoModel"));
@@ -56,6 +57,13 @@ fn bert_and_roberta_classifiers_and_features() {
 #[test]
 fn whisper_seq2seq() {
     auto_case("whisper_qv");
+}
+
+#[test]
+fn t5_and_mt5_text_to_text_and_features() {
+    auto_case("t5_qv");
+    auto_case("mt5_all_linear");
+    auto_case("t5_features");
 }
 
 #[test]

@@ -78,6 +78,8 @@ pub const SUPPORTED: &[(&str, &[Head])] = &[
     ("bloom", &[Head::CausalLm, Head::SequenceClassification, Head::TokenClassification, Head::QuestionAnswering, Head::FeatureExtraction]),
     ("bert", &[Head::FeatureExtraction, Head::SequenceClassification]),
     ("roberta", &[Head::FeatureExtraction, Head::SequenceClassification]),
+    ("t5", &[Head::Seq2SeqLm, Head::FeatureExtraction, Head::SequenceClassification, Head::TokenClassification, Head::QuestionAnswering]),
+    ("mt5", &[Head::Seq2SeqLm, Head::FeatureExtraction, Head::SequenceClassification, Head::TokenClassification, Head::QuestionAnswering]),
     ("whisper", &[Head::Seq2SeqLm, Head::FeatureExtraction]),
     ("vit", &[Head::ImageClassification, Head::FeatureExtraction]),
     ("segformer", &[Head::SemanticSegmentation, Head::ImageClassification, Head::FeatureExtraction]),

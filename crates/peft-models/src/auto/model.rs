@@ -1,7 +1,7 @@
 //! One type for every architecture and head, loaded from a folder.
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use peft_core::{AdapterSites, Error, Result, SiteMut, TaskType};
 use std::path::Path;
 
@@ -13,6 +13,7 @@ use crate::generation::{Generated, GenerationConfig, generate, generate_seq2seq}
 use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
 use crate::llama::LlamaForCausalLM;
 use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
+use crate::t5::{T5EncoderModel, T5ForConditionalGeneration, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
 use crate::vit::{ViTForImageClassification, ViTModel};
 use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
 
@@ -55,6 +56,16 @@ pub enum AutoModel {
     Whisper(WhisperModel),
     /// Whisper speech-to-text.
     WhisperGen(WhisperForConditionalGeneration),
+    /// T5 / mT5 text-to-text.
+    T5Gen(T5ForConditionalGeneration),
+    /// T5 / mT5 encoder features.
+    T5Enc(T5EncoderModel),
+    /// T5 sequence classification.
+    T5SeqCls(T5ForSequenceClassification),
+    /// T5 token classification.
+    T5TokenCls(T5ForTokenClassification),
+    /// T5 question answering.
+    T5Qa(T5ForQuestionAnswering),
     /// ViT features.
     Vit(ViTModel),
     /// ViT image classification.
@@ -87,6 +98,11 @@ macro_rules! on_model {
             AutoModel::RobertaSeqCls($m) => $body,
             AutoModel::Whisper($m) => $body,
             AutoModel::WhisperGen($m) => $body,
+            AutoModel::T5Gen($m) => $body,
+            AutoModel::T5Enc($m) => $body,
+            AutoModel::T5SeqCls($m) => $body,
+            AutoModel::T5TokenCls($m) => $body,
+            AutoModel::T5Qa($m) => $body,
             AutoModel::Vit($m) => $body,
             AutoModel::VitCls($m) => $body,
             AutoModel::Segformer($m) => $body,
@@ -124,6 +140,11 @@ impl AutoModel {
             ("bert" | "roberta", _) => AutoModel::Bert(BertModel::from_pretrained(dir, device)?),
             ("whisper", Head::Seq2SeqLm) => AutoModel::WhisperGen(WhisperForConditionalGeneration::from_pretrained(dir, device)?),
             ("whisper", _) => AutoModel::Whisper(WhisperModel::from_pretrained(dir, device)?),
+            ("t5" | "mt5", Head::Seq2SeqLm) => AutoModel::T5Gen(T5ForConditionalGeneration::from_pretrained(dir, device)?),
+            ("t5" | "mt5", Head::SequenceClassification) => AutoModel::T5SeqCls(T5ForSequenceClassification::from_pretrained(dir, device)?),
+            ("t5" | "mt5", Head::TokenClassification) => AutoModel::T5TokenCls(T5ForTokenClassification::from_pretrained(dir, device)?),
+            ("t5" | "mt5", Head::QuestionAnswering) => AutoModel::T5Qa(T5ForQuestionAnswering::from_pretrained(dir, device)?),
+            ("t5" | "mt5", _) => AutoModel::T5Enc(T5EncoderModel::from_pretrained(dir, device)?),
             ("vit", Head::ImageClassification) => AutoModel::VitCls(ViTForImageClassification::from_pretrained(dir, device)?),
             ("vit", _) => AutoModel::Vit(ViTModel::from_pretrained(dir, device)?),
             ("segformer", Head::SemanticSegmentation) => AutoModel::SegformerSeg(SegformerForSemanticSegmentation::from_pretrained(dir, device)?),
@@ -164,6 +185,14 @@ impl AutoModel {
             AutoModel::RobertaSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
             AutoModel::Whisper(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?, None)?),
             AutoModel::WhisperGen(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?)?),
+            AutoModel::T5Gen(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), inputs.need_decoder_ids()?)),
+            AutoModel::T5Enc(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::T5SeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())?),
+            AutoModel::T5TokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
+            AutoModel::T5Qa(m) => {
+                let (start, end) = m.forward(inputs.need_ids()?, mask());
+                AutoOutput::Rank3(Tensor::stack(vec![start, end], 2))
+            }
             AutoModel::Vit(m) => AutoOutput::Rank3(m.forward(inputs.need_pixels()?)?),
             AutoModel::VitCls(m) => AutoOutput::Rank2(m.forward(inputs.need_pixels()?)?),
             AutoModel::Segformer(m) => AutoOutput::Rank4(m.last_hidden_state(inputs.need_pixels()?)),
@@ -184,9 +213,10 @@ impl AutoModel {
             AutoModel::Gpt2Lm(m) => generate(m, inputs.need_ids()?, mask, config),
             AutoModel::BloomLm(m) => generate(m, inputs.need_ids()?, mask, config),
             AutoModel::WhisperGen(m) => generate_seq2seq(m, &m.encode(inputs.need_features()?)?, config),
+            AutoModel::T5Gen(m) => generate_seq2seq(m, &m.encode(inputs.need_ids()?, mask), config),
             _ => Err(Error::Unsupported {
                 what: "generation with this head".into(),
-                supported: "causal LMs (llama, mistral, qwen2, gpt2, bloom) and seq2seq LMs (whisper); load the model with its LM head".into(),
+                supported: "causal LMs (llama, mistral, qwen2, gpt2, bloom) and seq2seq LMs (t5, mt5, whisper); load the model with its LM head".into(),
             }),
         }
     }
@@ -200,6 +230,7 @@ impl AutoModel {
             AutoModel::Bert(_) | AutoModel::BertSeqCls(_) => "bert",
             AutoModel::RobertaSeqCls(_) => "roberta",
             AutoModel::Whisper(_) | AutoModel::WhisperGen(_) => "whisper",
+            AutoModel::T5Gen(_) | AutoModel::T5Enc(_) | AutoModel::T5SeqCls(_) | AutoModel::T5TokenCls(_) | AutoModel::T5Qa(_) => "t5",
             AutoModel::Vit(_) | AutoModel::VitCls(_) => "vit",
             AutoModel::Segformer(_) | AutoModel::SegformerSeg(_) | AutoModel::SegformerCls(_) => "segformer",
         }
