@@ -2,11 +2,12 @@
 //!
 //! Each guide is a library function returning a small report, run by a thin binary in this
 //! package's `examples/` and, in smoke mode, by the tests in `tests/guides.rs`:
-//! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`].
+//! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`], [`quicktour`].
 #![deny(missing_docs)]
 
 pub mod common;
 pub mod image_classification;
+pub mod quicktour;
 pub mod semantic_segmentation;
 pub mod whisper_auto;
 

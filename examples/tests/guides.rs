@@ -2,7 +2,7 @@
 //! must give the trained model's outputs.
 
 use peft_examples::common::fixtures_dir;
-use peft_examples::{image_classification, semantic_segmentation, whisper_auto};
+use peft_examples::{image_classification, quicktour, semantic_segmentation, whisper_auto};
 
 #[test]
 fn image_classification_learns_and_round_trips() {
@@ -81,4 +81,16 @@ fn a_non_whisper_adapter_is_refused_by_name() {
     let adapter = fixtures_dir().join("cases/vit_qv/adapter");
     let err = whisper_auto::run(&whisper_auto::Options::new(&adapter, true)).expect_err("not whisper").to_string();
     assert!(err.contains("vit"), "{err}");
+}
+
+#[test]
+fn quicktour_trains_saves_and_reloads_from_the_adapter_folder_alone() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = quicktour::Options::new(fixtures_dir().join("models/mt5"), out.path().join("adapter"), true);
+    let report = quicktour::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
+    assert!(report.loss.1 < 0.5 * report.loss.0, "the copy task is learned: {:?}", report.loss);
+    assert_eq!(report.trained, report.reloaded, "from_pretrained_auto reloads the same adapter");
+    assert_ne!(report.trained, report.base, "the adapter changes what is generated");
 }
