@@ -121,7 +121,8 @@ fn every_truncation_is_a_format_error_naming_the_file() {
 #[test]
 fn corrupt_headers_are_errors() {
     let good = file_bytes(32);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corrupt)> = vec![
         ("magic", Box::new(|b| b[0] = b'X')),
         ("version", Box::new(|b| b[4] = 1)),
         ("big-endian", Box::new(|b| b[4..8].copy_from_slice(&3u32.to_be_bytes()))),
