@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::run;
 
 /// The pinned reference stack (see `shared/ASSETS.md`).
-const REQUIREMENTS: &[&str] = &["torch==2.13.0", "transformers==5.24.0", "peft==0.21.2", "safetensors", "numpy"];
+const REQUIREMENTS: &[&str] = &["torch==2.13.0", "transformers==5.24.0", "peft==0.21.2", "safetensors", "numpy", "gguf==0.19.0"];
 
 /// The virtual environment's Python, creating the environment on first use (about 5 GB).
 pub fn venv_python(root: &Path) -> Result<PathBuf> {

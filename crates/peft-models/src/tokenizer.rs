@@ -6,6 +6,8 @@ use peft_core::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod gguf;
+
 /// The file name transformers saves a fast tokenizer under.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 

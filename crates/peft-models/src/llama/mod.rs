@@ -26,12 +26,14 @@
 mod attention;
 mod causal_lm;
 mod config;
+mod gguf;
 mod model;
 
 pub use attention::LlamaAttention;
 pub use crate::cache::{KvCache, LayerKv};
 pub use causal_lm::LlamaForCausalLM;
 pub use config::{LlamaConfig, SUPPORTED_MODEL_TYPES, TokenIds};
+pub use gguf::gguf_tensor_key;
 pub use model::{LlamaDecoderLayer, LlamaMlp, LlamaModel};
 
 use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};
