@@ -94,14 +94,10 @@ impl BloomConfig {
     /// Fails with [`Error::Io`] naming the file when it cannot be read, [`Error::Json`] when it
     /// is malformed, and as [`BloomConfig::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
-        let mut config: BloomConfig = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
-        if let Some(labels) = &config.id2label {
-            config.num_labels = labels.len();
+        let (text, path) = crate::config_file::read(path)?;
+        let (mut config, labels): (BloomConfig, _) = crate::config_file::parse(&text, &path, &[])?;
+        if let Some(n) = labels {
+            config.num_labels = n;
         }
         config.validate()?;
         Ok(config)

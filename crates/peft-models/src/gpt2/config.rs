@@ -113,27 +113,15 @@ impl Gpt2Config {
     /// is malformed, [`Error::Unsupported`] for another `model_type` or `activation_function`,
     /// and as [`Gpt2Config::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let (text, path) = crate::config_file::read(path)?;
         Self::from_json(&text, &path)
     }
 
     /// Parses the text of a `config.json`; `path` only names the source in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let json_error = |source| Error::Json { path: path.into(), source };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
-        // Checked before typed parsing so an unknown name is `Unsupported`, not a serde message.
-        if let Some(found) = value.get("activation_function").and_then(|v| v.as_str())
-            && !ACTIVATIONS.contains(&found)
-        {
-            return Err(Error::Unsupported { what: format!("activation_function `{found}`"), supported: ACTIVATIONS.join(", ") });
-        }
-        let mut config: Gpt2Config = serde_json::from_value(value).map_err(json_error)?;
-        if let Some(labels) = &config.id2label {
-            config.num_labels = labels.len();
+        let (mut config, labels): (Gpt2Config, _) = crate::config_file::parse(text, path, &[("activation_function", ACTIVATIONS)])?;
+        if let Some(n) = labels {
+            config.num_labels = n;
         }
         config.validate()?;
         Ok(config)

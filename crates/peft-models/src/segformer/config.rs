@@ -97,28 +97,15 @@ impl SegformerConfig {
     /// [`Error::Unsupported`] for another `model_type` or `hidden_act` or
     /// `reshape_last_stage = false`, and [`Error::InvalidConfig`] for sizes that cannot build a model.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let (text, path) = crate::config_file::read(path)?;
         Self::from_json(&text, &path)
     }
 
     /// Parses the text of a `config.json`; `path` only names the source in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let json_error = |source| Error::Json { path: path.into(), source };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
-        for (key, supported) in [("model_type", SUPPORTED_MODEL_TYPES), ("hidden_act", HIDDEN_ACTS)] {
-            if let Some(found) = value.get(key).and_then(|v| v.as_str())
-                && !supported.contains(&found)
-            {
-                return Err(Error::Unsupported { what: format!("{key} `{found}`"), supported: supported.join(", ") });
-            }
-        }
-        let mut config: SegformerConfig = serde_json::from_value(value).map_err(json_error)?;
-        if let Some(labels) = &config.id2label {
-            config.num_labels = labels.len();
+        let (mut config, labels): (SegformerConfig, _) = crate::config_file::parse(text, path, &[("model_type", SUPPORTED_MODEL_TYPES), ("hidden_act", HIDDEN_ACTS)])?;
+        if let Some(n) = labels {
+            config.num_labels = n;
         }
         config.validate()?;
         Ok(config)

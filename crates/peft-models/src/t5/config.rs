@@ -109,9 +109,8 @@ impl T5Config {
     /// Fails with [`Error::Io`] naming the file when it cannot be read, [`Error::Json`] when it
     /// is malformed, and as [`T5Config::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-        let config: T5Config = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        let (text, path) = crate::config_file::read(path)?;
+        let (config, _): (T5Config, _) = crate::config_file::parse(&text, &path, &[])?;
         config.validate()?;
         Ok(config)
     }

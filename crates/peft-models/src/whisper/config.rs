@@ -96,10 +96,8 @@ impl WhisperConfig {
     /// Fails with [`Error::Io`] naming the file when it cannot be read, [`Error::Json`] when it
     /// is malformed, and as [`WhisperConfig::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-        let config: WhisperConfig =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        let (text, path) = crate::config_file::read(path)?;
+        let (config, _): (WhisperConfig, _) = crate::config_file::parse(&text, &path, &[])?;
         config.validate()?;
         Ok(config)
     }

@@ -1,0 +1,36 @@
+//! Reading transformers' `config.json`, shared by every family's config type.
+
+use peft_core::{Error, Result};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// The text of `path`, or of `path/config.json` when `path` is a folder, with the file read.
+///
+/// Fails with [`Error::Io`] naming the file.
+pub(crate) fn read(path: impl AsRef<Path>) -> Result<(String, PathBuf)> {
+    let mut path = path.as_ref().to_path_buf();
+    if path.is_dir() {
+        path = path.join("config.json");
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+    Ok((text, path))
+}
+
+/// Parses a config: string fields named in `checks` must hold a supported value (checked before
+/// typed parsing, so an unknown name is [`Error::Unsupported`] rather than a serde message), then
+/// the typed parse; when the file has `id2label`, its length is returned as the label count.
+///
+/// Fails with [`Error::Json`] naming `path` when the text is malformed.
+pub(crate) fn parse<T: DeserializeOwned>(text: &str, path: &Path, checks: &[(&str, &[&str])]) -> Result<(T, Option<usize>)> {
+    let json_error = |source| Error::Json { path: path.into(), source };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
+    for (key, supported) in checks {
+        if let Some(found) = value.get(*key).and_then(|v| v.as_str())
+            && !supported.contains(&found)
+        {
+            return Err(Error::Unsupported { what: format!("{key} `{found}`"), supported: supported.join(", ") });
+        }
+    }
+    let labels = value.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
+    Ok((serde_json::from_value(value).map_err(json_error)?, labels))
+}
