@@ -10,6 +10,8 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{read_safetensors, write_safetensors};
 use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification};
+use peft::models::bloom::BloomForCausalLM;
+use peft::models::gpt2::Gpt2LMHeadModel;
 use peft::models::llama::LlamaForCausalLM;
 use peft::{AdapterSites, InitLoraWeights, PeftConfig, get_peft_model};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.forward_with_loss(ids, Some(mask), labels)
         })?;
     }
+    let lm_labels = |ids: &Tensor<2, Int>, mask: &Tensor<2, Int>| ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
+    // GPT-2's Conv1D sites (fan_in_fan_out) and BLOOM's fused projection with trained biases.
+    write_case(&fixtures, &out, "gpt2_lora", Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
+    write_case(&fixtures, &out, "bloom_lora_only", BloomForCausalLM::from_pretrained(models.join("bloom"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
     println!("wrote Rust adapters under {}", out.display());
     Ok(())
 }
