@@ -3,6 +3,7 @@
 
 pub mod adapted;
 mod config;
+mod dropout;
 mod error;
 mod site;
 mod task;
@@ -13,6 +14,7 @@ pub use adapted::{
     EmbeddingAdapter, LinearAdapter, LowRank, BASE_ONLY,
 };
 pub use config::{Bias, CONFIG_FILE, ExtraKeys, InitLoraWeights, LoraConfig, PeftConfig};
+pub use dropout::dropout;
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};

@@ -62,7 +62,7 @@ impl LinearAdapter for LoraLinear {
     /// # Shapes
     /// - `x`: `[batch, tokens, d_input]`, `y` and output: `[batch, tokens, d_output]`
     fn adapt_output(&self, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
-        let hidden = linear(self.dropout.forward(x.clone()), self.lora_a.val(), None);
+        let hidden = linear(peft_core::dropout(&self.dropout, x.clone()), self.lora_a.val(), None);
         let delta = linear(hidden, self.lora_b.val(), None);
         y + delta.mul_scalar(self.scaling)
     }

@@ -54,7 +54,7 @@ impl BertSelfAttention {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = peft_core::dropout(&self.dropout, softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden])
     }
 }
@@ -86,7 +86,7 @@ impl BertSelfOutput {
     /// - `x`: `[batch, seq, d_input]`
     /// - `residual`: `[batch, seq, hidden]`, and the same out.
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.LayerNorm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+        self.LayerNorm.forward(peft_core::dropout(&self.dropout, self.dense.forward(x)) + residual)
     }
 }
 

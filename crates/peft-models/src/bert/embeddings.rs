@@ -92,6 +92,6 @@ impl BertEmbeddings {
         let [batch, seq, _] = words.dims();
         let token_type_ids = token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &words.device()));
         let sum = words + self.token_type_embeddings.forward(token_type_ids) + self.position_embeddings.forward(positions);
-        self.dropout.forward(self.LayerNorm.forward(sum))
+        peft_core::dropout(&self.dropout, self.LayerNorm.forward(sum))
     }
 }

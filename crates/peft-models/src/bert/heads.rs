@@ -117,7 +117,7 @@ impl BertForSequenceClassification {
             Some(pooler) => pooler.forward(hidden),
             None => first_token(hidden),
         };
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier.forward(peft_core::dropout(&self.dropout, pooled))
     }
 }
 
@@ -163,8 +163,8 @@ impl RobertaClassificationHead {
     /// - `hidden`: `[batch, seq, hidden_size]`
     /// - output: `[batch, num_labels]`
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
-        let x = self.dropout.forward(first_token(hidden));
-        let x = self.dropout.forward(tanh(self.dense.forward(x)));
+        let x = peft_core::dropout(&self.dropout, first_token(hidden));
+        let x = peft_core::dropout(&self.dropout, tanh(self.dense.forward(x)));
         self.out_proj.forward(x)
     }
 }
