@@ -128,7 +128,7 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
     /// Module names trained in full by default for a task (`classifier`/`score` for SEQ_CLS).
     fn default_modules_to_save(&self, task: crate::TaskType) -> Vec<String> {
         match task {
-            crate::TaskType::SeqCls => vec!["classifier".into(), "score".into()],
+            crate::TaskType::SeqCls | crate::TaskType::TokenCls => vec!["classifier".into(), "score".into()],
             crate::TaskType::QuestionAns => vec!["qa_outputs".into()],
             _ => Vec::new(),
         }

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use super::head::{Head, ModelInfo};
 use super::inputs::{AutoInputs, AutoOutput};
-use crate::bert::{BertForSequenceClassification, BertModel, RobertaForSequenceClassification};
+use crate::bert::{
+    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
+    RobertaForSequenceClassification, RobertaForTokenClassification,
+};
 use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
 use crate::generation::{Generated, GenerationConfig, generate, generate_seq2seq};
 use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
@@ -52,6 +55,14 @@ pub enum AutoModel {
     BertSeqCls(BertForSequenceClassification),
     /// RoBERTa sequence classification.
     RobertaSeqCls(RobertaForSequenceClassification),
+    /// BERT token classification.
+    BertTokenCls(BertForTokenClassification),
+    /// RoBERTa token classification.
+    RobertaTokenCls(RobertaForTokenClassification),
+    /// BERT question answering.
+    BertQa(BertForQuestionAnswering),
+    /// RoBERTa question answering.
+    RobertaQa(RobertaForQuestionAnswering),
     /// Whisper encoder-decoder features.
     Whisper(WhisperModel),
     /// Whisper speech-to-text.
@@ -96,6 +107,10 @@ macro_rules! on_model {
             AutoModel::Bert($m) => $body,
             AutoModel::BertSeqCls($m) => $body,
             AutoModel::RobertaSeqCls($m) => $body,
+            AutoModel::BertTokenCls($m) => $body,
+            AutoModel::RobertaTokenCls($m) => $body,
+            AutoModel::BertQa($m) => $body,
+            AutoModel::RobertaQa($m) => $body,
             AutoModel::Whisper($m) => $body,
             AutoModel::WhisperGen($m) => $body,
             AutoModel::T5Gen($m) => $body,
@@ -137,6 +152,10 @@ impl AutoModel {
             ("bloom", _) => AutoModel::Bloom(BloomModel::from_pretrained(dir, device)?),
             ("bert", Head::SequenceClassification) => AutoModel::BertSeqCls(BertForSequenceClassification::from_pretrained(dir, device)?),
             ("roberta", Head::SequenceClassification) => AutoModel::RobertaSeqCls(RobertaForSequenceClassification::from_pretrained(dir, device)?),
+            ("bert", Head::TokenClassification) => AutoModel::BertTokenCls(BertForTokenClassification::from_pretrained(dir, device)?),
+            ("roberta", Head::TokenClassification) => AutoModel::RobertaTokenCls(RobertaForTokenClassification::from_pretrained(dir, device)?),
+            ("bert", Head::QuestionAnswering) => AutoModel::BertQa(BertForQuestionAnswering::from_pretrained(dir, device)?),
+            ("roberta", Head::QuestionAnswering) => AutoModel::RobertaQa(RobertaForQuestionAnswering::from_pretrained(dir, device)?),
             ("bert" | "roberta", _) => AutoModel::Bert(BertModel::from_pretrained(dir, device)?),
             ("whisper", Head::Seq2SeqLm) => AutoModel::WhisperGen(WhisperForConditionalGeneration::from_pretrained(dir, device)?),
             ("whisper", _) => AutoModel::Whisper(WhisperModel::from_pretrained(dir, device)?),
@@ -199,6 +218,10 @@ impl AutoModel {
             AutoModel::Bert(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
             AutoModel::BertSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
             AutoModel::RobertaSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::BertTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::RobertaTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::BertQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
+            AutoModel::RobertaQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
             AutoModel::Whisper(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?, None)?),
             AutoModel::WhisperGen(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?)?),
             AutoModel::T5Gen(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), inputs.need_decoder_ids()?)),
@@ -243,8 +266,8 @@ impl AutoModel {
             AutoModel::Llama(_) => "llama",
             AutoModel::Gpt2(_) | AutoModel::Gpt2Lm(_) | AutoModel::Gpt2SeqCls(_) | AutoModel::Gpt2TokenCls(_) | AutoModel::Gpt2Qa(_) => "gpt2",
             AutoModel::Bloom(_) | AutoModel::BloomLm(_) | AutoModel::BloomSeqCls(_) | AutoModel::BloomTokenCls(_) | AutoModel::BloomQa(_) => "bloom",
-            AutoModel::Bert(_) | AutoModel::BertSeqCls(_) => "bert",
-            AutoModel::RobertaSeqCls(_) => "roberta",
+            AutoModel::Bert(_) | AutoModel::BertSeqCls(_) | AutoModel::BertTokenCls(_) | AutoModel::BertQa(_) => "bert",
+            AutoModel::RobertaSeqCls(_) | AutoModel::RobertaTokenCls(_) | AutoModel::RobertaQa(_) => "roberta",
             AutoModel::Whisper(_) | AutoModel::WhisperGen(_) => "whisper",
             AutoModel::T5Gen(_) | AutoModel::T5Enc(_) | AutoModel::T5SeqCls(_) | AutoModel::T5TokenCls(_) | AutoModel::T5Qa(_) => "t5",
             AutoModel::Vit(_) | AutoModel::VitCls(_) => "vit",

@@ -31,11 +31,13 @@ mod heads;
 mod layer_norm;
 mod load;
 mod model;
+mod token_heads;
 
 pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput};
 pub use config::{BertConfig, HiddenAct, ModelType};
 pub use embeddings::BertEmbeddings;
 pub use encoder::{BertEncoder, BertIntermediate, BertLayer, BertOutput};
+pub use token_heads::{BertForQuestionAnswering, BertForTokenClassification, RobertaForQuestionAnswering, RobertaForTokenClassification};
 pub use heads::{BertForSequenceClassification, IGNORE_INDEX, RobertaClassificationHead, RobertaForSequenceClassification, cross_entropy};
 pub use layer_norm::LayerNorm;
 pub use model::{BertModel, BertPooler, RobertaModel};
