@@ -1,6 +1,7 @@
 //! Header parsing on files written here byte by byte: round trips, and every truncation or
 //! corruption an error rather than a panic.
 
+#[cfg(test)] // (tidy: everything below is test code)
 use super::*;
 
 fn string(out: &mut Vec<u8>, s: &str) {
