@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use peft::PeftModel;
 use peft::PeftConfig;
+use peft::TaskModel;
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::auto::{AutoInputs, AutoModel, Head, ModelInfo};
 use std::path::{Path, PathBuf};
@@ -35,19 +36,35 @@ pub enum Loaded {
 }
 
 impl Loaded {
-    /// The model with its adapters attached (they act on activations).
-    pub fn into_model(self) -> AutoModel {
-        match self {
-            Loaded::Base(m) => m,
-            Loaded::Peft(p) => p.base_model,
-        }
-    }
-
     /// The model with the active adapters merged into its weights.
     pub fn merged(self) -> Result<AutoModel> {
         match self {
             Loaded::Base(m) => Ok(m),
             Loaded::Peft(p) => Ok(p.merge_and_unload()?),
+        }
+    }
+
+    /// The head's output, through the active adapters (`PeftModel::forward`).
+    pub fn forward(&self, inputs: AutoInputs) -> Result<peft::Logits> {
+        Ok(match self {
+            Loaded::Base(m) => m.forward_task(inputs)?.logits,
+            Loaded::Peft(p) => p.forward(inputs)?.logits,
+        })
+    }
+
+    /// New tokens, through the active adapters (`PeftModel::generate`).
+    pub fn generate(&self, inputs: AutoInputs, config: &peft::GenerationConfig) -> Result<peft::Generated> {
+        Ok(match self {
+            Loaded::Base(m) => TaskModel::generate(m, inputs, config)?,
+            Loaded::Peft(p) => p.generate(inputs, config)?,
+        })
+    }
+
+    /// The wrapped model (for its family and config), adapters aside.
+    pub fn base(&self) -> &AutoModel {
+        match self {
+            Loaded::Base(m) => m,
+            Loaded::Peft(p) => p.model(),
         }
     }
 }

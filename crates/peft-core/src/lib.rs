@@ -2,23 +2,28 @@
 #![deny(missing_docs)]
 
 pub mod adapted;
+pub mod attach;
+pub mod cache;
 mod config;
 mod dropout;
 mod error;
+pub mod generation;
 mod site;
 mod task;
+mod task_model;
 pub mod targets;
 
 pub use adapted::{
-    AdaptedBatchNorm2d, AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
-    EmbeddingAdapter, LinearAdapter, LowRank, BASE_ONLY,
+    AdaptedBatchNorm2d, AdaptedConv1d, BatchNormAdapter, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
+    EmbeddingAdapter, LinearAdapter, LowRank, ModelAdapter, PrepareContext, BASE_ONLY,
 };
-pub use config::{Bias, CONFIG_FILE, ExtraKeys, InitLoraWeights, LoraConfig, PeftConfig};
+pub use config::{Bias, CONFIG_FILE, CommonConfig, CustomConfig, ExtraKeys, InitLoraWeights, LoraConfig, MethodConfig, PeftConfig};
 pub use dropout::dropout;
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};
 pub use task::{PeftType, TaskType};
+pub use task_model::{Labels, Logits, ModelDims, ModelInputs, TaskModel, TaskOutput};
 
 /// Burn, re-exported so macros expanded in other crates name the same version.
 #[doc(hidden)]

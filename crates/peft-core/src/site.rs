@@ -58,6 +58,20 @@ impl SiteMut<'_> {
         on_site!(self, s => s.adapters.get(name).map(|a| a.export()))
     }
 
+    /// The ids of adapter `name`'s parameters at this site (empty when the site lacks it).
+    pub fn adapter_param_ids(&self, name: &str) -> Vec<burn::module::ParamId> {
+        on_site!(self, s => s.adapters.param_ids(name))
+    }
+
+    /// The id of a linear site's base bias, if it has one (what `bias="lora_only"` trains;
+    /// convolution biases are not covered yet, matching what the adapter files carry).
+    pub fn base_bias_id(&self) -> Option<burn::module::ParamId> {
+        match self {
+            SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+            _ => None,
+        }
+    }
+
     /// Names of the adapters merged into the site's base weight, in merge order.
     pub fn merged(&self) -> Vec<String> {
         on_site!(self, s => s.adapters.merged().to_vec())
@@ -139,6 +153,13 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
     /// count a copy once, as the Python library does.
     fn tied_weights(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    /// Where the model's weights came from (the folder or file given to `from_pretrained`), as
+    /// transformers' `config._name_or_path`: `get_peft_model` records it as the adapter's
+    /// `base_model_name_or_path` so the adapter reloads through the auto entry point.
+    fn name_or_path(&self) -> Option<String> {
+        None
     }
 
     /// Like [`AdapterSites::visit_sites_mut`] for reading: runs on a cheap clone (tensors are shared).

@@ -59,9 +59,22 @@ pub fn read_adapter_folder(dir: &Path) -> Result<AdapterFolder> {
 /// Writes an adapter folder atomically file by file: weights first, then the config, each through
 /// a temporary file and a rename. Keys get the `base_model.model.` prefix.
 pub fn write_adapter_folder(dir: &Path, config: &PeftConfig, tensors: Vec<(String, TensorData)>) -> Result<()> {
+    write_adapter_folder_parts(dir, config, tensors, Vec::new())
+}
+
+/// Like [`write_adapter_folder`] with tensors that belong to no module as well
+/// (`model_level`: prompt tables and encoders, keyed exactly as the Python library writes them,
+/// `prompt_embeddings`, without the `base_model.model.` prefix).
+pub fn write_adapter_folder_parts(
+    dir: &Path,
+    config: &PeftConfig,
+    site_tensors: Vec<(String, TensorData)>,
+    model_level: Vec<(String, TensorData)>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
-    let prefixed = tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)).collect();
-    write_safetensors(&dir.join(WEIGHTS_FILE), prefixed)?;
+    let mut all: Vec<(String, TensorData)> = model_level;
+    all.extend(site_tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)));
+    write_safetensors(&dir.join(WEIGHTS_FILE), all)?;
     write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())
 }
 

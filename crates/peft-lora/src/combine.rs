@@ -8,7 +8,8 @@
 //! The new adapter has `lora_alpha = r`, so its own scaling is 1.
 
 use burn::tensor::Tensor;
-use peft_core::{AdapterSites, Error, LinearAdapter, LoraConfig, Result, SiteMut, TargetModules};
+use peft_core::attach::{SiteAdapter, commit};
+use peft_core::{AdapterSites, Error, LoraConfig, Result, SiteMut, TargetModules};
 
 use crate::{LoraEmbedding, LoraLinear};
 
@@ -109,33 +110,19 @@ pub fn add_weighted_adapter<M: AdapterSites>(
         return Err(Error::UnknownAdapter { name: sources.iter().map(|s| s.name).collect::<Vec<_>>().join(", "), available: Vec::new() });
     }
     let targets: Vec<String> = planned_linear.iter().map(|(p, _)| p.clone()).chain(planned_embedding.iter().map(|(p, _)| p.clone())).collect();
-    let mut error = None;
-    model.visit_sites_mut(&mut |path, site| {
-        let result = match site {
-            SiteMut::Linear(s) => match planned_linear.iter().position(|(p, _)| p == path) {
-                Some(i) => s.adapters.insert(new_name, Box::new(planned_linear.swap_remove(i).1) as Box<dyn LinearAdapter>),
-                None => Ok(()),
-            },
-            SiteMut::Embedding(s) => match planned_embedding.iter().position(|(p, _)| p == path) {
-                Some(i) => s.adapters.insert(new_name, Box::new(planned_embedding.swap_remove(i).1)),
-                None => Ok(()),
-            },
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            error.get_or_insert(e);
-        }
-    });
-    if let Some(e) = error {
-        return Err(e);
-    }
+    let plan = planned_linear
+        .into_iter()
+        .map(|(p, a)| (p, SiteAdapter::Linear(Box::new(a))))
+        .chain(planned_embedding.into_iter().map(|(p, a)| (p, SiteAdapter::Embedding(Box::new(a)))))
+        .collect();
+    commit(model, new_name, plan)?;
     let mut config = first.config.clone();
     config.r = new_rank;
     config.lora_alpha = new_rank as f64;
     config.rank_pattern.clear();
     config.alpha_pattern.clear();
     config.use_rslora = false;
-    config.modules_to_save = None;
+    config.common.modules_to_save = None;
     config.target_modules = TargetModules::Names(targets.iter().map(|t| t.rsplit('.').next().unwrap_or(t).to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect());
     Ok(config)
 }

@@ -1,36 +1,52 @@
 //! Attaching LoRA adapters to the sites a config targets.
 
-use burn::tensor::TensorData;
-use indexmap::IndexMap;
-use peft_core::adapted::check_name;
-use peft_core::targets::closest_names;
-use peft_core::{
-    AdapterSites, Conv1dAdapter, Conv2dAdapter, EmbeddingAdapter, Error, LinearAdapter, LoraConfig, Result, SiteMut,
-    TargetModules, module_covers,
-};
-use std::collections::HashMap;
+use peft_core::attach::{SiteAdapter, SiteInfo, SiteMethod, TargetRule, attach, file_tensor};
+use peft_core::{AdapterSites, Error, LoraConfig, Result, SiteMut};
 
 use crate::init::factors;
 use crate::{LoraConv1d, LoraConv2d, LoraEmbedding, LoraLinear};
 
-/// An adapter file's tensors keyed by module path and suffix
-/// (`model.layers.0.self_attn.q_proj.lora_A.weight`), without the `base_model.model.` prefix.
-pub type AdapterTensors = IndexMap<String, TensorData>;
+pub use peft_core::attach::AdapterTensors;
 
 /// What [`inject`] did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Injection {
-    /// Paths of the sites that received an adapter, in model order.
-    pub targeted: Vec<String>,
-    /// Keys of the given tensors that were used.
-    pub consumed: Vec<String>,
+pub type Injection = peft_core::attach::Attached;
+
+/// LoRA as a [`SiteMethod`]: the config's target rule, and a LoRA adapter per selected site.
+pub struct LoraMethod<'a> {
+    config: &'a LoraConfig,
+    modules_to_save: Vec<String>,
 }
 
-enum Planned {
-    Linear(Box<dyn LinearAdapter>),
-    Embedding(Box<dyn EmbeddingAdapter>),
-    Conv1d(Box<dyn Conv1dAdapter>),
-    Conv2d(Box<dyn Conv2dAdapter>),
+impl<'a> LoraMethod<'a> {
+    /// The method for `config` (checked with [`LoraConfig::validate`]).
+    pub fn new(config: &'a LoraConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(LoraMethod { config, modules_to_save: config.common.modules_to_save.clone().unwrap_or_default() })
+    }
+
+    fn rule(&self) -> TargetRule<'_> {
+        TargetRule {
+            target_modules: &self.config.target_modules,
+            exclude_modules: &self.config.exclude_modules,
+            layers_to_transform: &self.config.layers_to_transform,
+            layers_pattern: &self.config.layers_pattern,
+            modules_to_save: &self.modules_to_save,
+        }
+    }
+}
+
+impl SiteMethod for LoraMethod<'_> {
+    fn selects(&self, site: &SiteInfo<'_>) -> bool {
+        self.rule().selects(site)
+    }
+
+    fn build(&self, path: &str, site: SiteMut<'_>, tensors: Option<&AdapterTensors>) -> Result<(SiteAdapter, Vec<String>)> {
+        plan_site(site, path, self.config, tensors)
+    }
+
+    fn nothing_selected(&self, paths: &[String]) -> Error {
+        self.rule().not_found(paths)
+    }
 }
 
 /// Attaches a LoRA adapter named `name` to every site `config` targets.
@@ -44,95 +60,20 @@ pub fn inject<M: AdapterSites>(
     name: &str,
     tensors: Option<&AdapterTensors>,
 ) -> Result<Injection> {
-    config.validate()?;
-    check_name(name)?;
-    let heads = model.output_head_paths();
-    let saved: Vec<String> = config.modules_to_save.clone().unwrap_or_default();
-    let mut plan: Vec<(String, Planned)> = Vec::new();
-    let mut consumed = Vec::new();
-    let mut all_paths = Vec::new();
-    let mut first_error: Option<Error> = None;
-    model.visit_sites_mut(&mut |path, site| {
-        all_paths.push(path.to_string());
-        if first_error.is_some() {
-            return;
-        }
-        let is_linear = matches!(site, SiteMut::Linear(_));
-        let is_head = heads.iter().any(|h| h == path);
-        let targeted = config.target_modules.matches_site(path, is_linear, is_head)
-            && config.allows(path)
-            && !saved.iter().any(|s| module_covers(s, path));
-        if !targeted {
-            return;
-        }
-        match plan_site(site, path, config, name, tensors) {
-            Ok((planned, keys)) => {
-                plan.push((path.to_string(), planned));
-                consumed.extend(keys);
-            }
-            Err(e) => first_error = Some(e),
-        }
-    });
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if plan.is_empty() {
-        return Err(not_found(&config.target_modules, &all_paths));
-    }
-    let targeted: Vec<String> = plan.iter().map(|(p, _)| p.clone()).collect();
-    let mut by_path: HashMap<String, Planned> = plan.into_iter().collect();
-    let mut insert_error: Option<Error> = None;
-    model.visit_sites_mut(&mut |path, site| {
-        let Some(planned) = by_path.remove(path) else { return };
-        let result = match (site, planned) {
-            (SiteMut::Linear(s), Planned::Linear(a)) => s.adapters.insert(name, a),
-            (SiteMut::Embedding(s), Planned::Embedding(a)) => s.adapters.insert(name, a),
-            (SiteMut::Conv1d(s), Planned::Conv1d(a)) => s.adapters.insert(name, a),
-            (SiteMut::Conv2d(s), Planned::Conv2d(a)) => s.adapters.insert(name, a),
-            _ => Err(Error::InvalidState(format!("site `{path}` changed kind between two visits"))),
-        };
-        if let Err(e) = result {
-            insert_error.get_or_insert(e);
-        }
-    });
-    // Names were checked per site in `plan_site`, so an insertion error means a model whose
-    // `visit_sites_mut` is not deterministic: report it rather than hide it.
-    match insert_error {
-        Some(e) => Err(e),
-        None => Ok(Injection { targeted, consumed }),
-    }
+    attach(model, name, &LoraMethod::new(config)?, tensors)
 }
 
-/// The "did you mean" error for targets that matched nothing.
-pub fn not_found(targets: &TargetModules, paths: &[String]) -> Error {
-    let wanted: Vec<String> = match targets {
-        TargetModules::Names(n) => n.clone(),
-        TargetModules::Regex(r) => vec![r.clone()],
-        _ => Vec::new(),
-    };
-    Error::TargetModulesNotFound {
-        targets: targets.describe(),
-        closest: closest_names(&wanted, paths.iter().map(String::as_str), 8),
-    }
-}
-
-fn taken(name: &str) -> Error {
-    Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" }
-}
+const FIX: &str = "the adapter file does not fit this config: check target_modules and the base model";
 
 fn plan_site(
     site: SiteMut<'_>,
     path: &str,
     config: &LoraConfig,
-    name: &str,
     tensors: Option<&AdapterTensors>,
-) -> Result<(Planned, Vec<String>)> {
+) -> Result<(SiteAdapter, Vec<String>)> {
     let r = config.rank_for(path);
     let scaling = config.scaling_for(path);
     let dropout = config.lora_dropout;
-    if site.holds(name) {
-        return Err(taken(name));
-    }
     match site {
         SiteMut::Linear(site) => {
             let [d_in, d_out] = site.dims();
@@ -140,14 +81,14 @@ fn plan_site(
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, d_in], "lora_B.weight", [d_out, r])?;
-                    return Ok((Planned::Linear(Box::new(LoraLinear::from_torch(a, b, scaling, dropout, &device))), keys));
+                    return Ok((SiteAdapter::Linear(Box::new(LoraLinear::from_torch(a, b, scaling, dropout, &device))), keys));
                 }
                 None => {
                     let (a, b) = factors(&config.init_lora_weights, r, ([d_in, r], d_in), ([r, d_out], r), &device);
                     LoraLinear::new(a, b, scaling, dropout)
                 }
             };
-            Ok((Planned::Linear(Box::new(adapter)), Vec::new()))
+            Ok((SiteAdapter::Linear(Box::new(adapter)), Vec::new()))
         }
         SiteMut::Embedding(site) => {
             let [n, d] = site.dims();
@@ -155,7 +96,7 @@ fn plan_site(
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_embedding_A", [r, n], "lora_embedding_B", [d, r])?;
-                    return Ok((Planned::Embedding(Box::new(LoraEmbedding::from_torch(a, b, scaling, &device))), keys));
+                    return Ok((SiteAdapter::Embedding(Box::new(LoraEmbedding::from_torch(a, b, scaling, &device))), keys));
                 }
                 None => {
                     use burn::tensor::{Distribution, Tensor};
@@ -169,7 +110,7 @@ fn plan_site(
                     LoraEmbedding::new(a, b, scaling)
                 }
             };
-            Ok((Planned::Embedding(Box::new(adapter)), Vec::new()))
+            Ok((SiteAdapter::Embedding(Box::new(adapter)), Vec::new()))
         }
         SiteMut::Conv1d(site) => {
             let base = &site.base_layer;
@@ -185,7 +126,7 @@ fn plan_site(
                     (LoraConv1d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
             };
-            Ok((Planned::Conv1d(Box::new(adapter)), keys))
+            Ok((SiteAdapter::Conv1d(Box::new(adapter)), keys))
         }
         SiteMut::Conv2d(site) => {
             let base = &site.base_layer;
@@ -203,7 +144,7 @@ fn plan_site(
                     (LoraConv2d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
             };
-            Ok((Planned::Conv2d(Box::new(adapter)), keys))
+            Ok((SiteAdapter::Conv2d(Box::new(adapter)), keys))
         }
         // As in the Python library, which has no LoRA layer for `nn.BatchNorm2d`.
         SiteMut::BatchNorm2d(_) => Err(Error::Unsupported {
@@ -221,28 +162,8 @@ fn pair<const DA: usize, const DB: usize>(
     a_shape: [usize; DA],
     b: &str,
     b_shape: [usize; DB],
-) -> Result<(TensorData, TensorData, Vec<String>)> {
-    let a_key = format!("{path}.{a}");
-    let b_key = format!("{path}.{b}");
-    let a_data = lookup(tensors, &a_key, path, a, &a_shape)?;
-    let b_data = lookup(tensors, &b_key, path, b, &b_shape)?;
+) -> Result<(burn::tensor::TensorData, burn::tensor::TensorData, Vec<String>)> {
+    let (a_data, a_key) = file_tensor(tensors, path, a, &a_shape, FIX)?;
+    let (b_data, b_key) = file_tensor(tensors, path, b, &b_shape, FIX)?;
     Ok((a_data, b_data, vec![a_key, b_key]))
 }
-
-fn lookup(tensors: &AdapterTensors, key: &str, path: &str, suffix: &str, shape: &[usize]) -> Result<TensorData> {
-    let data = tensors.get(key).ok_or_else(|| Error::MissingTensor {
-        key: key.to_string(),
-        file: "adapter_model.safetensors".into(),
-        fix: "the adapter file does not fit this config: check target_modules and the base model".into(),
-    })?;
-    if data.shape().as_slice() != shape {
-        return Err(Error::ShapeMismatch {
-            path: path.to_string(),
-            tensor: suffix.to_string(),
-            expected: shape.to_vec(),
-            actual: data.shape().to_vec(),
-        });
-    }
-    Ok(data.clone())
-}
-

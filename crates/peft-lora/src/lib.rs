@@ -11,6 +11,6 @@ mod linear;
 pub use combine::{Combination, Source, add_weighted_adapter};
 pub use conv::{LoraConv1d, LoraConv2d};
 pub use embedding::LoraEmbedding;
-pub use inject::{AdapterTensors, Injection, inject, not_found};
+pub use inject::{AdapterTensors, Injection, LoraMethod, inject};
 pub use linear::LoraLinear;
 pub use peft_core::{LoraConfig, TaskType};

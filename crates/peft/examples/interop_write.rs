@@ -64,7 +64,7 @@ fn write_case<M: AdapterSites, const D: usize>(
     let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
     let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
 
-    let PeftConfig::Lora(config) = PeftConfig::from_dir(dir.join("adapter"))?;
+    let config = PeftConfig::from_dir(dir.join("adapter"))?.into_lora(&dir.join("adapter"))?;
     let config = config.with_inference_mode(false).with_init_lora_weights(InitLoraWeights::Random);
     let mut model = get_peft_model(base, config)?;
     let mut optim = AdamWConfig::new().init();

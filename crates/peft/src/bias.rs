@@ -6,7 +6,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use peft_core::{AdapterSites, Bias, PeftConfig, Result, SiteMut};
-use std::collections::HashMap;
+use burn::module::ParamId;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::AdapterEntry;
 use crate::saved::fetch;
@@ -117,7 +118,9 @@ pub(crate) fn apply_biases<M: AdapterSites>(model: &mut M, planned: PlannedBiase
 }
 
 /// The biases to save with adapter `entry`: `(key, value)` in PyTorch layout.
-pub(crate) fn export_biases<M: AdapterSites>(model: &M, entry: &AdapterEntry) -> Vec<(String, TensorData)> {
+///
+/// `adapter_ids` are the ids of every adapter parameter, so that only base biases count.
+pub(crate) fn export_biases<M: AdapterSites>(model: &M, entry: &AdapterEntry, adapter_ids: &HashSet<ParamId>) -> Vec<(String, TensorData)> {
     let mode = bias_mode(&entry.config);
     let mut out = Vec::new();
     if mode == Bias::None {
@@ -131,9 +134,7 @@ pub(crate) fn export_biases<M: AdapterSites>(model: &M, entry: &AdapterEntry) ->
         }
     });
     if mode == Bias::All {
-        let mut collector = crate::trainable::PathParams::default();
-        burn::module::Module::visit(model, &mut collector);
-        for (path, value) in collector.biases {
+        for (path, value) in crate::trainable::base_biases(model, adapter_ids) {
             let taken = out.iter().any(|(k, _)| *k == bias_key(&path, true) || *k == bias_key(&path, false));
             if !taken {
                 out.push((bias_key(&path, false), value));

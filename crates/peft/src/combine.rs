@@ -14,7 +14,12 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         let mut configs = Vec::new();
         for (name, _) in adapters {
-            let PeftConfig::Lora(config) = self.entry(name)?.config.clone();
+            let config = match self.entry(name)?.config.clone() {
+                PeftConfig::Lora(c) => c,
+                other => {
+                    return Err(Error::WrongMethod { expected: "LORA".into(), found: other.method_name().into(), path: format!("adapter `{name}`").into() });
+                }
+            };
             configs.push(config);
         }
         let sources: Vec<Source<'_>> = adapters

@@ -1,11 +1,13 @@
 //! `save_pretrained`, `from_pretrained` and `load_adapter` with the Hub's adapter folders.
 
 use peft_core::{AdapterSites, Result};
-use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder};
+use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder_parts};
 use std::path::Path;
 
 use crate::bias::export_biases;
-use crate::model::{AdapterRegistry, PeftModel};
+use peft_core::attach::SiteMethod;
+
+use crate::model::PeftModel;
 
 impl<M: AdapterSites> PeftModel<M> {
     /// Writes every adapter as the Python library does: `default` in `dir` itself
@@ -23,10 +25,12 @@ impl<M: AdapterSites> PeftModel<M> {
         for name in names {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
-            tensors.extend(export_biases(&self.base_model, entry));
+            let adapter_ids = self.adapter_param_ids(&self.adapter_names());
+            tensors.extend(export_biases(&self.base_model, entry, &adapter_ids));
+            let model_level = self.model_adapters.get(name).map(|a| a.export()).unwrap_or_default();
             let mut config = entry.config.clone();
             config.set_inference_mode(true);
-            write_adapter_folder(&adapter_dir(dir, name), &config, tensors)?;
+            write_adapter_folder_parts(&adapter_dir(dir, name), &config, tensors, model_level)?;
         }
         Ok(())
     }
@@ -37,16 +41,36 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Every shape is checked before anything is attached; on error the model is dropped
     /// unchanged with the error (use [`PeftModel::load_adapter`] on a `PeftModel` to keep it).
     pub fn from_pretrained(model: M, dir: impl AsRef<Path>) -> Result<Self> {
-        let mut peft = PeftModel { base_model: model, registry: AdapterRegistry::default() };
+        let mut peft = PeftModel::new(model);
         peft.load_adapter(dir, DEFAULT_ADAPTER)?;
         Ok(peft)
+    }
+
+    /// Like [`PeftModel::from_pretrained`] for an adapter of a method of your own (see
+    /// [`PeftModel::add_adapter_with_method`]).
+    pub fn from_pretrained_with_method(model: M, dir: impl AsRef<Path>, method: &dyn SiteMethod) -> Result<Self> {
+        let mut peft = PeftModel::new(model);
+        peft.load_adapter_with_method(dir, DEFAULT_ADAPTER, method)?;
+        Ok(peft)
+    }
+
+    /// Like [`PeftModel::load_adapter`] for an adapter of a method of your own.
+    pub fn load_adapter_with_method(&mut self, dir: impl AsRef<Path>, name: &str, method: &dyn SiteMethod) -> Result<()> {
+        let folder = read_adapter_folder(dir.as_ref())?;
+        self.attach(name, folder.config, Some(&folder.tensors), Some(method))?;
+        self.activate_loaded(name)
     }
 
     /// Loads another adapter folder under `name`, leaving the active set as it is (the first
     /// adapter loaded becomes active). On error nothing is attached.
     pub fn load_adapter(&mut self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
         let folder = read_adapter_folder(dir.as_ref())?;
-        self.attach(name, folder.config, Some(&folder.tensors))?;
+        self.attach(name, folder.config, Some(&folder.tensors), None)?;
+        self.activate_loaded(name)
+    }
+
+    /// The first adapter loaded becomes active; later ones leave the active set as it is.
+    fn activate_loaded(&mut self, name: &str) -> Result<()> {
         if self.registry.active.is_empty() {
             self.set_adapter(name)?;
         } else {

@@ -15,6 +15,7 @@ mod bias;
 mod combine;
 pub mod device;
 mod files;
+mod forward;
 mod grads;
 mod merge;
 mod methods;
@@ -25,10 +26,11 @@ mod trainable;
 
 #[cfg(feature = "models")]
 pub use auto::resolve_base;
-pub use model::{AdapterRegistry, PeftModel, get_peft_model};
+pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_method};
+pub use peft_core::generation::{GenerationConfig, Generated};
 pub use peft_core::{
-    AdapterSites, Bias, Error, InitLoraWeights, LoraConfig, PeftConfig, PeftType, Result, TargetModules, TaskType,
-    BASE_ONLY,
+    AdapterSites, Bias, CommonConfig, CustomConfig, Error, InitLoraWeights, Labels, Logits, LoraConfig, ModelInputs, PeftConfig, PeftType,
+    Result, TargetModules, TaskModel, TaskOutput, TaskType, BASE_ONLY,
 };
 pub use trainable::thousands;
 #[cfg(feature = "lora")]

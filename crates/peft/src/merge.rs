@@ -2,14 +2,27 @@
 
 use peft_core::{AdapterSites, Error, Result};
 
-use crate::model::{PeftModel, remove_everywhere};
+use peft_core::attach::remove_adapter;
+
+use crate::model::PeftModel;
 
 impl<M: AdapterSites> PeftModel<M> {
     /// Folds the named adapters into the base weights: the forward then costs what the base
     /// model's does. [`PeftModel::unmerge_adapters`] takes them out again.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAdapter`]; [`Error::Unsupported`] for a prompt-style (model-level) adapter,
+    /// which has no weight to fold into (its virtual tokens are inputs, not weights).
     pub fn merge_adapters(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
             self.entry(name)?;
+            if self.model_adapters.get(name).is_some() {
+                let method = self.entry(name)?.config.method_name().to_string();
+                return Err(Error::Unsupported {
+                    what: format!("merging the {method} adapter `{name}`: its virtual tokens are inputs of the model, not a change of its weights"),
+                    supported: "merging layer methods (LoRA); keep a prompt adapter attached and serve it with PeftModel::forward / generate".into(),
+                });
+            }
         }
         let mut error = None;
         self.base_model.visit_sites_mut(&mut |_, mut site| {
@@ -53,7 +66,7 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         self.merge_adapter()?;
         for name in self.adapter_names() {
-            remove_everywhere(&mut self.base_model, &name);
+            remove_adapter(&mut self.base_model, &name);
         }
         Ok(self.base_model)
     }

@@ -1,37 +1,76 @@
 //! Dispatch from a config to the method crate that implements it.
+//!
+//! The only place that names the method crates: each built-in method is one arm here, behind its
+//! feature. A config of a method this build lacks fails with the crate and feature that add it.
 
-use peft_core::{AdapterSites, PeftConfig, Result};
+use peft_core::attach::SiteMethod;
+use peft_core::{AdapterSites, Error, PeftConfig, PeftType, Result};
 
-use crate::tensors::TensorMap;
-
-/// What attaching a method did.
-pub(crate) struct Injection {
-    /// Sites that received the method's adapter.
-    pub targeted: Vec<String>,
-    /// File keys the method used.
-    pub consumed: Vec<String>,
-}
-
-/// Attaches the adapter `config` describes to `model` under `name`.
-pub(crate) fn inject_method<M: AdapterSites>(
-    model: &mut M,
-    config: &PeftConfig,
-    name: &str,
-    tensors: Option<&TensorMap>,
-) -> Result<Injection> {
+/// The site part of the built-in method `config` names.
+pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMethod + 'a>> {
     match config {
         #[cfg(feature = "lora")]
-        PeftConfig::Lora(c) => {
-            let done = peft_lora::inject(model, c, name, tensors)?;
-            Ok(Injection { targeted: done.targeted, consumed: done.consumed })
-        }
-        #[cfg(not(feature = "lora"))]
-        PeftConfig::Lora(_) => {
-            let _ = (model, name, tensors);
-            Err(peft_core::Error::Unsupported {
-                what: "LoRA in this build".into(),
-                supported: "the methods enabled as features of the `peft` crate (add feature `lora`)".into(),
-            })
-        }
+        PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
+        PeftConfig::Custom(c) => Err(Error::Unsupported {
+            what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
+            supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
+        }),
+        #[allow(unreachable_patterns)]
+        other => Err(other.peft_type().map_or_else(|| Error::InvalidState("a config without a method".into()), missing_method)),
     }
+}
+
+/// Fills what the method takes from the model when the config leaves it unset, as the Python
+/// library does before saving the config: LoRA's per-architecture default `target_modules`.
+pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
+    #[allow(irrefutable_let_patterns)]
+    let PeftConfig::Lora(lora) = config else { return Ok(()) };
+    if !lora.target_modules.is_none() {
+        return Ok(());
+    }
+    let defaults = model.default_target_modules();
+    if defaults.is_empty() {
+        return Err(Error::config(
+            "target_modules",
+            "null (this architecture has no default)",
+            "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
+        ));
+    }
+    lora.target_modules = peft_core::TargetModules::Names(defaults);
+    Ok(())
+}
+
+/// The crate and the `peft` feature that implement a method.
+pub(crate) fn method_home(method: PeftType) -> (&'static str, &'static str) {
+    match method {
+        PeftType::Lora | PeftType::AdaLora => ("peft-lora", "lora"),
+        PeftType::Ia3 => ("peft-ia3", "ia3"),
+        PeftType::PromptTuning | PeftType::PTuning | PeftType::PrefixTuning | PeftType::AdaptionPrompt => ("peft-prompt", "prompt"),
+    }
+}
+
+/// The methods this build has.
+fn built_methods() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg!(feature = "lora") {
+        out.push("LORA");
+    }
+    out
+}
+
+/// The error for a method this build does not have: the crate and feature that add it, or that
+/// it is not implemented yet.
+pub(crate) fn missing_method(method: PeftType) -> Error {
+    let (krate, feature) = method_home(method);
+    let built = built_methods();
+    // Features of this version of the `peft` crate, and whether each is on.
+    let feature_state = match feature {
+        "lora" => Some(cfg!(feature = "lora")),
+        _ => None,
+    };
+    let how = match feature_state {
+        Some(false) => format!("enable the `{feature}` feature of the `peft` crate (crate `{krate}`) to add {method}"),
+        _ => format!("{method} is not implemented in this version (it is planned in crate `{krate}`); this build has {}", built.join(", ")),
+    };
+    Error::Unsupported { what: format!("{method} adapters in this build"), supported: how }
 }

@@ -3,9 +3,9 @@
 use burn::module::Module;
 use indexmap::IndexMap;
 use peft_core::adapted::check_name;
-use peft_core::{AdapterSites, BASE_ONLY, Error, PeftConfig, Result};
+use peft_core::attach::{Attached, SiteMethod, attach, remove_adapter};
+use peft_core::{AdapterSet, AdapterSites, BASE_ONLY, Error, ModelAdapter, PeftConfig, Result};
 
-use crate::methods::{Injection, inject_method};
 use crate::saved::attach_modules_to_save;
 use crate::tensors::TensorMap;
 
@@ -30,46 +30,80 @@ pub struct AdapterRegistry {
 /// A model with one or more named adapters, as the Python library's `PeftModel`.
 ///
 /// It is a Burn module, so optimizers, records and device moves work on it directly; only the
-/// active adapter's parameters (plus the biases its config names) require gradients. The wrapped
-/// model is `base_model`, and its own forward functions run with the adapters applied.
+/// active adapters' parameters (plus what their configs train along) require gradients. Layer
+/// adapters live at the wrapped model's sites; adapters of the whole model (prompt tables,
+/// prefix encoders) live in the model-level set. [`PeftModel::forward`] and
+/// [`PeftModel::generate`] run the task with every active adapter applied.
 #[derive(Module, Debug)]
 pub struct PeftModel<M: AdapterSites> {
     /// The model, with adapters attached at its sites.
-    pub base_model: M,
+    pub(crate) base_model: M,
+    /// Adapters that belong to no layer, by adapter name.
+    pub(crate) model_adapters: AdapterSet<dyn ModelAdapter>,
     /// The adapters' configs and the active set.
     #[module(skip)]
-    pub registry: AdapterRegistry,
+    pub(crate) registry: AdapterRegistry,
 }
 
 /// Wraps `model` with a new adapter named `default` built from `config`, as the Python library's
 /// `get_peft_model`: only the adapter (and what the config trains along) requires gradients.
 ///
-/// Fails, leaving nothing attached, when the config is invalid or targets nothing.
+/// Fails, leaving nothing attached, when the config is invalid, targets nothing, or names a
+/// method this build lacks (the error says which feature adds it).
 pub fn get_peft_model<M: AdapterSites>(model: M, config: impl Into<PeftConfig>) -> Result<PeftModel<M>> {
-    let mut peft = PeftModel { base_model: model, registry: AdapterRegistry::default() };
+    let mut peft = PeftModel::new(model);
     peft.add_adapter(peft_io::adapter::DEFAULT_ADAPTER, config)?;
     Ok(peft)
 }
 
+/// [`get_peft_model`] for a method of your own: `method` decides the sites and builds the
+/// adapters; `config` (usually a [`peft_core::CustomConfig`]) is what the adapter folder records.
+pub fn get_peft_model_with_method<M: AdapterSites>(model: M, config: impl Into<PeftConfig>, method: &dyn SiteMethod) -> Result<PeftModel<M>> {
+    let mut peft = PeftModel::new(model);
+    peft.add_adapter_with_method(peft_io::adapter::DEFAULT_ADAPTER, config, method)?;
+    Ok(peft)
+}
+
 impl<M: AdapterSites> PeftModel<M> {
+    /// A model without adapters yet.
+    pub(crate) fn new(model: M) -> Self {
+        PeftModel { base_model: model, model_adapters: AdapterSet::default(), registry: AdapterRegistry::default() }
+    }
+
     /// Adds a new adapter `name` built from `config` and makes it the active one.
     pub fn add_adapter(&mut self, name: &str, config: impl Into<PeftConfig>) -> Result<()> {
-        self.attach(name, config.into(), None)?;
+        self.attach(name, config.into(), None, None)?;
         self.set_adapter(name)
     }
 
-    /// Attaches adapter `name`, from `tensors` when given, without changing the active set.
+    /// Adds adapter `name` of a method of your own: `method` says which sites it adapts and what
+    /// it builds there; `config` (usually a [`peft_core::CustomConfig`]) is what
+    /// [`PeftModel::save_pretrained`] writes. The adapter becomes the active one.
+    pub fn add_adapter_with_method(&mut self, name: &str, config: impl Into<PeftConfig>, method: &dyn SiteMethod) -> Result<()> {
+        self.attach(name, config.into(), None, Some(method))?;
+        self.set_adapter(name)
+    }
+
+    /// Attaches adapter `name`, from `tensors` when given, without changing the active set;
+    /// `method` overrides the built-in method of the config (methods of your own).
     ///
     /// The model is unchanged on error: the method and the `modules_to_save` copies are planned
     /// and checked before anything is attached, and undone if a later step fails.
-    pub(crate) fn attach(&mut self, name: &str, mut config: PeftConfig, tensors: Option<&TensorMap>) -> Result<()> {
+    pub(crate) fn attach(&mut self, name: &str, mut config: PeftConfig, tensors: Option<&TensorMap>, method: Option<&dyn SiteMethod>) -> Result<()> {
         check_name(name)?;
         if self.registry.entries.contains_key(name) {
             return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });
         }
+        config.validate()?;
+        if tensors.is_none() && config.base_model_name_or_path().is_none() {
+            config.common_mut().base_model_name_or_path = self.base_model.name_or_path();
+        }
         complete_modules_to_save(&mut config, &self.base_model);
-        complete_target_modules(&mut config, &self.base_model)?;
-        let Injection { targeted, mut consumed } = inject_method(&mut self.base_model, &config, name, tensors)?;
+        crate::methods::complete_config(&mut config, &self.base_model)?;
+        let Attached { targeted, mut consumed } = match method {
+            Some(m) => attach(&mut self.base_model, name, m, tensors)?,
+            None => attach(&mut self.base_model, name, &*crate::methods::site_method(&config)?, tensors)?,
+        };
         let to_save = config.modules_to_save();
         let saved = match attach_modules_to_save(&mut self.base_model, &to_save, name, tensors) {
             Ok((saved, keys)) => {
@@ -77,7 +111,7 @@ impl<M: AdapterSites> PeftModel<M> {
                 saved
             }
             Err(e) => {
-                remove_everywhere(&mut self.base_model, name);
+                remove_adapter(&mut self.base_model, name);
                 return Err(e);
             }
         };
@@ -89,7 +123,7 @@ impl<M: AdapterSites> PeftModel<M> {
             match planned {
                 Ok(planned) => crate::bias::apply_biases(&mut self.base_model, planned),
                 Err(e) => {
-                    remove_everywhere(&mut self.base_model, name);
+                    remove_adapter(&mut self.base_model, name);
                     return Err(e);
                 }
             }
@@ -104,13 +138,24 @@ impl<M: AdapterSites> PeftModel<M> {
     }
 
     /// Activates several adapters at once: their outputs add up, and all of them train.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAdapter`]; [`Error::InvalidState`] when two of them are model-level
+    /// adapters (prompt methods cannot be combined, as in the Python library).
     pub fn set_adapters(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
             self.entry(name)?;
         }
+        let model_level = names.iter().filter(|n| self.model_adapters.get(n).is_some()).count();
+        if model_level > 1 {
+            return Err(Error::InvalidState(format!(
+                "{model_level} of the adapters {names:?} are prompt-style (model-level) adapters; activate one at a time"
+            )));
+        }
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         self.registry.active = names.clone();
         self.base_model.visit_sites_mut(&mut |_, mut site| site.set_active(&names));
+        self.model_adapters.set_active(&names);
         self.refresh_trainable();
         Ok(())
     }
@@ -151,7 +196,8 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Removes adapter `name` from every site. The active set loses it too.
     pub fn delete_adapter(&mut self, name: &str) -> Result<()> {
         self.entry(name)?;
-        remove_everywhere(&mut self.base_model, name);
+        remove_adapter(&mut self.base_model, name);
+        self.model_adapters.remove(name);
         self.registry.entries.shift_remove(name);
         let remaining: Vec<String> = self.registry.active.iter().filter(|n| *n != name).cloned().collect();
         let refs: Vec<&str> = remaining.iter().map(String::as_str).collect();
@@ -162,6 +208,7 @@ impl<M: AdapterSites> PeftModel<M> {
     pub fn set_adapters_disabled(&mut self, disabled: bool) {
         self.registry.disabled = disabled;
         self.base_model.visit_sites_mut(&mut |_, mut site| site.set_disabled(disabled));
+        self.model_adapters.set_disabled(disabled);
     }
 
     /// Runs `f` with the adapters turned off, as the Python library's `disable_adapter()` context.
@@ -182,6 +229,11 @@ impl<M: AdapterSites> PeftModel<M> {
                 for name in names {
                     if *name != BASE_ONLY {
                         self.entry(name)?;
+                        if self.model_adapters.get(name).is_some() {
+                            return Err(Error::InvalidState(format!(
+                                "adapter `{name}` is a prompt-style (model-level) adapter; mixed-adapter batches take layer adapters only, as in the Python library"
+                            )));
+                        }
                     }
                 }
                 Some(names.iter().map(|n| n.to_string()).collect())
@@ -199,15 +251,58 @@ impl<M: AdapterSites> PeftModel<M> {
         Ok(out)
     }
 
-    /// The wrapped model, with adapters.
+    /// The wrapped model, with its layer adapters attached.
     pub fn model(&self) -> &M {
         &self.base_model
+    }
+
+    /// The wrapped model, mutably (to change what adapters do not cover).
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.base_model
+    }
+
+    /// The wrapped model with its layer adapters still attached (they act on activations).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when a model-level adapter (a prompt method) is attached: the
+    /// wrapped model alone cannot apply it; keep the `PeftModel` and call its `forward`.
+    pub fn into_model(self) -> Result<M> {
+        if !self.model_adapters.is_empty() {
+            return Err(Error::InvalidState(format!(
+                "adapters {:?} belong to the whole model (prompt methods) and act only through PeftModel::forward / generate",
+                self.model_adapters.names()
+            )));
+        }
+        Ok(self.base_model)
+    }
+
+    /// The model-level adapters (prompt tables, prefix encoders) by name.
+    pub fn model_adapters(&self) -> &AdapterSet<dyn ModelAdapter> {
+        &self.model_adapters
+    }
+
+    /// Attaches a model-level adapter (a method crate's prompt table or encoder) under `name`
+    /// with `config`; the adapter becomes active. Its parameters are ordinary Burn parameters of
+    /// the `PeftModel` (path `model_adapters.<name>....`).
+    pub fn add_model_adapter(&mut self, name: &str, config: impl Into<PeftConfig>, adapter: Box<dyn ModelAdapter>) -> Result<()> {
+        self.insert_model_adapter(name, config.into(), adapter)?;
+        self.set_adapter(name)
+    }
+
+    pub(crate) fn insert_model_adapter(&mut self, name: &str, config: PeftConfig, adapter: Box<dyn ModelAdapter>) -> Result<()> {
+        check_name(name)?;
+        if self.registry.entries.contains_key(name) {
+            return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });
+        }
+        self.model_adapters.insert(name, adapter)?;
+        self.registry.entries.insert(name.to_string(), AdapterEntry { config, targeted: Vec::new(), saved: Vec::new() });
+        Ok(())
     }
 
     /// Removes every adapter without merging: the base model as it was.
     pub fn unload(mut self) -> M {
         for name in self.adapter_names() {
-            remove_everywhere(&mut self.base_model, &name);
+            remove_adapter(&mut self.base_model, &name);
         }
         self.base_model
     }
@@ -235,25 +330,6 @@ fn complete_modules_to_save<M: AdapterSites>(config: &mut PeftConfig, model: &M)
     }
 }
 
-/// Fills an unset `target_modules` with the architecture's defaults, as the Python library does
-/// (the saved `adapter_config.json` then lists them).
-fn complete_target_modules<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
-    let PeftConfig::Lora(lora) = config;
-    if !lora.target_modules.is_none() {
-        return Ok(());
-    }
-    let defaults = model.default_target_modules();
-    if defaults.is_empty() {
-        return Err(Error::config(
-            "target_modules",
-            "null (this architecture has no default)",
-            "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
-        ));
-    }
-    lora.target_modules = peft_core::TargetModules::Names(defaults);
-    Ok(())
-}
-
 fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
     let left: Vec<String> = tensors.keys().filter(|k| !consumed.contains(k)).take(8).cloned().collect();
     if left.is_empty() {
@@ -264,10 +340,4 @@ fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
         keys: left,
         fix: "the adapter was trained on a model with other module names or another config: check base_model_name_or_path".into(),
     })
-}
-
-pub(crate) fn remove_everywhere<M: AdapterSites>(model: &mut M, name: &str) {
-    model.visit_sites_mut(&mut |_, mut site| {
-        site.remove_adapter(name);
-    });
 }

@@ -5,6 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Tensor, TensorData};
 use peft_core::adapted::{BatchNorm2d, SavedBatchNorm2d, SavedConv2d, SavedEmbedding, SavedLinear};
+use peft_core::attach::{Attached, SiteAdapter, SiteInfo, SiteMethod, attach};
 use peft_core::{AdapterSites, Error, Result, SiteMut, covering_module, module_covers};
 
 use crate::tensors::TensorMap;
@@ -16,7 +17,7 @@ pub(crate) fn saved_key(path: &str, tensor: &str) -> String {
 }
 
 /// Attaches a copy of every site covered by `names` under adapter `adapter` (from `tensors` when
-/// given). Returns the copied paths and the keys used.
+/// given). Returns the copied module paths and the keys used.
 ///
 /// A name that covers nothing is an error only when no name covers anything: the task defaults
 /// (`classifier`, `score`) name heads a given architecture has only one of.
@@ -29,55 +30,41 @@ pub(crate) fn attach_modules_to_save<M: AdapterSites>(
     if names.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut planned: Vec<(String, Copy)> = Vec::new();
-    let mut keys = Vec::new();
-    let mut available = Vec::new();
-    let mut error = None;
-    model.visit_sites(&mut |path, site| {
-        available.push(path.to_string());
-        if error.is_some() || !names.iter().any(|n| module_covers(n, path)) {
-            return;
-        }
-        match plan_copy(path, site, tensors) {
-            Ok((copy, used)) => {
-                planned.push((path.to_string(), copy));
-                keys.extend(used);
-            }
-            Err(e) => error = Some(e),
-        }
-    });
-    if let Some(e) = error {
-        return Err(e);
-    }
-    if planned.is_empty() {
-        return Err(Error::ModuleToSaveNotFound { name: names.join(", "), available });
-    }
+    let Attached { targeted, consumed } = attach(model, adapter, &SavedCopies { names }, tensors)?;
     let mut paths: Vec<String> = Vec::new();
-    for (site, _) in &planned {
+    for site in &targeted {
         if let Some(module) = names.iter().find_map(|n| covering_module(n, site))
             && !paths.iter().any(|p| p == module)
         {
             paths.push(module.to_string());
         }
     }
-    let mut insert_error = None;
-    model.visit_sites_mut(&mut |path, site| {
-        let Some(index) = planned.iter().position(|(p, _)| p == path) else { return };
-        let (_, copy) = planned.swap_remove(index);
-        let result = match (site, copy) {
-            (SiteMut::Linear(s), Copy::Linear(c)) => s.adapters.insert(adapter, Box::new(SavedLinear { copy: c })),
-            (SiteMut::Embedding(s), Copy::Embedding(c)) => s.adapters.insert(adapter, Box::new(SavedEmbedding { copy: c })),
-            (SiteMut::Conv2d(s), Copy::Conv2d(c)) => s.adapters.insert(adapter, Box::new(SavedConv2d { copy: *c })),
-            (SiteMut::BatchNorm2d(s), Copy::BatchNorm2d(c)) => s.adapters.insert(adapter, Box::new(SavedBatchNorm2d { copy: *c })),
-            _ => Ok(()),
+    Ok((paths, consumed))
+}
+
+/// `modules_to_save` as a method of the attach pipeline: a trainable copy of every covered site.
+struct SavedCopies<'a> {
+    names: &'a [String],
+}
+
+impl SiteMethod for SavedCopies<'_> {
+    fn selects(&self, site: &SiteInfo<'_>) -> bool {
+        self.names.iter().any(|n| module_covers(n, site.path))
+    }
+
+    fn build(&self, path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Result<(SiteAdapter, Vec<String>)> {
+        let (copy, keys) = plan_copy(path, site, tensors)?;
+        let adapter = match copy {
+            Copy::Linear(c) => SiteAdapter::Linear(Box::new(SavedLinear { copy: c })),
+            Copy::Embedding(c) => SiteAdapter::Embedding(Box::new(SavedEmbedding { copy: c })),
+            Copy::Conv2d(c) => SiteAdapter::Conv2d(Box::new(SavedConv2d { copy: *c })),
+            Copy::BatchNorm2d(c) => SiteAdapter::BatchNorm2d(Box::new(SavedBatchNorm2d { copy: *c })),
         };
-        if let Err(e) = result {
-            insert_error.get_or_insert(e);
-        }
-    });
-    match insert_error {
-        Some(e) => Err(e),
-        None => Ok((paths, keys)),
+        Ok((adapter, keys))
+    }
+
+    fn nothing_selected(&self, paths: &[String]) -> Error {
+        Error::ModuleToSaveNotFound { name: self.names.join(", "), available: paths.to_vec() }
     }
 }
 

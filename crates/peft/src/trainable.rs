@@ -1,66 +1,50 @@
 //! Which parameters train, and the counts `print_trainable_parameters` shows.
 //!
-//! Trainable: the active adapters' parameters (unless their config is in inference mode), plus the
-//! biases their `bias` mode names. Everything else is frozen with `require_grad = false`, so Burn's
-//! autodiff neither computes nor keeps anything for it. Dropout flags are left alone (`freeze()`
-//! would switch the adapters' dropout off too).
+//! Trainable, by parameter identity: the parameters of the active adapters (unless their config
+//! is in inference mode) at every site and at the model level, plus the base biases their `bias`
+//! mode names. Everything else is frozen with `require_grad = false`, so Burn's autodiff neither
+//! computes nor keeps anything for it. Dropout flags are left alone (`freeze()` would switch the
+//! adapters' dropout off too).
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
-use peft_core::{AdapterSites, Bias, PeftConfig, SiteMut};
+use peft_core::{AdapterSites, Bias};
+use std::collections::HashSet;
 
 use crate::bias::bias_mode;
 use crate::model::PeftModel;
 
-/// What trains, by module path.
-#[derive(Clone, Debug, Default)]
-struct Rule {
-    /// Adapter names whose parameters train.
-    adapters: Vec<String>,
-    /// Whether every base bias trains.
-    all_biases: bool,
+/// Sets `require_grad` by membership in a set of parameter ids.
+struct RequireGrad<'a> {
+    trainable: &'a HashSet<ParamId>,
 }
 
-impl Rule {
-    fn trains(&self, path: &[String]) -> bool {
-        if let Some(i) = path.iter().position(|s| s == "adapters") {
-            return path.get(i + 1).is_some_and(|name| self.adapters.contains(name));
-        }
-        self.all_biases && path.last().is_some_and(|s| s == "bias")
-    }
-}
-
-struct RequireGrad {
-    path: Vec<String>,
-    rule: Rule,
-}
-
-impl ModuleMapper for RequireGrad {
-    fn enter_module(&mut self, name: &str, container: &str) {
-        enter(&mut self.path, name, container);
-    }
-    fn exit_module(&mut self, name: &str, container: &str) {
-        exit(&mut self.path, name, container);
-    }
+impl ModuleMapper for RequireGrad<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.set_require_grad(self.rule.trains(&self.path))
+        let trains = self.trainable.contains(&param.id);
+        param.set_require_grad(trains)
     }
 }
 
-/// Counts parameters (and collects base biases) by path.
+/// Counts parameters, and collects base biases, by path.
 #[derive(Default)]
-pub(crate) struct PathParams {
+pub(crate) struct PathParams<'a> {
     path: Vec<String>,
-    rule: Rule,
+    /// What trains, by id.
+    trainable_ids: Option<&'a HashSet<ParamId>>,
+    /// Every adapter parameter (of any adapter), so base biases are told apart from them.
+    adapter_ids: Option<&'a HashSet<ParamId>>,
     /// Keys of tied copies, left out of the counts.
     tied_copies: Vec<String>,
     pub(crate) total: usize,
     pub(crate) trainable: usize,
-    /// Base biases outside adapters, by module path without `base_layer`.
-    pub(crate) biases: Vec<(String, TensorData)>,
+    /// Base biases outside adapters: module path without `base_layer`, id, value.
+    pub(crate) biases: Vec<(String, ParamId, TensorData)>,
+    /// Whether to read the biases' values (for saving) or only their ids.
+    read_values: bool,
 }
 
-impl ModuleVisitor for PathParams {
+impl ModuleVisitor for PathParams<'_> {
     fn enter_module(&mut self, name: &str, container: &str) {
         enter(&mut self.path, name, container);
     }
@@ -69,6 +53,13 @@ impl ModuleVisitor for PathParams {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let n = param.lazy_shape().num_elements();
+        let is_adapter = self.adapter_ids.is_some_and(|ids| ids.contains(&param.id));
+        if D == 1 && !is_adapter && self.path.last().is_some_and(|s| s == "bias") {
+            let module: Vec<&str> =
+                self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
+            let value = if self.read_values { param.val().into_data() } else { TensorData::new(Vec::<f32>::new(), [0]) };
+            self.biases.push((module.join("."), param.id, value));
+        }
         if !self.tied_copies.is_empty() {
             let key: Vec<&str> = self.path.iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
             if self.tied_copies.contains(&key.join(".")) {
@@ -76,81 +67,88 @@ impl ModuleVisitor for PathParams {
             }
         }
         self.total += n;
-        if self.rule.trains(&self.path) {
+        if self.trainable_ids.is_some_and(|ids| ids.contains(&param.id)) {
             self.trainable += n;
-        }
-        let under_adapters = self.path.iter().any(|s| s == "adapters");
-        if D == 1 && !under_adapters && self.path.last().is_some_and(|s| s == "bias") {
-            let module: Vec<&str> =
-                self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
-            self.biases.push((module.join("."), param.val().into_data()));
         }
     }
 }
 
-fn inference_only(config: &PeftConfig) -> bool {
-    config.inference_mode()
+/// The base biases of `model` outside adapters, with their values: `(module path, value)`.
+pub(crate) fn base_biases<M: Module>(model: &M, adapter_ids: &HashSet<ParamId>) -> Vec<(String, TensorData)> {
+    let mut collector = PathParams { adapter_ids: Some(adapter_ids), read_values: true, ..Default::default() };
+    model.visit(&mut collector);
+    collector.biases.into_iter().map(|(path, _, value)| (path, value)).collect()
 }
 
 impl<M: AdapterSites> PeftModel<M> {
-    fn rule(&self) -> Rule {
-        let live: Vec<&String> = self
-            .registry
+    /// The active adapters that train (not in inference mode).
+    fn training_adapters(&self) -> Vec<String> {
+        self.registry
             .active
             .iter()
-            .filter(|n| self.registry.entries.get(*n).is_some_and(|e| !inference_only(&e.config)))
-            .collect();
-        Rule {
-            adapters: live.iter().map(|n| n.to_string()).collect(),
-            all_biases: live.iter().any(|n| self.registry.entries.get(*n).is_some_and(|e| bias_mode(&e.config) == Bias::All)),
-        }
+            .filter(|n| self.registry.entries.get(*n).is_some_and(|e| !e.config.inference_mode()))
+            .cloned()
+            .collect()
     }
 
-    /// Sites whose base bias trains under `lora_only`.
-    fn lora_only_sites(&self) -> Vec<String> {
-        let rule = self.rule();
-        rule.adapters
+    /// Every parameter of the adapters named, at the sites and at the model level.
+    pub(crate) fn adapter_param_ids(&self, names: &[String]) -> HashSet<ParamId> {
+        let mut ids: HashSet<ParamId> = HashSet::new();
+        self.base_model.visit_sites(&mut |_, site| {
+            for name in names {
+                ids.extend(site.adapter_param_ids(name));
+            }
+        });
+        for name in names {
+            ids.extend(self.model_adapters.param_ids(name));
+        }
+        ids
+    }
+
+    /// The ids of every parameter that trains now.
+    fn trainable_ids(&self) -> HashSet<ParamId> {
+        let training = self.training_adapters();
+        let mut ids = self.adapter_param_ids(&training);
+        let modes: Vec<(Bias, &[String])> = training
             .iter()
             .filter_map(|n| self.registry.entries.get(n))
-            .filter(|e| bias_mode(&e.config) == Bias::LoraOnly)
-            .flat_map(|e| e.targeted.clone())
-            .collect()
+            .map(|e| (bias_mode(&e.config), e.targeted.as_slice()))
+            .collect();
+        if modes.iter().any(|(m, _)| *m == Bias::All) {
+            let all_adapters = self.adapter_param_ids(&self.adapter_names());
+            let mut collector = PathParams { adapter_ids: Some(&all_adapters), ..Default::default() };
+            self.base_model.visit(&mut collector);
+            ids.extend(collector.biases.into_iter().map(|(_, id, _)| id));
+        }
+        let lora_only: Vec<&String> = modes.iter().filter(|(m, _)| *m == Bias::LoraOnly).flat_map(|(_, t)| t.iter()).collect();
+        if !lora_only.is_empty() {
+            self.base_model.visit_sites(&mut |path, site| {
+                if lora_only.iter().any(|p| *p == path)
+                    && let Some(id) = site.base_bias_id()
+                {
+                    ids.insert(id);
+                }
+            });
+        }
+        ids
     }
 
     /// Re-applies `require_grad` after the active adapters changed.
     pub(crate) fn refresh_trainable(&mut self) {
-        let rule = self.rule();
-        let lora_only = self.lora_only_sites();
-        let model = self.base_model.clone().map(&mut RequireGrad { path: Vec::new(), rule });
-        self.base_model = model;
-        if lora_only.is_empty() {
-            return;
-        }
-        self.base_model.visit_sites_mut(&mut |path, site| {
-            if let SiteMut::Linear(s) = site
-                && lora_only.iter().any(|p| p == path)
-            {
-                s.base_layer.bias = s.base_layer.bias.take().map(|b| b.set_require_grad(true));
-            }
-        });
+        let trainable = self.trainable_ids();
+        let mut mapper = RequireGrad { trainable: &trainable };
+        self.base_model = self.base_model.clone().map(&mut mapper);
+        self.model_adapters = self.model_adapters.clone().map(&mut mapper);
     }
 
     /// `(trainable, all)` parameter counts, as the Python library's `get_nb_trainable_parameters`.
     pub fn trainable_parameters(&self) -> (usize, usize) {
         let tied_copies = self.base_model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
-        let mut counter = PathParams { rule: self.rule(), tied_copies, ..Default::default() };
+        let trainable = self.trainable_ids();
+        let mut counter = PathParams { trainable_ids: Some(&trainable), tied_copies, ..Default::default() };
         self.base_model.visit(&mut counter);
-        let lora_only = self.lora_only_sites();
-        let mut extra = 0;
-        self.base_model.visit_sites(&mut |path, site| {
-            if let SiteMut::Linear(s) = site
-                && lora_only.iter().any(|p| p == path)
-                && let Some(b) = &s.base_layer.bias
-            {
-                extra += b.lazy_shape().num_elements();
-            }
-        });
-        (counter.trainable + extra, counter.total)
+        self.model_adapters.visit(&mut counter);
+        (counter.trainable, counter.total)
     }
 
     /// The line the Python library prints:

@@ -96,6 +96,6 @@ fn missing_base_folder_says_how_to_pass_it() {
     }
     let err = PeftModel::<AutoModel>::from_pretrained_auto(dir.path(), &common::device()).expect_err("no base here").to_string();
     assert!(err.contains("models/llama") && err.contains("from_pretrained_auto_with_base"), "{err}");
-    let mut peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(dir.path(), common::fixtures::root().join("models/llama"), &common::device());
+    let peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(dir.path(), common::fixtures::root().join("models/llama"), &common::device());
     assert!(peft.is_ok());
 }

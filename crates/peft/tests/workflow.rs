@@ -84,7 +84,7 @@ fn training_moves_only_the_adapter() {
     let mut optim = AdamWConfig::new().init();
     peft = optim.step(1e-2, peft, grads);
     let moved = |a: &PeftModel<TinyNet>, b: &PeftModel<TinyNet>| {
-        let w = |m: &PeftModel<TinyNet>| m.base_model.layers[0].q_proj.base_layer.weight.val();
+        let w = |m: &PeftModel<TinyNet>| m.model().layers[0].q_proj.base_layer.weight.val();
         max_diff(w(a), w(b))
     };
     assert_eq!(moved(&before, &peft), 0.0, "base weight unchanged");

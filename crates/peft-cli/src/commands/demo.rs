@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::data::{column, label_ids, read_rows};
 use crate::rng::Rng;
 use crate::train::batch::truncate_keep_last;
-use crate::train::classify::{Examples, accuracy, predict, train};
+use crate::train::classify::{Examples, accuracy, predict, predict_with, train};
 use crate::train::TrainOptions;
 
 /// Where the demo's files are inside the assets folder.
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
     model.print_trainable_parameters();
 
     let majority = majority_share(&eval_set);
-    let before = accuracy(predict(model.valid().model(), &eval_set, 64, &infer), &eval_set)?;
+    let before = accuracy(predict(&model.valid(), &eval_set, 64, &infer)?, &eval_set)?;
     println!("held-out accuracy before training: {before:.3} (majority class {majority:.3})");
 
     let options = TrainOptions { steps: args.steps, batch_size: 16, lr: 2e-3, weight_decay: 0.01, seed: 7 };
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     let (model, losses) = train(model, &train_set, &options, &device)?;
     let train_secs = train_started.elapsed().as_secs_f32();
     let trained = model.valid();
-    let logits = predict(trained.model(), &eval_set, 64, &infer);
+    let logits = predict(&trained, &eval_set, 64, &infer)?;
     let after = accuracy(logits.clone(), &eval_set)?;
     println!("held-out accuracy after {} steps ({train_secs:.0} s): {after:.3}", args.steps);
 
@@ -96,12 +96,13 @@ pub fn run(args: Args) -> Result<()> {
     let logits = logits.slice([0..check_set.len(), 0..classes.len()]);
     let fresh = BertForSequenceClassification::from_pretrained_with_config(&model_dir, config, &device, true)?;
     let reloaded = PeftModel::from_pretrained(fresh, &adapter_dir)?.valid();
-    let diff = max_abs_diff(logits.clone(), predict(reloaded.model(), &check_set, 64, &infer))?;
+    let diff = max_abs_diff(logits.clone(), predict(&reloaded, &check_set, 64, &infer)?)?;
     ensure!(diff < 1e-4, "the reloaded adapter gives other logits (max diff {diff:e})");
     println!("reloaded adapter: same logits on {CHECKED} held-out tweets (max diff {diff:.1e})");
 
     let merged = reloaded.merge_and_unload()?;
-    let diff = max_abs_diff(logits, predict(&merged, &check_set, 64, &infer))?;
+    let merged_logits = predict_with(&check_set, 64, &infer, |ids, mask| Ok(merged.forward(ids, Some(mask), None)))?;
+    let diff = max_abs_diff(logits, merged_logits)?;
     ensure!(diff < 1e-3, "the merged model gives other logits (max diff {diff:e})");
     println!("merged into the weights: same logits (max diff {diff:.1e})");
 

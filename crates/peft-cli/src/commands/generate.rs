@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         None => Tokenizer::from_dir(&args.model.model).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", args.model.model.display()))?,
     };
     let model = args.model.load(None, &device)?;
-    let config = generation_config(&args, gguf.then(|| model.eos_token_ids()))?;
+    let config = generation_config(&args, gguf.then(|| model.base().eos_token_ids()))?;
     let mut inputs = peft::models::auto::AutoInputs::default();
     if let Some(path) = &args.input_features {
         inputs.input_features = Some(read_tensor(path, "input_features", &device)?);
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         inputs.input_ids = Some(Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &device));
         inputs.attention_mask = Some(Tensor::<2, Int>::from_data(TensorData::new(mask, [rows, width]), &device));
     }
-    let generated = model.generate(&inputs, &config)?;
+    let generated = model.generate(inputs, &config)?;
     let texts = generated.tokens.iter().map(|row| tokenizer.decode(row, true)).collect::<peft::Result<Vec<_>>>()?;
     if args.json {
         println!("{}", serde_json::json!({ "ids": generated.tokens, "text": texts }));

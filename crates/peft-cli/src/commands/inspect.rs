@@ -42,11 +42,9 @@ pub fn summary(dir: &std::path::Path) -> Result<serde_json::Value> {
     let mut ranks: Vec<usize> = modules.values().flatten().copied().collect();
     ranks.sort_unstable();
     ranks.dedup();
-    let base = match &config {
-        PeftConfig::Lora(c) => c.base_model_name_or_path.clone(),
-    };
+    let base = config.base_model_name_or_path().map(str::to_string);
     Ok(serde_json::json!({
-        "method": config.peft_type().as_str(),
+        "method": config.method_name(),
         "task_type": config.task_type().map(|t| t.as_str()),
         "base_model": base,
         "targeted_modules": modules.keys().collect::<Vec<_>>(),

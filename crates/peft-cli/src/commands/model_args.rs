@@ -29,8 +29,8 @@ impl ModelArgs {
     }
 
     /// Loads the model with its adapters, merged when `--merge` is given.
-    pub fn load(&self, head: Option<peft::models::auto::Head>, device: &peft::burn::tensor::Device) -> anyhow::Result<peft::models::auto::AutoModel> {
+    pub fn load(&self, head: Option<peft::models::auto::Head>, device: &peft::burn::tensor::Device) -> anyhow::Result<crate::models::Loaded> {
         let loaded = crate::models::load(&self.spec(head), device)?;
-        if self.merge { loaded.merged() } else { Ok(loaded.into_model()) }
+        if self.merge { Ok(crate::models::Loaded::Base(loaded.merged()?)) } else { Ok(loaded) }
     }
 }

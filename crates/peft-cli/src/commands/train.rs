@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use peft::burn::module::Module;
+use peft::models::auto::AutoModel;
 use peft::models::bert::{BertConfig, BertForSequenceClassification, RobertaForSequenceClassification};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
@@ -136,6 +137,8 @@ fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     let mut json = serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 });
     let task_json = serde_json::to_value(task)?;
     json["task_type"] = task_json;
+    // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
+    json["base_model_name_or_path"] = args.model.display().to_string().into();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?;
         let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
@@ -194,21 +197,21 @@ fn train_classifier(
     let fresh_head = config.num_labels != classes.len();
     config.num_labels = classes.len();
     let method = method_config(args, TaskType::SeqCls)?;
-    macro_rules! fit {
-        ($model:ty) => {{
-            let base = <$model>::from_pretrained_with_config(&args.model, config, device, fresh_head)?;
-            let model = get_peft_model(base, method)?;
-            model.print_trainable_parameters();
-            let before = classify::accuracy(classify::predict(model.valid().model(), &eval_set, 32, &device.clone().inner()), &eval_set)?;
-            let (model, losses) = classify::train(model, &train_set, options, device)?;
-            let trained = model.valid();
-            let after = classify::accuracy(classify::predict(trained.model(), &eval_set, 32, &device.clone().inner()), &eval_set)?;
-            println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
-            trained.save_pretrained(&args.output)?;
-            losses
-        }};
-    }
-    Ok(if roberta { fit!(RobertaForSequenceClassification) } else { fit!(BertForSequenceClassification) })
+    let base = if roberta {
+        AutoModel::RobertaSeqCls(RobertaForSequenceClassification::from_pretrained_with_config(&args.model, config, device, fresh_head)?)
+    } else {
+        AutoModel::BertSeqCls(BertForSequenceClassification::from_pretrained_with_config(&args.model, config, device, fresh_head)?)
+    };
+    let model = get_peft_model(base, method)?;
+    model.print_trainable_parameters();
+    let plain = device.clone().inner();
+    let before = classify::accuracy(classify::predict(&model.valid(), &eval_set, 32, &plain)?, &eval_set)?;
+    let (model, losses) = classify::train(model, &train_set, options, device)?;
+    let trained = model.valid();
+    let after = classify::accuracy(classify::predict(&trained, &eval_set, 32, &plain)?, &eval_set)?;
+    println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
+    trained.save_pretrained(&args.output)?;
+    Ok(losses)
 }
 
 fn train_causal(
@@ -252,10 +255,10 @@ fn train_causal(
     println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
     let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
     model.print_trainable_parameters();
-    let before = causal::mean_loss(model.valid().model(), &eval_set, 8, &device.clone().inner())?;
+    let before = causal::mean_loss(&model.valid(), &eval_set, 8, &device.clone().inner())?;
     let (model, losses) = causal::train(model, &train_set, options, device)?;
     let trained = model.valid();
-    let after = causal::mean_loss(trained.model(), &eval_set, 8, &device.clone().inner())?;
+    let after = causal::mean_loss(&trained, &eval_set, 8, &device.clone().inner())?;
     println!("held-out loss: {before:.3} -> {after:.3}");
     trained.save_pretrained(&args.output)?;
     Ok(losses)

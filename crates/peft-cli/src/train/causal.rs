@@ -1,31 +1,14 @@
 //! Causal language modelling: fine-tune on token rows whose labels mark what is learned.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
-use peft::models::llama::LlamaForCausalLM;
-use peft::{AdapterSites, PeftModel};
+use peft::{Labels, ModelInputs, PeftModel, TaskModel};
 
 use super::batch::pad_right;
 use super::{TrainOptions, scalar};
 
 /// Label of a position that is not learned (the prompt, padding), as in transformers.
 pub const IGNORE: i64 = -100;
-
-/// A causal LM the trainer can drive.
-pub trait CausalLmLoss: AdapterSites {
-    /// transformers' causal LM loss: position `t` predicts `labels[t + 1]`; labels of -100 are left out.
-    ///
-    /// # Shapes
-    /// - `input_ids`, `attention_mask`, `labels`: `[batch, len]`
-    /// - output: `[1]`
-    fn lm_loss(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, labels: Tensor<2, Int>) -> Tensor<1>;
-}
-
-impl CausalLmLoss for LlamaForCausalLM {
-    fn lm_loss(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, labels: Tensor<2, Int>) -> Tensor<1> {
-        self.forward_with_loss(input_ids, Some(attention_mask), labels).1
-    }
-}
 
 /// Token rows and how many leading tokens of each are prompt (not learned).
 pub struct Sequences {
@@ -61,21 +44,25 @@ impl Sequences {
 }
 
 /// Trains with AdamW on the causal LM loss; returns the loss of every step.
-pub fn train<M: CausalLmLoss>(model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
-    super::fit(model, data.len(), options, |m, batch| {
-        let (ids, mask, labels) = data.batch(batch, device);
-        m.lm_loss(ids, mask, labels)
-    })
+pub fn train<M: TaskModel>(model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
+    super::fit(model, data.len(), options, |m, batch| lm_loss(m, data, batch, device))
+}
+
+/// transformers' causal LM loss of examples `batch`: position `t` predicts `labels[t + 1]`;
+/// prompt and padding positions (-100) are left out.
+fn lm_loss<M: TaskModel>(model: &PeftModel<M>, data: &Sequences, batch: &[usize], device: &Device) -> Result<Tensor<1>> {
+    let (ids, mask, labels) = data.batch(batch, device);
+    let output = model.forward(ModelInputs::ids_with_mask(ids, mask).with_labels(Labels::Tokens(labels)))?;
+    output.loss.context("the language model returned no loss")
 }
 
 /// The mean loss over every example, `chunk` at a time (weighted by batch, as an estimate).
-pub fn mean_loss<M: CausalLmLoss>(model: &M, data: &Sequences, chunk: usize, device: &Device) -> Result<f32> {
+pub fn mean_loss<M: TaskModel>(model: &PeftModel<M>, data: &Sequences, chunk: usize, device: &Device) -> Result<f32> {
     let indices: Vec<usize> = (0..data.len()).collect();
     let mut total = 0.0;
     let mut batches = 0usize;
     for c in indices.chunks(chunk.max(1)) {
-        let (ids, mask, labels) = data.batch(c, device);
-        total += scalar(model.lm_loss(ids, mask, labels))?;
+        total += scalar(lm_loss(model, data, c, device)?)?;
         batches += 1;
     }
     Ok(total / batches.max(1) as f32)

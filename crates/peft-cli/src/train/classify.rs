@@ -1,34 +1,11 @@
 //! Sequence classification: fine-tune on (tokens, class) pairs and measure accuracy.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
-use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification, cross_entropy};
-use peft::{AdapterSites, PeftModel};
+use peft::{Labels, ModelInputs, PeftModel, TaskModel};
 
 use super::batch::pad_right;
 use super::TrainOptions;
-
-/// A model with a classification head the trainer can drive.
-pub trait SeqClassifier: AdapterSites {
-    /// Class logits.
-    ///
-    /// # Shapes
-    /// - `input_ids`, `attention_mask`: `[batch, seq]`
-    /// - output: `[batch, num_labels]`
-    fn class_logits(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<2>;
-}
-
-impl SeqClassifier for BertForSequenceClassification {
-    fn class_logits(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<2> {
-        self.forward(input_ids, Some(attention_mask), None)
-    }
-}
-
-impl SeqClassifier for RobertaForSequenceClassification {
-    fn class_logits(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<2> {
-        self.forward(input_ids, Some(attention_mask), None)
-    }
-}
 
 /// Tokenised examples with their classes.
 pub struct Examples {
@@ -63,7 +40,7 @@ impl Examples {
 
 /// Trains the model's trainable parameters with AdamW on cross-entropy; returns the loss of every
 /// step. The model must live on an autodiff device.
-pub fn train<M: SeqClassifier>(
+pub fn train<M: TaskModel>(
     model: PeftModel<M>,
     data: &Examples,
     options: &TrainOptions,
@@ -71,7 +48,8 @@ pub fn train<M: SeqClassifier>(
 ) -> Result<(PeftModel<M>, Vec<f32>)> {
     super::fit(model, data.len(), options, |m, batch| {
         let (ids, mask, labels) = data.batch(batch, device);
-        cross_entropy(m.class_logits(ids, mask), labels)
+        let output = m.forward(ModelInputs::ids_with_mask(ids, mask).with_labels(Labels::Sequence(labels)))?;
+        output.loss.context("the classifier returned no loss")
     })
 }
 
@@ -80,23 +58,34 @@ pub fn train<M: SeqClassifier>(
 ///
 /// # Shapes
 /// - output: `[data.len(), num_labels]`
-pub fn predict<M: SeqClassifier>(model: &M, data: &Examples, chunk: usize, device: &Device) -> Tensor<2> {
+pub fn predict<M: TaskModel>(model: &PeftModel<M>, data: &Examples, chunk: usize, device: &Device) -> Result<Tensor<2>> {
+    predict_with(data, chunk, device, |ids, mask| Ok(model.logits(ids, Some(mask))?.rank2()?))
+}
+
+/// [`predict`] with any function from `(input_ids, attention_mask)` to class logits (a merged
+/// model, say).
+pub fn predict_with(
+    data: &Examples,
+    chunk: usize,
+    device: &Device,
+    logits: impl Fn(Tensor<2, Int>, Tensor<2, Int>) -> Result<Tensor<2>>,
+) -> Result<Tensor<2>> {
     let mut by_length: Vec<usize> = (0..data.len()).collect();
     by_length.sort_by_key(|&i| data.ids[i].len());
-    let parts: Vec<Tensor<2>> = by_length
+    let parts = by_length
         .chunks(chunk.max(1))
         .map(|c| {
             let (ids, mask, _) = data.batch(c, device);
-            model.class_logits(ids, mask)
+            logits(ids, mask)
         })
-        .collect();
+        .collect::<Result<Vec<Tensor<2>>>>()?;
     // Row r of the sorted result is example by_length[r]; put each example back at its index.
     let mut position = vec![0i64; data.len()];
     for (row, &example) in by_length.iter().enumerate() {
         position[example] = row as i64;
     }
     let order = Tensor::<1, Int>::from_data(TensorData::new(position, [data.len()]), device);
-    Tensor::cat(parts, 0).select(0, order)
+    Ok(Tensor::cat(parts, 0).select(0, order))
 }
 
 /// The share of examples whose highest logit is their class.

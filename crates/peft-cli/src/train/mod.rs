@@ -52,14 +52,14 @@ pub fn fit<M: AdapterSites>(
     mut model: PeftModel<M>,
     examples: usize,
     options: &TrainOptions,
-    mut loss: impl FnMut(&M, &[usize]) -> Tensor<1>,
+    mut loss: impl FnMut(&PeftModel<M>, &[usize]) -> Result<Tensor<1>>,
 ) -> Result<(PeftModel<M>, Vec<f32>)> {
     let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).init();
     let mut batches = Batches::new(examples, options.batch_size, options.seed);
     let bar = loss_bar(options.steps, "training")?;
     let mut losses = Vec::with_capacity(options.steps);
     for _ in 0..options.steps {
-        let step_loss = loss(model.model(), &batches.next_batch());
+        let step_loss = loss(&model, &batches.next_batch())?;
         losses.push(scalar(step_loss.clone())?);
         bar.set_message(format!("{:.3}", running_mean(&losses)));
         let grads = GradientsParams::from_grads(step_loss.backward(), &model);

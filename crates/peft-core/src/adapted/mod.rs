@@ -7,6 +7,7 @@ mod erased;
 mod linear;
 mod linear_merge;
 mod mixed;
+mod model_level;
 mod saved;
 mod set;
 
@@ -15,5 +16,6 @@ pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
 pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
 pub use erased::{DynMapper, DynToMapper, DynToVisitor, DynVisitor, ErasedModule, MapperToDyn, ParamBox, ParamRef, VisitorToDyn};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
+pub use model_level::{ModelAdapter, PrepareContext};
 pub use saved::{SavedConv2d, SavedEmbedding, SavedLinear};
-pub use set::{AdapterSet, BASE_ONLY, RowAdapters, check_name};
+pub use set::{AdapterSet, BASE_ONLY, ParamIds, RowAdapters, check_name};

@@ -1,6 +1,7 @@
 //! `AdapterSet`: the named adapters of one site, as a Burn module.
 
-use burn::module::{Content, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor};
+use burn::module::{Content, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
 use burn::tensor::Device;
 use std::fmt;
 use std::sync::Arc;
@@ -72,6 +73,15 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
     /// Every adapter with its name, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
         self.entries.iter().map(|(n, a)| (n.as_str(), a.as_ref()))
+    }
+
+    /// The ids of adapter `name`'s parameters (empty when the set lacks it): what trains when the
+    /// adapter does, found by identity rather than by path text.
+    pub fn param_ids(&self, name: &str) -> Vec<ParamId> {
+        let Some(adapter) = self.get(name) else { return Vec::new() };
+        let mut ids = ParamIds::default();
+        adapter.visit_dyn(&mut VisitorToDyn(&mut ids));
+        ids.0
     }
 
     /// The adapter names, in insertion order.
@@ -156,6 +166,16 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
             disabled: self.disabled,
             rows: self.rows,
         }
+    }
+}
+
+/// Collects the ids of every float parameter a module visits.
+#[derive(Default)]
+pub struct ParamIds(pub Vec<ParamId>);
+
+impl ModuleVisitor for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id);
     }
 }
 

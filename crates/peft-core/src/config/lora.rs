@@ -4,9 +4,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::str::FromStr;
 
+use super::common::CommonConfig;
 use super::extra::ExtraKeys;
 use crate::targets::{LayerIndices, LayersPattern, TargetModules, layer_selected, pattern_key_matches};
-use crate::{Error, Result, TaskType};
+use crate::{Error, Result};
 
 /// Which biases train along with the adapter (`bias` in `adapter_config.json`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -120,8 +121,6 @@ pub struct LoraConfig {
     pub exclude_modules: TargetModules,
     /// Which biases train.
     pub bias: Bias,
-    /// Modules trained in full and saved with the adapter (a classifier head).
-    pub modules_to_save: Option<Vec<String>>,
     /// Only layers with these indices are adapted.
     pub layers_to_transform: LayerIndices,
     /// The name of the layer list the indices refer to.
@@ -136,20 +135,18 @@ pub struct LoraConfig {
     pub alpha_pattern: IndexMap<String, f64>,
     /// Rank-stabilised scaling `alpha / sqrt(r)`.
     pub use_rslora: bool,
-    /// Whether the adapter is loaded for inference only (frozen).
-    pub inference_mode: bool,
-    /// The task, which picks the head and default `modules_to_save`.
-    pub task_type: Option<TaskType>,
-    /// The base model the adapter was trained on.
-    pub base_model_name_or_path: Option<String>,
-    /// The base model's revision.
-    pub revision: Option<String>,
     /// DoRA (weight-decomposed LoRA); not supported, must stay `false`.
     pub use_dora: bool,
+    /// The fields every method shares (`task_type`, `modules_to_save`, ...).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Keys of `adapter_config.json` this crate does not interpret, kept for writing back.
+    /// (After `common`: serde offers each flattened field the keys the ones before it left.)
     #[serde(flatten)]
     pub extra: ExtraKeys,
 }
+
+crate::impl_method_config!(LoraConfig, Lora, PYTHON_LORA_KEYS);
 
 impl Default for LoraConfig {
     fn default() -> Self {
@@ -160,7 +157,6 @@ impl Default for LoraConfig {
             target_modules: TargetModules::None,
             exclude_modules: TargetModules::None,
             bias: Bias::None,
-            modules_to_save: None,
             layers_to_transform: LayerIndices::All,
             layers_pattern: LayersPattern::Any,
             fan_in_fan_out: false,
@@ -168,11 +164,8 @@ impl Default for LoraConfig {
             rank_pattern: IndexMap::new(),
             alpha_pattern: IndexMap::new(),
             use_rslora: false,
-            inference_mode: false,
-            task_type: None,
-            base_model_name_or_path: None,
-            revision: None,
             use_dora: false,
+            common: CommonConfig::default(),
             extra: ExtraKeys::default(),
         }
     }
@@ -231,11 +224,6 @@ impl LoraConfig {
         self.bias = bias;
         self
     }
-    /// Sets `modules_to_save`.
-    pub fn with_modules_to_save<S: Into<String>>(mut self, modules: impl IntoIterator<Item = S>) -> Self {
-        self.modules_to_save = Some(modules.into_iter().map(Into::into).collect());
-        self
-    }
     /// Sets `layers_to_transform`.
     pub fn with_layers_to_transform(mut self, layers: impl IntoIterator<Item = usize>) -> Self {
         self.layers_to_transform = LayerIndices::Many(layers.into_iter().collect());
@@ -269,26 +257,6 @@ impl LoraConfig {
     /// Sets `use_rslora`.
     pub fn with_use_rslora(mut self, yes: bool) -> Self {
         self.use_rslora = yes;
-        self
-    }
-    /// Sets `task_type`.
-    pub fn with_task_type(mut self, task: TaskType) -> Self {
-        self.task_type = Some(task);
-        self
-    }
-    /// Sets `inference_mode`.
-    pub fn with_inference_mode(mut self, yes: bool) -> Self {
-        self.inference_mode = yes;
-        self
-    }
-    /// Sets `base_model_name_or_path`.
-    pub fn with_base_model_name_or_path(mut self, path: impl Into<String>) -> Self {
-        self.base_model_name_or_path = Some(path.into());
-        self
-    }
-    /// Sets `revision`.
-    pub fn with_revision(mut self, revision: impl Into<String>) -> Self {
-        self.revision = Some(revision.into());
         self
     }
 

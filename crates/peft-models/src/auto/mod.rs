@@ -18,6 +18,7 @@
 mod head;
 mod inputs;
 mod model;
+mod task;
 
 pub use head::{Head, ModelInfo, SUPPORTED};
 pub use inputs::{AutoInputs, AutoOutput};

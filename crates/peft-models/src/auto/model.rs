@@ -1,8 +1,8 @@
 //! One type for every architecture and head, loaded from a folder.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
-use peft_core::{AdapterSites, Error, Result, SiteMut, TaskType};
+use burn::tensor::Device;
+use peft_core::{AdapterSites, Error, Result, SiteMut, TaskModel, TaskType};
 use std::path::Path;
 
 use super::head::{Head, ModelInfo};
@@ -12,7 +12,7 @@ use crate::bert::{
     RobertaForSequenceClassification, RobertaForTokenClassification,
 };
 use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
-use crate::generation::{Generated, GenerationConfig, generate, generate_seq2seq};
+use crate::generation::{Generated, GenerationConfig};
 use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
 use crate::llama::LlamaForCausalLM;
 use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
@@ -90,7 +90,7 @@ pub enum AutoModel {
 }
 
 /// Runs `$body` with `$m` bound to the model inside whichever variant `$self` is.
-macro_rules! on_model {
+macro_rules! on_model_impl {
     ($self:expr, $m:ident => $body:expr) => {
         match $self {
             AutoModel::Llama($m) => $body,
@@ -126,6 +126,8 @@ macro_rules! on_model {
         }
     };
 }
+
+pub(super) use on_model_impl as on_model;
 
 impl AutoModel {
     /// Loads `dir` with `head` (else the one `config.json`'s `architectures` names, else the
@@ -202,42 +204,7 @@ impl AutoModel {
     /// [`Error::InvalidState`] when an input the model needs is missing, and the family's own
     /// errors (Whisper's feature length).
     pub fn forward(&self, inputs: &AutoInputs) -> Result<AutoOutput> {
-        let mask = || inputs.attention_mask.clone();
-        Ok(match self {
-            AutoModel::Llama(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Gpt2(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Gpt2Lm(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Gpt2SeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Gpt2TokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Gpt2Qa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Bloom(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::BloomLm(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::BloomSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::BloomTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::BloomQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::Bert(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::BertSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::RobertaSeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::BertTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::RobertaTokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::BertQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::RobertaQa(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), None)),
-            AutoModel::Whisper(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?, None)?),
-            AutoModel::WhisperGen(m) => AutoOutput::Rank3(m.forward(inputs.need_features()?, inputs.need_decoder_ids()?)?),
-            AutoModel::T5Gen(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask(), inputs.need_decoder_ids()?)),
-            AutoModel::T5Enc(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::T5SeqCls(m) => AutoOutput::Rank2(m.forward(inputs.need_ids()?, mask())?),
-            AutoModel::T5TokenCls(m) => AutoOutput::Rank3(m.forward(inputs.need_ids()?, mask())),
-            AutoModel::T5Qa(m) => {
-                let (start, end) = m.forward(inputs.need_ids()?, mask());
-                AutoOutput::Rank3(Tensor::stack(vec![start, end], 2))
-            }
-            AutoModel::Vit(m) => AutoOutput::Rank3(m.forward(inputs.need_pixels()?)?),
-            AutoModel::VitCls(m) => AutoOutput::Rank2(m.forward(inputs.need_pixels()?)?),
-            AutoModel::Segformer(m) => AutoOutput::Rank4(m.last_hidden_state(inputs.need_pixels()?)),
-            AutoModel::SegformerSeg(m) => AutoOutput::Rank4(m.forward(inputs.need_pixels()?)),
-            AutoModel::SegformerCls(m) => AutoOutput::Rank2(m.forward(inputs.need_pixels()?)),
-        })
+        Ok(TaskModel::forward_task(self, inputs.clone())?.logits)
     }
 
     /// Generates new tokens: from `input_ids` for causal LMs, after encoding the source for
@@ -246,18 +213,7 @@ impl AutoModel {
     /// # Errors
     /// [`Error::Unsupported`] for heads that do not generate; missing inputs; the config's errors.
     pub fn generate(&self, inputs: &AutoInputs, config: &GenerationConfig) -> Result<Generated> {
-        let mask = inputs.attention_mask.clone();
-        match self {
-            AutoModel::Llama(m) => generate(m, inputs.need_ids()?, mask, config),
-            AutoModel::Gpt2Lm(m) => generate(m, inputs.need_ids()?, mask, config),
-            AutoModel::BloomLm(m) => generate(m, inputs.need_ids()?, mask, config),
-            AutoModel::WhisperGen(m) => generate_seq2seq(m, &m.encode(inputs.need_features()?)?, config),
-            AutoModel::T5Gen(m) => generate_seq2seq(m, &m.encode(inputs.need_ids()?, mask), config),
-            _ => Err(Error::Unsupported {
-                what: "generation with this head".into(),
-                supported: "causal LMs (llama, mistral, qwen2, gpt2, bloom) and seq2seq LMs (t5, mt5, whisper); load the model with its LM head".into(),
-            }),
-        }
+        TaskModel::generate(self, inputs.clone(), config)
     }
 
     /// The transformers `model_type` family of the loaded model, for messages.
@@ -295,5 +251,9 @@ impl AdapterSites for AutoModel {
 
     fn tied_weights(&self) -> Vec<(String, String)> {
         on_model!(self, m => m.tied_weights())
+    }
+
+    fn name_or_path(&self) -> Option<String> {
+        on_model!(self, m => m.name_or_path())
     }
 }

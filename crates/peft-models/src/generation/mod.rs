@@ -9,7 +9,7 @@
 //! row's new tokens (eos included), or a padded tensor of them.
 //!
 //! ```no_run
-//! use burn::tensor::{Device, Int, Tensor, TensorData};
+//! use burn::tensor::{Int, Tensor};
 //! use peft_models::generation::{GenerationConfig, generate};
 //! use peft_models::llama::LlamaForCausalLM;
 //!
@@ -27,55 +27,19 @@
 //! ```
 
 mod beam;
-mod config;
 mod contracts;
 mod decoder;
 mod logits;
 mod rng;
 mod search;
 
-pub use config::{EarlyStopping, GenerationConfig};
+pub use peft_core::generation::{EarlyStopping, GenerationConfig, Generated};
 pub use contracts::{CausalLm, EncoderOutput, SelectRows, Seq2SeqLm};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use peft_core::Result;
 
 use decoder::{CausalDecoder, Reorder, Seq2SeqDecoder, causal_prompt};
-
-/// What [`generate`] and [`generate_seq2seq`] return: the new tokens of every row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Generated {
-    /// Each row's new tokens, without the prompt; a row that stopped at an eos id ends with it.
-    pub tokens: Vec<Vec<u32>>,
-    /// The id that fills finished rows in [`Generated::padded`] ([`GenerationConfig::fill_token_id`]).
-    pub pad_token_id: u32,
-}
-
-impl Generated {
-    /// The rows padded with `pad_token_id` to the longest, as transformers' `generate` returns
-    /// them after the prompt.
-    ///
-    /// # Shapes
-    /// - output: `[batch, longest row]`, row-major
-    pub fn padded(&self) -> (Vec<i64>, [usize; 2]) {
-        let width = self.tokens.iter().map(Vec::len).max().unwrap_or(0);
-        let mut out = Vec::with_capacity(self.tokens.len() * width);
-        for row in &self.tokens {
-            out.extend(row.iter().map(|t| i64::from(*t)));
-            out.extend(std::iter::repeat_n(i64::from(self.pad_token_id), width - row.len()));
-        }
-        (out, [self.tokens.len(), width])
-    }
-
-    /// [`Generated::padded`] as a tensor on `device`.
-    ///
-    /// # Shapes
-    /// - output: `[batch, longest row]`
-    pub fn to_tensor(&self, device: &Device) -> Tensor<2, Int> {
-        let (values, shape) = self.padded();
-        Tensor::from_data(TensorData::new(values, shape), device)
-    }
-}
 
 /// Continues each prompt of a causal LM as `config` says: greedy (`do_sample` false,
 /// `num_beams` 1), sampling (`do_sample`), beam search (`num_beams` > 1; with `do_sample`,

@@ -53,8 +53,9 @@ impl LlamaForCausalLM {
 
     /// Like [`LlamaForCausalLM::from_pretrained`] with a config given in code (the folder's
     /// `config.json` is not read).
-    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: LlamaConfig, device: &Device) -> Result<Self> {
+    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, mut config: LlamaConfig, device: &Device) -> Result<Self> {
         config.validate()?;
+        config.name_or_path.get_or_insert_with(|| dir.as_ref().display().to_string());
         let optional = if config.tie_word_embeddings { vec!["lm_head.weight".to_string()] } else { Vec::new() };
         let options = LoadOptions { prefixes: Vec::new(), optional };
         let model = load_from_dir(Self::new(&config, device), dir.as_ref(), &options)?;
@@ -191,6 +192,10 @@ impl AdapterSites for LlamaForCausalLM {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["lm_head".into()]
+    }
+
+    fn name_or_path(&self) -> Option<String> {
+        self.config.name_or_path.clone()
     }
 
     /// `[("lm_head.weight", "model.embed_tokens.weight")]` with tied embeddings, else none: the

@@ -17,6 +17,9 @@ pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "mistral", "qwen2"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlamaConfig {
+    /// Where the weights were loaded from (transformers' `_name_or_path`; set by `from_pretrained`).
+    #[serde(rename = "_name_or_path", skip_serializing_if = "Option::is_none")]
+    pub name_or_path: Option<String>,
     /// `llama`, `mistral` or `qwen2`.
     pub model_type: String,
     /// Rows of the embedding table and columns of the logits.
@@ -82,6 +85,7 @@ pub enum TokenIds {
 impl Default for LlamaConfig {
     fn default() -> Self {
         LlamaConfig {
+            name_or_path: None,
             model_type: "llama".into(),
             vocab_size: 32000,
             hidden_size: 4096,

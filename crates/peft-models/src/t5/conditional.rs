@@ -62,8 +62,9 @@ impl T5ForConditionalGeneration {
 
     /// Like [`T5ForConditionalGeneration::from_pretrained`] with a config given in code (the
     /// folder's `config.json` is not read): to turn dropout off for a gradient check, say.
-    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: T5Config, device: &Device) -> Result<Self> {
+    pub fn from_pretrained_with_config(dir: impl AsRef<Path>, mut config: T5Config, device: &Device) -> Result<Self> {
         config.validate()?;
+        config.name_or_path.get_or_insert_with(|| dir.as_ref().display().to_string());
         let checkpoint = Checkpoint::read(dir.as_ref())?;
         let tied = checkpoint.lm_head_tied();
         let model = checkpoint.load(Self::new(&config, device), vec![LM_HEAD.into()])?;
@@ -228,6 +229,10 @@ impl AdapterSites for T5ForConditionalGeneration {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["lm_head".into()]
+    }
+
+    fn name_or_path(&self) -> Option<String> {
+        self.config.name_or_path.clone()
     }
 
     /// `[("lm_head.weight", "shared.weight")]` when the head is a copy of the table, else none.

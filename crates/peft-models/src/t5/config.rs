@@ -17,6 +17,9 @@ pub const SUPPORTED_MODEL_TYPES: [&str; 2] = ["t5", "mt5"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct T5Config {
+    /// Where the weights were loaded from (transformers' `_name_or_path`; set by `from_pretrained`).
+    #[serde(rename = "_name_or_path", skip_serializing_if = "Option::is_none")]
+    pub name_or_path: Option<String>,
     /// `t5` or `mt5`.
     pub model_type: String,
     /// Rows of the shared embedding table and columns of the logits.
@@ -65,6 +68,7 @@ pub struct T5Config {
 impl Default for T5Config {
     fn default() -> Self {
         T5Config {
+            name_or_path: None,
             model_type: "t5".into(),
             vocab_size: 32128,
             d_model: 512,

@@ -1,6 +1,9 @@
-//! `GenerationConfig`: transformers' `generation_config.json`, with its defaults and checks.
+//! `GenerationConfig`: transformers' `generation_config.json`, with its defaults and checks, and
+//! [`Generated`], what generation returns. The algorithms live in `peft-models`; the types live
+//! here so `PeftModel::generate` and method crates can name them.
 
-use peft_core::{Error, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use crate::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -261,3 +264,39 @@ impl GenerationConfig {
         }
     }
 }
+
+/// What generation returns (`peft_models::generation::generate`, `PeftModel::generate`): the new tokens of every row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// Each row's new tokens, without the prompt; a row that stopped at an eos id ends with it.
+    pub tokens: Vec<Vec<u32>>,
+    /// The id that fills finished rows in [`Generated::padded`] ([`GenerationConfig::fill_token_id`]).
+    pub pad_token_id: u32,
+}
+
+impl Generated {
+    /// The rows padded with `pad_token_id` to the longest, as transformers' `generate` returns
+    /// them after the prompt.
+    ///
+    /// # Shapes
+    /// - output: `[batch, longest row]`, row-major
+    pub fn padded(&self) -> (Vec<i64>, [usize; 2]) {
+        let width = self.tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(self.tokens.len() * width);
+        for row in &self.tokens {
+            out.extend(row.iter().map(|t| i64::from(*t)));
+            out.extend(std::iter::repeat_n(i64::from(self.pad_token_id), width - row.len()));
+        }
+        (out, [self.tokens.len(), width])
+    }
+
+    /// [`Generated::padded`] as a tensor on `device`.
+    ///
+    /// # Shapes
+    /// - output: `[batch, longest row]`
+    pub fn to_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        let (values, shape) = self.padded();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+

@@ -1,0 +1,322 @@
+//! [`TaskModel`] for every family and head, and for [`AutoModel`]: one forward (with the task's
+//! loss) and one generate, which `PeftModel::forward` / `PeftModel::generate` drive.
+
+use burn::tensor::{Int, Tensor};
+use peft_core::generation::{GenerationConfig, Generated};
+use peft_core::{Error, Labels, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
+
+use super::model::{AutoModel, on_model};
+use crate::bert::{
+    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
+    RobertaForSequenceClassification, RobertaForTokenClassification, cross_entropy,
+};
+use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
+use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
+use crate::llama::LlamaForCausalLM;
+use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
+use crate::t5::{T5EncoderModel, T5ForConditionalGeneration, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
+use crate::vit::{ViTForImageClassification, ViTModel};
+use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
+use crate::generation::{generate, generate_seq2seq};
+use crate::gpt2::{span_cross_entropy, token_cross_entropy};
+use crate::layers::causal_lm_loss;
+use crate::t5::seq2seq_lm_loss;
+
+/// How a head's loss is computed from its logits and labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LossKind {
+    /// Position `t` predicts `labels[t + 1]`.
+    Causal,
+    /// One class per row.
+    Sequence,
+    /// One class per token.
+    Token,
+    /// Start and end of an answer span.
+    Span,
+    /// Decoder position `t` predicts `labels[t]` (the decoder inputs are the labels shifted right).
+    Seq2Seq,
+    /// No loss (features).
+    None,
+}
+
+/// Implements [`TaskModel`] for a family type: its task, its logits from the inputs, and the
+/// task's loss from those logits (see [`task_loss`]).
+macro_rules! task_model {
+    ($ty:ty, $task:expr, $loss:expr, |$m:ident, $i:ident| $logits:expr) => {
+        impl TaskModel for $ty {
+            fn task_type(&self) -> Option<TaskType> {
+                $task
+            }
+
+            fn forward_task(&self, $i: ModelInputs) -> Result<TaskOutput> {
+                refuse_prompt_inputs(&$i, stringify!($ty))?;
+                let $m = self;
+                let logits: Logits = $logits;
+                let loss = match &$i.labels {
+                    None => None,
+                    Some(labels) => Some(task_loss($loss, &logits, labels)?),
+                };
+                Ok(TaskOutput { logits, loss })
+            }
+        }
+    };
+}
+
+/// Token models: `input_ids` with the padding mask, logits of rank `$rank`.
+macro_rules! token_task_models {
+    ($($ty:ty => $task:expr, $loss:expr, $rank:ident;)*) => {
+        $(task_model!($ty, $task, $loss, |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone())));)*
+    };
+}
+
+token_task_models! {
+    Gpt2Model => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
+    Gpt2LMHeadModel => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
+    Gpt2ForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
+    Gpt2ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+    Gpt2ForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
+    BloomModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
+    BloomForCausalLM => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
+    BloomForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
+    BloomForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+    BloomForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
+    T5EncoderModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
+    T5ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+}
+
+/// BERT-style models take an optional `token_type_ids` (here always `None`).
+macro_rules! bert_task_models {
+    ($($ty:ty => $task:expr, $loss:expr, $rank:ident;)*) => {
+        $(task_model!($ty, $task, $loss, |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone(), None)));)*
+    };
+}
+
+bert_task_models! {
+    BertModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
+    BertForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
+    RobertaForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
+    BertForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+    RobertaForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+    BertForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
+    RobertaForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
+}
+
+task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, |m, inputs| Logits::Rank2(
+    m.forward(inputs.need_ids()?, inputs.attention_mask.clone())?
+));
+task_model!(T5ForQuestionAnswering, Some(TaskType::QuestionAns), LossKind::Span, |m, inputs| {
+    let (start, end) = m.forward(inputs.need_ids()?, inputs.attention_mask.clone());
+    Logits::Rank3(Tensor::stack(vec![start, end], 2))
+});
+task_model!(WhisperModel, Some(TaskType::FeatureExtraction), LossKind::None, |m, inputs| Logits::Rank3(m.forward(
+    inputs.need_features()?,
+    inputs.need_decoder_ids()?,
+    None
+)?));
+task_model!(ViTModel, Some(TaskType::FeatureExtraction), LossKind::None, |m, inputs| Logits::Rank3(m.forward(inputs.need_pixels()?)?));
+task_model!(ViTForImageClassification, None, LossKind::Sequence, |m, inputs| Logits::Rank2(m.forward(inputs.need_pixels()?)?));
+task_model!(SegformerModel, Some(TaskType::FeatureExtraction), LossKind::None, |m, inputs| Logits::Rank4(
+    m.last_hidden_state(inputs.need_pixels()?)
+));
+task_model!(SegformerForImageClassification, None, LossKind::Sequence, |m, inputs| Logits::Rank2(m.forward(inputs.need_pixels()?)));
+
+impl TaskModel for SegformerForSemanticSegmentation {
+    fn task_type(&self) -> Option<TaskType> {
+        None
+    }
+
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        refuse_prompt_inputs(&inputs, "SegformerForSemanticSegmentation")?;
+        let pixels = inputs.need_pixels()?;
+        match &inputs.labels {
+            None => Ok(TaskOutput { logits: Logits::Rank4(self.forward(pixels)), loss: None }),
+            Some(Labels::Pixels(labels)) => {
+                let (logits, loss) = self.forward_with_loss(pixels, labels.clone())?;
+                Ok(TaskOutput { logits: Logits::Rank4(logits), loss: Some(loss) })
+            }
+            Some(other) => Err(wrong_labels(other, "Pixels")),
+        }
+    }
+}
+
+impl TaskModel for T5ForConditionalGeneration {
+    fn task_type(&self) -> Option<TaskType> {
+        Some(TaskType::Seq2SeqLm)
+    }
+
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
+        let ids = inputs.need_ids()?;
+        let mask = inputs.attention_mask.clone();
+        match (&inputs.labels, inputs.decoder_input_ids.clone()) {
+            // The decoder inputs are the labels shifted right, as transformers derives them.
+            (Some(Labels::Tokens(labels)), None) => {
+                let (logits, loss) = self.forward_with_loss(ids, mask, labels.clone());
+                Ok(TaskOutput { logits: Logits::Rank3(logits), loss: Some(loss) })
+            }
+            (labels, decoder_ids) => {
+                let decoder_ids = decoder_ids.ok_or_else(|| Error::InvalidState("T5 needs `decoder_input_ids` or `labels` in its inputs".into()))?;
+                let logits = Logits::Rank3(self.forward(ids, mask, decoder_ids));
+                let loss = labels.as_ref().map(|l| task_loss(LossKind::Seq2Seq, &logits, l)).transpose()?;
+                Ok(TaskOutput { logits, loss })
+            }
+        }
+    }
+
+    fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
+        generate_seq2seq(self, &self.encode(inputs.need_ids()?, inputs.attention_mask.clone()), config)
+    }
+}
+
+impl TaskModel for WhisperForConditionalGeneration {
+    fn task_type(&self) -> Option<TaskType> {
+        Some(TaskType::Seq2SeqLm)
+    }
+
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        refuse_prompt_inputs(&inputs, "WhisperForConditionalGeneration")?;
+        let features = inputs.need_features()?;
+        match &inputs.labels {
+            Some(Labels::Tokens(labels)) => {
+                let (logits, loss) = self.forward_with_loss(features, inputs.decoder_input_ids.clone(), labels.clone())?;
+                Ok(TaskOutput { logits: Logits::Rank3(logits), loss: Some(loss) })
+            }
+            Some(other) => Err(wrong_labels(other, "Tokens")),
+            None => Ok(TaskOutput { logits: Logits::Rank3(self.forward(features, inputs.need_decoder_ids()?)?), loss: None }),
+        }
+    }
+
+    fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+        refuse_prompt_inputs(&inputs, "WhisperForConditionalGeneration")?;
+        generate_seq2seq(self, &self.encode(inputs.need_features()?)?, config)
+    }
+}
+
+impl TaskModel for LlamaForCausalLM {
+    fn task_type(&self) -> Option<TaskType> {
+        Some(TaskType::CausalLm)
+    }
+
+    /// Takes `input_ids` or `inputs_embeds`, and `past_key_values` as an already-seen prefix.
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        let embeds = match &inputs.inputs_embeds {
+            Some(e) => e.clone(),
+            None => self.model.embed(inputs.need_ids()?),
+        };
+        let mut cache = inputs.past_key_values.clone();
+        let logits = Logits::Rank3(self.forward_embeds(embeds, inputs.attention_mask.clone(), cache.as_mut()));
+        let loss = inputs.labels.as_ref().map(|l| task_loss(LossKind::Causal, &logits, l)).transpose()?;
+        Ok(TaskOutput { logits, loss })
+    }
+
+    fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        Ok(self.model.embed(input_ids))
+    }
+
+    fn dims(&self) -> Result<ModelDims> {
+        let c = self.config();
+        Ok(ModelDims {
+            hidden_size: c.hidden_size,
+            num_layers: c.num_hidden_layers,
+            num_attention_heads: c.num_attention_heads,
+            num_key_value_heads: c.num_key_value_heads(),
+            head_dim: c.head_dim(),
+            vocab_size: c.vocab_size,
+            num_transformer_submodules: 1,
+        })
+    }
+
+    fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+        refuse_prompt_inputs(&inputs, "LlamaForCausalLM generation")?;
+        generate(self, inputs.need_ids()?, inputs.attention_mask.clone(), config)
+    }
+}
+
+/// Causal LMs other than Llama generate from token ids.
+macro_rules! causal_generate {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            /// [`TaskModel::generate`] for this family.
+            fn generate_task(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+                refuse_prompt_inputs(&inputs, stringify!($ty))?;
+                generate(self, inputs.need_ids()?, inputs.attention_mask.clone(), config)
+            }
+        }
+    )*};
+}
+
+causal_generate!(Gpt2LMHeadModel, BloomForCausalLM);
+
+/// Refuses the prompt methods' inputs where a family has no path for them yet.
+fn refuse_prompt_inputs(inputs: &ModelInputs, model: &str) -> Result<()> {
+    let input = if inputs.inputs_embeds.is_some() {
+        "inputs_embeds"
+    } else if inputs.past_key_values.is_some() {
+        "past_key_values"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Unsupported { what: format!("`{input}` with {model}"), supported: "the Llama family (llama, mistral, qwen2)".into() })
+}
+
+impl TaskModel for AutoModel {
+    fn task_type(&self) -> Option<TaskType> {
+        on_model!(self, m => TaskModel::task_type(m))
+    }
+
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        on_model!(self, m => TaskModel::forward_task(m, inputs))
+    }
+
+    fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        on_model!(self, m => TaskModel::embed_tokens(m, input_ids))
+    }
+
+    fn dims(&self) -> Result<ModelDims> {
+        on_model!(self, m => TaskModel::dims(m))
+    }
+
+    fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+        match self {
+            AutoModel::Gpt2Lm(m) => m.generate_task(inputs, config),
+            AutoModel::BloomLm(m) => m.generate_task(inputs, config),
+            other => on_model!(other, m => TaskModel::generate(m, inputs, config)),
+        }
+    }
+}
+
+fn wrong_labels(labels: &Labels, wanted: &str) -> Error {
+    Error::InvalidState(format!("this head takes {wanted} labels, not {}", labels_kind(labels)))
+}
+
+/// The task's loss from the head's logits and the labels, as transformers computes it.
+fn task_loss(kind: LossKind, logits: &Logits, labels: &Labels) -> Result<Tensor<1>> {
+    match (kind, logits, labels) {
+        (LossKind::Causal, Logits::Rank3(l), Labels::Tokens(t)) => Ok(causal_lm_loss(l.clone(), t.clone())),
+        (LossKind::Seq2Seq, Logits::Rank3(l), Labels::Tokens(t)) => Ok(seq2seq_lm_loss(l.clone(), t.clone())),
+        (LossKind::Sequence, Logits::Rank2(l), Labels::Sequence(t)) => Ok(cross_entropy(l.clone(), t.clone())),
+        (LossKind::Token, Logits::Rank3(l), Labels::Tokens(t)) => Ok(token_cross_entropy(l.clone(), t.clone())),
+        (LossKind::Span, Logits::Rank3(l), Labels::Spans { start, end }) => {
+            let [batch, len, _] = l.dims();
+            let start_logits = l.clone().slice([0..batch, 0..len, 0..1]).reshape([batch, len]);
+            let end_logits = l.clone().slice([0..batch, 0..len, 1..2]).reshape([batch, len]);
+            Ok(span_cross_entropy(start_logits, end_logits, start.clone(), end.clone()))
+        }
+        (LossKind::None, _, _) => Err(Error::Unsupported { what: "labels for a feature-extraction model".into(), supported: "labels with a task head".into() }),
+        (kind, logits, labels) => Err(Error::InvalidState(format!(
+            "labels of kind {} do not fit this head ({kind:?} loss on logits of shape {:?})",
+            labels_kind(labels),
+            logits.dims()
+        ))),
+    }
+}
+
+fn labels_kind(labels: &Labels) -> &'static str {
+    match labels {
+        Labels::Sequence(_) => "Sequence",
+        Labels::Tokens(_) => "Tokens",
+        Labels::Spans { .. } => "Spans",
+        Labels::Pixels(_) => "Pixels",
+    }
+}
