@@ -11,7 +11,7 @@ use peft::burn::module::Module;
 use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::{Int, Tensor, TensorData};
 use peft::models::llama::LlamaForCausalLM;
-use peft::{LoraConfig, PeftModel, TaskType, get_peft_model};
+use peft::{Labels, LoraConfig, ModelInputs, PeftModel, TaskType, get_peft_model};
 use std::path::PathBuf;
 
 fn main() -> Result<()> {
@@ -41,7 +41,9 @@ fn main() -> Result<()> {
     let mut first_loss = None;
     let mut last_loss = 0.0;
     for _ in 0..steps {
-        let (_, loss) = model.model().forward_with_loss(ids.clone(), None, ids.clone());
+        // The causal LM loss through every active adapter: position t predicts ids[t + 1].
+        let inputs = ModelInputs::ids(ids.clone()).with_labels(Labels::Tokens(ids.clone()));
+        let loss = model.forward(inputs)?.loss.context("labels give a loss")?;
         last_loss = loss.clone().into_scalar_f32()?;
         first_loss.get_or_insert(last_loss);
         bar.set_message(format!("{last_loss:.3}"));
@@ -60,8 +62,8 @@ fn main() -> Result<()> {
     let reloaded = PeftModel::from_pretrained(fresh, &out)?;
     let prompt = Tensor::<2, Int>::from_data(TensorData::new(vec![20i64, 21, 22, 23], [1, 4]), &device);
     // `valid()`: an inference copy, without autodiff and with dropout off.
-    let trained = model.valid().model().forward(prompt.clone(), None);
-    let loaded = reloaded.valid().model().forward(prompt.clone(), None);
+    let trained = model.valid().logits(prompt.clone(), None)?.rank3()?;
+    let loaded = reloaded.valid().logits(prompt.clone(), None)?.rank3()?;
     let diff = max_abs_diff(trained.clone(), loaded);
     ensure!(diff < 1e-4, "the reloaded adapter gives other logits (max diff {diff})");
     println!("reloaded adapter: same logits (max diff {diff:.1e})");

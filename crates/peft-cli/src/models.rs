@@ -165,3 +165,19 @@ pub fn inputs(
     }
     Ok(inputs)
 }
+
+/// Adds the command-line flag that supplies a missing model input to the library's error
+/// (which names the input, not the flag).
+pub fn with_flag_hint(error: anyhow::Error) -> anyhow::Error {
+    const FLAGS: [(&str, &str); 4] = [
+        ("`decoder_input_ids`", "pass --decoder-input-ids 0,3,4"),
+        ("`input_ids`", "pass --input-ids 5,6,7"),
+        ("`pixel_values`", "pass --pixel-values FILE.safetensors"),
+        ("`input_features`", "pass --input-features FILE.safetensors"),
+    ];
+    let text = error.to_string();
+    match FLAGS.iter().find(|(input, _)| text.contains(input) && text.contains("needs")) {
+        Some((_, hint)) => error.context(hint.to_string()),
+        None => error,
+    }
+}

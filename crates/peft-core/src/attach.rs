@@ -20,7 +20,6 @@
 //! struct Scale { factors: Param<Tensor<1>> }
 //!
 //! impl LinearAdapter for Scale {
-//!     peft_core::erased_module!(LinearAdapter);
 //!     fn adapt_output(&self, _x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
 //!         y * self.factors.val().unsqueeze::<3>()
 //!     }
@@ -44,7 +43,7 @@
 //!     fn build(&self, _path: &str, site: SiteMut<'_>, _t: Option<&AdapterTensors>) -> Result<(SiteAdapter, Vec<String>)> {
 //!         let SiteMut::Linear(s) = site else { unreachable!("only linear sites are named fc") };
 //!         let ones = Tensor::<1>::ones([s.dims()[1]], &s.base_layer.weight.lazy_device());
-//!         Ok((SiteAdapter::Linear(Box::new(Scale { factors: Param::from_tensor(ones) })), Vec::new()))
+//!         Ok((SiteAdapter::linear(Scale { factors: Param::from_tensor(ones) }), Vec::new()))
 //!     }
 //! }
 //!
@@ -63,13 +62,16 @@
 //! assert!(model.fc.adapters.get("default").is_some());
 //! ```
 
+use burn::module::Module;
 use burn::tensor::TensorData;
 use indexmap::IndexMap;
+
+use crate::adapted::Erased;
 
 use crate::adapted::check_name;
 use crate::targets::{LayerIndices, LayersPattern, TargetModules, closest_names, layer_selected};
 use crate::{
-    AdapterSites, BatchNormAdapter, Conv1dAdapter, Conv2dAdapter, EmbeddingAdapter, Error, LinearAdapter, Result, SiteKind, SiteMut,
+    AdapterSites, AttentionAdapter, BatchNormAdapter, Conv1dAdapter, Conv2dAdapter, EmbeddingAdapter, Error, LinearAdapter, Result, SiteKind, SiteMut,
     module_covers,
 };
 
@@ -80,18 +82,50 @@ pub type AdapterTensors = IndexMap<String, TensorData>;
 /// What a method built for one site, ready to insert.
 pub enum SiteAdapter {
     /// For a linear layer.
-    Linear(Box<dyn LinearAdapter>),
+    Linear(Erased<dyn LinearAdapter>),
     /// For an embedding table.
-    Embedding(Box<dyn EmbeddingAdapter>),
+    Embedding(Erased<dyn EmbeddingAdapter>),
     /// For a 1-D convolution.
-    Conv1d(Box<dyn Conv1dAdapter>),
+    Conv1d(Erased<dyn Conv1dAdapter>),
     /// For a 2-D convolution.
-    Conv2d(Box<dyn Conv2dAdapter>),
+    Conv2d(Erased<dyn Conv2dAdapter>),
     /// For a batch norm layer.
-    BatchNorm2d(Box<dyn BatchNormAdapter>),
+    BatchNorm2d(Erased<dyn BatchNormAdapter>),
+    /// For a self-attention module's output.
+    Attention(Erased<dyn AttentionAdapter>),
 }
 
 impl SiteAdapter {
+    /// A linear layer's adapter.
+    pub fn linear<A: LinearAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::Linear(Erased::new(adapter))
+    }
+
+    /// An embedding table's adapter.
+    pub fn embedding<A: EmbeddingAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::Embedding(Erased::new(adapter))
+    }
+
+    /// A 1-D convolution's adapter.
+    pub fn conv1d<A: Conv1dAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::Conv1d(Erased::new(adapter))
+    }
+
+    /// A 2-D convolution's adapter.
+    pub fn conv2d<A: Conv2dAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::Conv2d(Erased::new(adapter))
+    }
+
+    /// A batch norm layer's adapter.
+    pub fn batch_norm<A: BatchNormAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::BatchNorm2d(Erased::new(adapter))
+    }
+
+    /// A self-attention module's adapter.
+    pub fn attention<A: AttentionAdapter + Module>(adapter: A) -> Self {
+        SiteAdapter::Attention(Erased::new(adapter))
+    }
+
     fn kind(&self) -> SiteKind {
         match self {
             SiteAdapter::Linear(_) => SiteKind::Linear,
@@ -99,6 +133,7 @@ impl SiteAdapter {
             SiteAdapter::Conv1d(_) => SiteKind::Conv1d,
             SiteAdapter::Conv2d(_) => SiteKind::Conv2d,
             SiteAdapter::BatchNorm2d(_) => SiteKind::BatchNorm2d,
+            SiteAdapter::Attention(_) => SiteKind::Attention,
         }
     }
 
@@ -110,6 +145,7 @@ impl SiteAdapter {
             (SiteMut::Conv1d(s), SiteAdapter::Conv1d(a)) => s.adapters.insert(name, a),
             (SiteMut::Conv2d(s), SiteAdapter::Conv2d(a)) => s.adapters.insert(name, a),
             (SiteMut::BatchNorm2d(s), SiteAdapter::BatchNorm2d(a)) => s.adapters.insert(name, a),
+            (SiteMut::Attention(s), SiteAdapter::Attention(a)) => s.adapters.insert(name, a),
             (site, planned) => Err(Error::InvalidState(format!(
                 "the method built a {:?} adapter for `{path}`, which is a {:?} site",
                 planned.kind(),

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 
-use crate::adapted::{AdaptedBatchNorm2d, AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear};
+use crate::adapted::{AdaptedBatchNorm2d, AdaptedConv1d, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AttentionHook};
 
 /// One adapter site, borrowed mutably.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub enum SiteMut<'a> {
     Conv2d(&'a mut AdaptedConv2d),
     /// A batch norm layer: only `modules_to_save` copies attach here (no LoRA form).
     BatchNorm2d(&'a mut AdaptedBatchNorm2d),
+    /// A self-attention module's output (LLaMA-Adapter).
+    Attention(&'a mut AttentionHook),
 }
 
 /// The kind of an adapter site.
@@ -32,6 +34,8 @@ pub enum SiteKind {
     Conv2d,
     /// A batch norm layer.
     BatchNorm2d,
+    /// A self-attention module.
+    Attention,
 }
 
 /// Runs `$body` with `$s` bound to the site's layer, whatever its kind.
@@ -43,6 +47,7 @@ macro_rules! on_site {
             SiteMut::Conv1d($s) => $body,
             SiteMut::Conv2d($s) => $body,
             SiteMut::BatchNorm2d($s) => $body,
+            SiteMut::Attention($s) => $body,
         }
     };
 }
@@ -115,6 +120,7 @@ impl SiteMut<'_> {
             SiteMut::Conv1d(_) => SiteKind::Conv1d,
             SiteMut::Conv2d(_) => SiteKind::Conv2d,
             SiteMut::BatchNorm2d(_) => SiteKind::BatchNorm2d,
+            SiteMut::Attention(_) => SiteKind::Attention,
         }
     }
 }

@@ -269,6 +269,8 @@ impl SiteParams {
                 add(path, "bias", n.base_layer.bias.id, false);
                 n.adapters.visit(&mut ids);
             }
+            // No base weights of its own: the attention's projections are sites themselves.
+            SiteMut::Attention(a) => a.adapters.visit(&mut ids),
         });
         SiteParams { keys, adapter_ids: ids.0 }
     }
@@ -481,7 +483,7 @@ mod tests {
         let mut model = tiny(&device);
         let copy = LinearConfig::new(3, 2).init(&device);
         let before = values(copy.weight.val());
-        model.layers[0].proj.adapters.insert("default", Box::new(SavedLinear { copy })).expect("succeeds");
+        model.layers[0].proj.adapters.insert("default", peft_core::adapted::Erased::new(SavedLinear { copy })).expect("succeeds");
         let mut tensors = map("");
         tensors.insert("layers.0.proj.adapters.default.copy.weight".into(), TensorData::new(seq(6, 0.0), [2, 3]));
         tensors.insert("unused.weight".into(), TensorData::new(vec![1f32], [1]));

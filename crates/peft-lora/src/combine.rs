@@ -97,7 +97,7 @@ pub fn add_weighted_adapter<M: AdapterSites>(
                     }
                 })
             }
-            SiteMut::Conv1d(_) | SiteMut::Conv2d(_) | SiteMut::BatchNorm2d(_) => Ok(()),
+            SiteMut::Conv1d(_) | SiteMut::Conv2d(_) | SiteMut::BatchNorm2d(_) | SiteMut::Attention(_) => Ok(()),
         };
         if let Err(e) = result {
             error = Some(e);
@@ -112,8 +112,8 @@ pub fn add_weighted_adapter<M: AdapterSites>(
     let targets: Vec<String> = planned_linear.iter().map(|(p, _)| p.clone()).chain(planned_embedding.iter().map(|(p, _)| p.clone())).collect();
     let plan = planned_linear
         .into_iter()
-        .map(|(p, a)| (p, SiteAdapter::Linear(Box::new(a))))
-        .chain(planned_embedding.into_iter().map(|(p, a)| (p, SiteAdapter::Embedding(Box::new(a)))))
+        .map(|(p, a)| (p, SiteAdapter::linear(a)))
+        .chain(planned_embedding.into_iter().map(|(p, a)| (p, SiteAdapter::embedding(a))))
         .collect();
     commit(model, new_name, plan)?;
     let mut config = first.config.clone();

@@ -68,7 +68,6 @@ macro_rules! lora_conv {
         }
 
         impl $adapter for $name {
-            peft_core::erased_module!($adapter);
 
 
             fn adapt_output(&self, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank> {

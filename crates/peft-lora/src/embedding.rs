@@ -38,7 +38,6 @@ impl LoraEmbedding {
 }
 
 impl EmbeddingAdapter for LoraEmbedding {
-    peft_core::erased_module!(EmbeddingAdapter);
 
 
     /// `y + s * A[ids] B`.

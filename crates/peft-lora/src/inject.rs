@@ -81,14 +81,14 @@ fn plan_site(
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, d_in], "lora_B.weight", [d_out, r])?;
-                    return Ok((SiteAdapter::Linear(Box::new(LoraLinear::from_torch(a, b, scaling, dropout, &device))), keys));
+                    return Ok((SiteAdapter::linear(LoraLinear::from_torch(a, b, scaling, dropout, &device)), keys));
                 }
                 None => {
                     let (a, b) = factors(&config.init_lora_weights, r, ([d_in, r], d_in), ([r, d_out], r), &device);
                     LoraLinear::new(a, b, scaling, dropout)
                 }
             };
-            Ok((SiteAdapter::Linear(Box::new(adapter)), Vec::new()))
+            Ok((SiteAdapter::linear(adapter), Vec::new()))
         }
         SiteMut::Embedding(site) => {
             let [n, d] = site.dims();
@@ -96,7 +96,7 @@ fn plan_site(
             let adapter = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_embedding_A", [r, n], "lora_embedding_B", [d, r])?;
-                    return Ok((SiteAdapter::Embedding(Box::new(LoraEmbedding::from_torch(a, b, scaling, &device))), keys));
+                    return Ok((SiteAdapter::embedding(LoraEmbedding::from_torch(a, b, scaling, &device)), keys));
                 }
                 None => {
                     use burn::tensor::{Distribution, Tensor};
@@ -110,7 +110,7 @@ fn plan_site(
                     LoraEmbedding::new(a, b, scaling)
                 }
             };
-            Ok((SiteAdapter::Embedding(Box::new(adapter)), Vec::new()))
+            Ok((SiteAdapter::embedding(adapter), Vec::new()))
         }
         SiteMut::Conv1d(site) => {
             let base = &site.base_layer;
@@ -126,7 +126,7 @@ fn plan_site(
                     (LoraConv1d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
             };
-            Ok((SiteAdapter::Conv1d(Box::new(adapter)), keys))
+            Ok((SiteAdapter::conv1d(adapter), keys))
         }
         SiteMut::Conv2d(site) => {
             let base = &site.base_layer;
@@ -144,9 +144,13 @@ fn plan_site(
                     (LoraConv2d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
             };
-            Ok((SiteAdapter::Conv2d(Box::new(adapter)), keys))
+            Ok((SiteAdapter::conv2d(adapter), keys))
         }
         // As in the Python library, which has no LoRA layer for `nn.BatchNorm2d`.
+        SiteMut::Attention(_) => Err(Error::Unsupported {
+            what: format!("LoRA on the attention module `{path}` as a whole"),
+            supported: "its linear projections (q_proj, k_proj, v_proj, o_proj)".into(),
+        }),
         SiteMut::BatchNorm2d(_) => Err(Error::Unsupported {
             what: format!("LoRA on the batch norm layer `{path}`"),
             supported: "linear, embedding and convolution layers (list the module in modules_to_save to train it in full)".into(),

@@ -54,7 +54,6 @@ impl LoraLinear {
 }
 
 impl LinearAdapter for LoraLinear {
-    peft_core::erased_module!(LinearAdapter);
 
 
     /// `y + s * (dropout(x) A) B`: rank-`r` intermediates only, never `W0 + s A B`.

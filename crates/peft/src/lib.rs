@@ -83,4 +83,6 @@ mod guide {
     mod performance {}
     #[doc = include_str!("../../../docs/limits.md")]
     mod limits {}
+    #[doc = include_str!("../../../docs/adding-a-method.md")]
+    mod adding_a_method {}
 }

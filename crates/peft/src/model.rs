@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use indexmap::IndexMap;
-use peft_core::adapted::check_name;
+use peft_core::adapted::{Erased, check_name};
 use peft_core::attach::{Attached, SiteMethod, attach, remove_adapter};
 use peft_core::{AdapterSet, AdapterSites, BASE_ONLY, Error, ModelAdapter, PeftConfig, Result};
 
@@ -284,12 +284,12 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Attaches a model-level adapter (a method crate's prompt table or encoder) under `name`
     /// with `config`; the adapter becomes active. Its parameters are ordinary Burn parameters of
     /// the `PeftModel` (path `model_adapters.<name>....`).
-    pub fn add_model_adapter(&mut self, name: &str, config: impl Into<PeftConfig>, adapter: Box<dyn ModelAdapter>) -> Result<()> {
+    pub fn add_model_adapter(&mut self, name: &str, config: impl Into<PeftConfig>, adapter: Erased<dyn ModelAdapter>) -> Result<()> {
         self.insert_model_adapter(name, config.into(), adapter)?;
         self.set_adapter(name)
     }
 
-    pub(crate) fn insert_model_adapter(&mut self, name: &str, config: PeftConfig, adapter: Box<dyn ModelAdapter>) -> Result<()> {
+    pub(crate) fn insert_model_adapter(&mut self, name: &str, config: PeftConfig, adapter: Erased<dyn ModelAdapter>) -> Result<()> {
         check_name(name)?;
         if self.registry.entries.contains_key(name) {
             return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });

@@ -6,7 +6,7 @@ use burn::nn::{Embedding, Linear};
 use burn::tensor::{Tensor, TensorData};
 use peft_core::adapted::{BatchNorm2d, SavedBatchNorm2d, SavedConv2d, SavedEmbedding, SavedLinear};
 use peft_core::attach::{Attached, SiteAdapter, SiteInfo, SiteMethod, attach};
-use peft_core::{AdapterSites, Error, Result, SiteMut, covering_module, module_covers};
+use peft_core::{AdapterSites, Error, Result, SiteKind, SiteMut, covering_module, module_covers};
 
 use crate::tensors::TensorMap;
 
@@ -49,16 +49,17 @@ struct SavedCopies<'a> {
 
 impl SiteMethod for SavedCopies<'_> {
     fn selects(&self, site: &SiteInfo<'_>) -> bool {
-        self.names.iter().any(|n| module_covers(n, site.path))
+        // An attention hook has no weights of its own; its projections are sites to copy.
+        site.kind != SiteKind::Attention && self.names.iter().any(|n| module_covers(n, site.path))
     }
 
     fn build(&self, path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Result<(SiteAdapter, Vec<String>)> {
         let (copy, keys) = plan_copy(path, site, tensors)?;
         let adapter = match copy {
-            Copy::Linear(c) => SiteAdapter::Linear(Box::new(SavedLinear { copy: c })),
-            Copy::Embedding(c) => SiteAdapter::Embedding(Box::new(SavedEmbedding { copy: c })),
-            Copy::Conv2d(c) => SiteAdapter::Conv2d(Box::new(SavedConv2d { copy: *c })),
-            Copy::BatchNorm2d(c) => SiteAdapter::BatchNorm2d(Box::new(SavedBatchNorm2d { copy: *c })),
+            Copy::Linear(c) => SiteAdapter::linear(SavedLinear { copy: c }),
+            Copy::Embedding(c) => SiteAdapter::embedding(SavedEmbedding { copy: c }),
+            Copy::Conv2d(c) => SiteAdapter::conv2d(SavedConv2d { copy: *c }),
+            Copy::BatchNorm2d(c) => SiteAdapter::batch_norm(SavedBatchNorm2d { copy: *c }),
         };
         Ok((adapter, keys))
     }
@@ -152,7 +153,7 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
             Ok((Copy::Conv2d(Box::new(copy)), used))
         }
         SiteMut::BatchNorm2d(s) => plan_batch_norm(path, &s.base_layer, tensors),
-        SiteMut::Conv1d(_) => Err(Error::Unsupported {
+        SiteMut::Conv1d(_) | SiteMut::Attention(_) => Err(Error::Unsupported {
             what: format!("modules_to_save on the convolution `{path}`"),
             supported: "linear layers, embeddings, 2-D convolutions and batch norms".into(),
         }),

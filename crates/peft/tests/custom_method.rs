@@ -19,7 +19,6 @@ struct Scale {
 }
 
 impl LinearAdapter for Scale {
-    peft::core::erased_module!(LinearAdapter);
 
     fn adapt_output(&self, _x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
         y * self.scale.val().unsqueeze::<3>()
@@ -64,7 +63,7 @@ impl SiteMethod for ScaleMethod {
             }
             None => (Tensor::ones([width], &device), Vec::new()),
         };
-        Ok((SiteAdapter::Linear(Box::new(Scale { scale: Param::from_tensor(scale) })), keys))
+        Ok((SiteAdapter::linear(Scale { scale: Param::from_tensor(scale) }), keys))
     }
 }
 
@@ -115,4 +114,56 @@ fn a_method_of_ones_own_attaches_trains_saves_and_reloads() {
     // The built-in loader does not know the method and says what to do.
     let err = PeftModel::from_pretrained(base, dir.path()).expect_err("unknown method");
     assert!(err.to_string().contains("TOY_SCALE") && err.to_string().contains("load_adapter_with_method"), "{err}");
+}
+
+/// Adds a learned vector to a self-attention module's output, and checks what the hook shows it.
+#[derive(Module, Debug)]
+struct Shift {
+    shift: Param<Tensor<1>>,
+}
+
+impl peft::core::AttentionAdapter for Shift {
+    fn adapt_output(&self, inputs: &peft::core::AttentionInputs<'_>, output: Tensor<3>) -> Tensor<3> {
+        let [batch, len, _] = output.dims();
+        assert_eq!(inputs.query.dims(), [batch, inputs.num_heads, len, inputs.head_dim], "rotated queries per head");
+        output + self.shift.val().unsqueeze::<3>()
+    }
+    fn export(&self) -> Vec<(String, TensorData)> {
+        vec![("shift".into(), self.shift.val().into_data())]
+    }
+}
+
+struct ShiftMethod;
+
+impl SiteMethod for ShiftMethod {
+    fn selects(&self, site: &SiteInfo<'_>) -> bool {
+        site.kind == SiteKind::Attention
+    }
+    fn build(&self, path: &str, site: SiteMut<'_>, _t: Option<&AdapterTensors>) -> Result<(SiteAdapter, Vec<String>)> {
+        let SiteMut::Attention(_) = site else { return Err(Error::InvalidState(format!("{path} is not an attention module"))) };
+        let device = peft::device::default_device()?;
+        Ok((SiteAdapter::attention(Shift { shift: Param::from_tensor(Tensor::zeros([32], &device)) }), Vec::new()))
+    }
+}
+
+#[test]
+fn attention_hooks_reach_every_self_attention_of_a_llama() {
+    use peft::models::llama::LlamaForCausalLM;
+    let device = device();
+    let base = LlamaForCausalLM::from_pretrained(common::fixtures::root().join("models/llama"), &device).expect("the tiny Llama");
+    let ids = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(TensorData::new(vec![3i64, 9, 4, 1], [1, 4]), &device);
+    let before = base.forward(ids.clone(), None);
+    let config = PeftConfig::Custom(CustomConfig::new("TOY_SHIFT"));
+    let mut peft = get_peft_model_with_method(base, config, &ShiftMethod).expect("attaches");
+    let targeted = peft.targeted_modules("default").expect("known");
+    assert!(!targeted.is_empty() && targeted.iter().all(|p| p.ends_with(".self_attn")), "{targeted:?}");
+    // A zero shift leaves the model as it was; through PeftModel::forward too.
+    let logits = peft.logits(ids.clone(), None).expect("runs").rank3().expect("LM logits");
+    assert!(max_diff(logits, before.clone()) < 1e-5);
+    // A non-zero shift in the first layer changes the logits.
+    let layer0 = &mut peft.model_mut().model.layers[0].self_attn.hook.adapters;
+    let shift = layer0.get_mut("default").and_then(|a| a.downcast_mut::<Shift>()).expect("our adapter");
+    shift.shift = Param::from_tensor(Tensor::ones([32], &device));
+    let shifted = peft.logits(ids, None).expect("runs").rank3().expect("LM logits");
+    assert!(max_diff(shifted, before) > 1e-3);
 }

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         inputs.input_ids = Some(Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &device));
         inputs.attention_mask = Some(Tensor::<2, Int>::from_data(TensorData::new(mask, [rows, width]), &device));
     }
-    let generated = model.generate(inputs, &config)?;
+    let generated = model.generate(inputs, &config).map_err(crate::models::with_flag_hint)?;
     let texts = generated.tokens.iter().map(|row| tokenizer.decode(row, true)).collect::<peft::Result<Vec<_>>>()?;
     if args.json {
         println!("{}", serde_json::json!({ "ids": generated.tokens, "text": texts }));

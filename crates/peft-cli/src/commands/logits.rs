@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     let head = args.head.as_deref().map(parse_head).transpose()?;
     let model = args.model.load(head, &device)?;
     let inputs = inputs(ids.as_ref(), decoder_ids.as_ref(), args.pixel_values.as_deref(), args.input_features.as_deref(), &device)?;
-    let output = model.forward(inputs)?;
+    let output = model.forward(inputs).map_err(crate::models::with_flag_hint)?;
     let data = output.into_data();
     let shape = data.shape().to_vec();
     let values: Vec<f32> = data.convert::<f32>().try_to_vec().map_err(|e| anyhow::anyhow!("cannot read the output: {e:?}"))?;

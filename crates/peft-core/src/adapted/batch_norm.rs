@@ -65,9 +65,7 @@ impl BatchNorm2d {
 }
 
 /// An adapter on a batch norm layer (only `modules_to_save` copies so far).
-pub trait BatchNormAdapter: Send + Sync + Debug + 'static {
-    crate::erased_module_decls!(BatchNormAdapter);
-
+pub trait BatchNormAdapter: super::erased::AdapterObject {
     /// Transforms the base output given the input.
     ///
     /// # Shapes
@@ -84,7 +82,7 @@ pub trait BatchNormAdapter: Send + Sync + Debug + 'static {
     fn export(&self) -> Vec<(String, TensorData)>;
 }
 
-crate::erased_module_trait_impl!(BatchNormAdapter);
+super::erased::adapter_object!(BatchNormAdapter);
 
 /// A batch norm layer with named adapters.
 #[derive(Module, Debug)]
@@ -160,7 +158,6 @@ pub struct SavedBatchNorm2d {
 }
 
 impl BatchNormAdapter for SavedBatchNorm2d {
-    crate::erased_module!(BatchNormAdapter);
 
     /// The copy's output; the base output is discarded.
     fn adapt_output(&self, x: &Tensor<4>, _y: Tensor<4>) -> Tensor<4> {
@@ -216,7 +213,7 @@ mod tests {
         let mut copy = BatchNorm2d::new(1, &device);
         copy.running_mean = Tensor::from_floats([1.0], &device);
         copy.num_batches_tracked = 7;
-        site.adapters.insert("default", Box::new(SavedBatchNorm2d { copy })).expect("inserts");
+        site.adapters.insert("default", crate::adapted::Erased::new(SavedBatchNorm2d { copy })).expect("inserts");
         let x = Tensor::<4>::from_floats([[[[3.0]]]], &device);
         let adapted: Vec<f32> = site.forward(x.clone()).into_data().try_to_vec::<f32>().expect("f32");
         site.merge_adapter("default").expect("merges");

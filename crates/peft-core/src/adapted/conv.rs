@@ -16,9 +16,7 @@ use crate::{Error, Result};
 macro_rules! adapted_conv {
     ($site:ident, $adapter:ident, $conv:ident, $rank:literal, $wrank:literal, $shape:literal) => {
         #[doc = concat!("An adapter on a `", stringify!($conv), "` layer.")]
-        pub trait $adapter: Send + Sync + Debug + 'static {
-            crate::erased_module_decls!($adapter);
-
+        pub trait $adapter: super::erased::AdapterObject {
 
             /// Transforms the base output given the input (LoRA adds `s * conv_B(conv_A(x))`).
             ///
@@ -47,7 +45,7 @@ macro_rules! adapted_conv {
             }
         }
 
-        crate::erased_module_trait_impl!($adapter);
+        super::erased::adapter_object!($adapter);
 
         #[doc = concat!("A `", stringify!($conv), "` layer with named adapters.")]
         #[derive(Module, Debug)]

@@ -11,9 +11,7 @@ use super::set::AdapterSet;
 use crate::{Error, Result};
 
 /// An adapter on an embedding table.
-pub trait EmbeddingAdapter: Send + Sync + Debug + 'static {
-    crate::erased_module_decls!(EmbeddingAdapter);
-
+pub trait EmbeddingAdapter: super::erased::AdapterObject {
 
     /// Transforms the looked-up embeddings given the token ids (LoRA adds `s * A[ids] B`).
     ///
@@ -32,7 +30,7 @@ pub trait EmbeddingAdapter: Send + Sync + Debug + 'static {
     fn export(&self) -> Vec<(String, TensorData)>;
 }
 
-crate::erased_module_trait_impl!(EmbeddingAdapter);
+super::erased::adapter_object!(EmbeddingAdapter);
 
 /// An embedding table with named adapters.
 #[derive(Module, Debug)]

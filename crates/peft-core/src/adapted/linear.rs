@@ -25,9 +25,7 @@ pub struct LowRank {
 ///
 /// The layer computes `y = W0 adapt_input(x) + b`, then passes `y` through `adapt_output` of each
 /// active adapter in turn.
-pub trait LinearAdapter: Send + Sync + Debug + 'static {
-    crate::erased_module_decls!(LinearAdapter);
-
+pub trait LinearAdapter: super::erased::AdapterObject {
 
     /// Transforms the input the base layer sees (IA3 on feed-forward layers). Identity by default.
     ///
@@ -60,7 +58,7 @@ pub trait LinearAdapter: Send + Sync + Debug + 'static {
     fn export(&self) -> Vec<(String, TensorData)>;
 }
 
-crate::erased_module_trait_impl!(LinearAdapter);
+super::erased::adapter_object!(LinearAdapter);
 
 /// A linear layer `y = x W + b` with named adapters.
 ///

@@ -1,5 +1,6 @@
 //! Adapter sites: the layers of a model that adapters attach to, and the traits methods implement.
 
+mod attention;
 mod batch_norm;
 mod conv;
 mod embedding;
@@ -11,10 +12,11 @@ mod model_level;
 mod saved;
 mod set;
 
+pub use attention::{AttentionAdapter, AttentionHook, AttentionInputs};
 pub use batch_norm::{AdaptedBatchNorm2d, BatchNorm2d, BatchNormAdapter, SavedBatchNorm2d};
 pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
 pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
-pub use erased::{DynMapper, DynToMapper, DynToVisitor, DynVisitor, ErasedModule, MapperToDyn, ParamBox, ParamRef, VisitorToDyn};
+pub use erased::{AdapterObject, Erased, Upcast};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
 pub use model_level::{ModelAdapter, PrepareContext};
 pub use saved::{SavedConv2d, SavedEmbedding, SavedLinear};

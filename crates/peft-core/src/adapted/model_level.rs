@@ -6,7 +6,6 @@
 //! attention layer an already-seen prefix of keys and values, extend the mask and the labels.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use std::fmt::Debug;
 
 use crate::{ModelDims, ModelInputs, Result};
 
@@ -19,9 +18,7 @@ pub struct PrepareContext<'a> {
 }
 
 /// An adapter of the whole model: the hooks a prompt-style method implements.
-pub trait ModelAdapter: Send + Sync + Debug + 'static {
-    crate::erased_module_decls!(ModelAdapter);
-
+pub trait ModelAdapter: super::erased::AdapterObject {
     /// Rewrites the inputs of a forward (training and serving alike): virtual tokens in
     /// `inputs_embeds`, a prefix in `past_key_values`, the mask and labels extended to match.
     fn prepare(&self, inputs: ModelInputs, context: &PrepareContext<'_>) -> Result<ModelInputs>;
@@ -38,4 +35,4 @@ pub trait ModelAdapter: Send + Sync + Debug + 'static {
     fn export(&self) -> Vec<(String, TensorData)>;
 }
 
-crate::erased_module_trait_impl!(ModelAdapter);
+super::erased::adapter_object!(ModelAdapter);

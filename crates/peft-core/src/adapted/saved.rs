@@ -21,7 +21,6 @@ pub struct SavedLinear {
 }
 
 impl LinearAdapter for SavedLinear {
-    crate::erased_module!(LinearAdapter);
 
     /// The copy's output `x W' + b'`; the base output is discarded.
     fn adapt_output(&self, x: &Tensor<3>, _y: Tensor<3>) -> Tensor<3> {
@@ -59,7 +58,6 @@ pub struct SavedEmbedding {
 }
 
 impl EmbeddingAdapter for SavedEmbedding {
-    crate::erased_module!(EmbeddingAdapter);
 
     fn adapt_output(&self, ids: &Tensor<2, Int>, _y: Tensor<3>) -> Tensor<3> {
         self.copy.forward(ids.clone())
@@ -87,7 +85,6 @@ pub struct SavedConv2d {
 }
 
 impl Conv2dAdapter for SavedConv2d {
-    crate::erased_module!(Conv2dAdapter);
 
     /// The copy's output; the base output is discarded.
     fn adapt_output(&self, x: &Tensor<4>, _y: Tensor<4>) -> Tensor<4> {

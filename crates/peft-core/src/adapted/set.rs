@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use std::fmt;
 use std::sync::Arc;
 
-use super::erased::{ErasedModule, MapperToDyn, VisitorToDyn};
+use super::erased::{AdapterObject, Erased};
 use crate::{Error, Result};
 
 /// The adapter name meaning "no adapter" in a mixed-adapter batch, as in the Python library.
@@ -19,8 +19,8 @@ pub type RowAdapters = Arc<[Option<usize>]>;
 ///
 /// Each adapter's name is a module path segment, so records, optimizers, device moves and
 /// autodiff see `...q_proj.adapters.default.lora_a` like any other parameter.
-pub struct AdapterSet<T: ?Sized + ErasedModule> {
-    entries: Vec<(String, Box<T>)>,
+pub struct AdapterSet<T: ?Sized + AdapterObject> {
+    entries: Vec<(String, Erased<T>)>,
     /// Names of the adapters the forward uses (all of them, summed).
     active: Vec<String>,
     /// Names of the adapters folded into the base weight, in merge order.
@@ -31,15 +31,15 @@ pub struct AdapterSet<T: ?Sized + ErasedModule> {
     rows: Option<RowAdapters>,
 }
 
-impl<T: ?Sized + ErasedModule> Default for AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> Default for AdapterSet<T> {
     fn default() -> Self {
         AdapterSet { entries: Vec::new(), active: Vec::new(), merged: Vec::new(), disabled: false, rows: None }
     }
 }
 
-impl<T: ?Sized + ErasedModule> AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> AdapterSet<T> {
     /// Adds an adapter under `name` and makes it the active one.
-    pub fn insert(&mut self, name: &str, adapter: Box<T>) -> Result<()> {
+    pub fn insert(&mut self, name: &str, adapter: Erased<T>) -> Result<()> {
         check_name(name)?;
         if self.get(name).is_some() {
             return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used at this module" });
@@ -52,7 +52,7 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
     }
 
     /// Removes the adapter `name`, returning it.
-    pub fn remove(&mut self, name: &str) -> Option<Box<T>> {
+    pub fn remove(&mut self, name: &str) -> Option<Erased<T>> {
         let index = self.entries.iter().position(|(n, _)| n == name)?;
         self.active.retain(|n| n != name);
         self.merged.retain(|n| n != name);
@@ -62,25 +62,26 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
 
     /// The adapter `name`.
     pub fn get(&self, name: &str) -> Option<&T> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_ref())
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, a)| a.get())
     }
 
-    /// The adapter `name`, mutably (to replace its weights).
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Box<T>> {
+    /// The adapter `name`, mutably: [`Erased::downcast_mut`] reaches the concrete adapter to
+    /// change its weights in place (AdaLoRA masks ranks this way).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Erased<T>> {
         self.entries.iter_mut().find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
     /// Every adapter with its name, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.entries.iter().map(|(n, a)| (n.as_str(), a.as_ref()))
+        self.entries.iter().map(|(n, a)| (n.as_str(), a.get()))
     }
 
     /// The ids of adapter `name`'s parameters (empty when the set lacks it): what trains when the
     /// adapter does, found by identity rather than by path text.
     pub fn param_ids(&self, name: &str) -> Vec<ParamId> {
-        let Some(adapter) = self.get(name) else { return Vec::new() };
+        let Some((_, adapter)) = self.entries.iter().find(|(n, _)| n == name) else { return Vec::new() };
         let mut ids = ParamIds::default();
-        adapter.visit_dyn(&mut VisitorToDyn(&mut ids));
+        adapter.visit_with(&mut ids);
         ids.0
     }
 
@@ -146,7 +147,7 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
 
     /// The adapter at an index of [`AdapterSet::iter`].
     pub fn at(&self, index: usize) -> Option<(&str, &T)> {
-        self.entries.get(index).map(|(n, a)| (n.as_str(), a.as_ref()))
+        self.entries.get(index).map(|(n, a)| (n.as_str(), a.get()))
     }
 
     /// The adapters a plain forward applies: active, not merged, unless disabled.
@@ -155,10 +156,10 @@ impl<T: ?Sized + ErasedModule> AdapterSet<T> {
         self.entries
             .iter()
             .filter(move |(n, _)| live && self.active.contains(n) && !self.merged.contains(n))
-            .map(|(_, a)| a.as_ref())
+            .map(|(_, a)| a.get())
     }
 
-    fn map_entries(self, f: impl Fn(Box<T>) -> Box<T>) -> Self {
+    fn map_entries(self, f: impl Fn(Erased<T>) -> Erased<T>) -> Self {
         AdapterSet {
             entries: self.entries.into_iter().map(|(n, a)| (n, f(a))).collect(),
             active: self.active,
@@ -193,10 +194,10 @@ pub fn check_name(name: &str) -> Result<()> {
     Err(Error::InvalidAdapterName { name: name.into(), reason })
 }
 
-impl<T: ?Sized + ErasedModule> Clone for AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> Clone for AdapterSet<T> {
     fn clone(&self) -> Self {
         AdapterSet {
-            entries: self.entries.iter().map(|(n, a)| (n.clone(), a.clone_box())).collect(),
+            entries: self.entries.clone(),
             active: self.active.clone(),
             merged: self.merged.clone(),
             disabled: self.disabled,
@@ -205,7 +206,7 @@ impl<T: ?Sized + ErasedModule> Clone for AdapterSet<T> {
     }
 }
 
-impl<T: ?Sized + ErasedModule> fmt::Debug for AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> fmt::Debug for AdapterSet<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdapterSet")
             .field("adapters", &self.names())
@@ -216,29 +217,29 @@ impl<T: ?Sized + ErasedModule> fmt::Debug for AdapterSet<T> {
     }
 }
 
-impl<T: ?Sized + ErasedModule> Module for AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> Module for AdapterSet<T> {
     fn collect_devices(&self, mut devices: Vec<Device>) -> Vec<Device> {
         for (_, a) in &self.entries {
-            devices = a.collect_devices_dyn(devices);
+            devices = (a.ops.collect_devices)(a.get(), devices);
         }
         devices
     }
 
     fn fork(self, device: &Device) -> Self {
-        self.map_entries(|a| a.fork_dyn(device))
+        self.map_entries(|a| a.apply(|ops, v| (ops.fork)(v, device)))
     }
 
     fn to_device(self, device: &Device) -> Self {
-        self.map_entries(|a| a.to_device_dyn(device))
+        self.map_entries(|a| a.apply(|ops, v| (ops.to_device)(v, device)))
     }
 
     fn train(self) -> Self {
-        self.map_entries(|a| a.train_dyn())
+        self.map_entries(|a| a.apply(|ops, v| (ops.train)(v)))
     }
 
     fn valid(&self) -> Self {
         let mut copy = self.clone();
-        copy.entries = self.entries.iter().map(|(n, a)| (n.clone(), a.valid_dyn())).collect();
+        copy.entries = self.entries.iter().map(|(n, a)| (n.clone(), Erased { value: (a.ops.valid)(a.get()), ops: a.ops })).collect();
         copy
     }
 
@@ -248,13 +249,13 @@ impl<T: ?Sized + ErasedModule> Module for AdapterSet<T> {
     }
 
     fn num_params(&self) -> usize {
-        self.entries.iter().map(|(_, a)| a.num_params_dyn()).sum()
+        self.entries.iter().map(|(_, a)| (a.ops.num_params)(a.get())).sum()
     }
 
     fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
         for (name, adapter) in &self.entries {
             visitor.enter_module(name, "AdapterSet");
-            adapter.visit_dyn(&mut VisitorToDyn(visitor));
+            adapter.visit_with(visitor);
             visitor.exit_module(name, "AdapterSet");
         }
     }
@@ -265,7 +266,7 @@ impl<T: ?Sized + ErasedModule> Module for AdapterSet<T> {
             .into_iter()
             .map(|(name, adapter)| {
                 mapper.enter_module(&name, "AdapterSet");
-                let adapter = adapter.map_dyn(&mut MapperToDyn(mapper));
+                let adapter = adapter.map_with(mapper);
                 mapper.exit_module(&name, "AdapterSet");
                 (name, adapter)
             })
@@ -274,7 +275,7 @@ impl<T: ?Sized + ErasedModule> Module for AdapterSet<T> {
     }
 }
 
-impl<T: ?Sized + ErasedModule> ModuleDisplayDefault for AdapterSet<T> {
+impl<T: ?Sized + AdapterObject> ModuleDisplayDefault for AdapterSet<T> {
     fn content(&self, content: Content) -> Option<Content> {
         self.entries
             .iter()
@@ -288,4 +289,4 @@ impl<T: ?Sized + ErasedModule> ModuleDisplayDefault for AdapterSet<T> {
     }
 }
 
-impl<T: ?Sized + ErasedModule> ModuleDisplay for AdapterSet<T> {}
+impl<T: ?Sized + AdapterObject> ModuleDisplay for AdapterSet<T> {}

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use peft_core::AdaptedLinear;
+use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs};
 
 use crate::cache::KvCache;
 use super::config::LlamaConfig;
@@ -21,6 +21,8 @@ pub struct LlamaAttention {
     pub v_proj: AdaptedLinear,
     /// `num_attention_heads * head_dim -> hidden_size`.
     pub o_proj: AdaptedLinear,
+    /// Adapters on the module's output (LLaMA-Adapter), at the module's own path.
+    pub hook: AttentionHook,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -39,6 +41,7 @@ impl LlamaAttention {
             k_proj: linear(config.hidden_size, kv * d, config.qkv_bias()),
             v_proj: linear(config.hidden_size, kv * d, config.qkv_bias()),
             o_proj: linear(heads * d, config.hidden_size, config.o_bias()),
+            hook: AttentionHook::default(),
             num_heads: heads,
             num_key_value_heads: kv,
             head_dim: d,
@@ -71,6 +74,8 @@ impl LlamaAttention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
+        // The hook's adapters attend from the same rotated queries (kept only when one may act).
+        let hook_query = self.hook.is_active().then(|| q.clone());
         let keys = k.dims()[2];
         let group = heads / kv;
         // The `group` query heads of one key/value head are stacked along the token axis, so one
@@ -83,7 +88,22 @@ impl LlamaAttention {
         }
         let probs = softmax(scores, 4).reshape([batch, kv, group * len, keys]);
         let out = probs.matmul(v).reshape([batch, heads, len, d]).swap_dims(1, 2).reshape([batch, len, heads * d]);
-        self.o_proj.forward(out)
+        let output = self.o_proj.forward(out);
+        match hook_query {
+            Some(query) => {
+                let inputs = AttentionInputs {
+                    query: &query,
+                    k_proj: &self.k_proj,
+                    v_proj: &self.v_proj,
+                    o_proj: &self.o_proj,
+                    num_heads: heads,
+                    num_key_value_heads: kv,
+                    head_dim: d,
+                };
+                self.hook.apply(&inputs, output)
+            }
+            None => output,
+        }
     }
 }
 

@@ -176,6 +176,7 @@ impl LlamaModel {
             f(&at("self_attn.k_proj"), SiteMut::Linear(&mut attn.k_proj));
             f(&at("self_attn.v_proj"), SiteMut::Linear(&mut attn.v_proj));
             f(&at("self_attn.o_proj"), SiteMut::Linear(&mut attn.o_proj));
+            f(&at("self_attn"), SiteMut::Attention(&mut attn.hook));
             let mlp = &mut layer.mlp;
             f(&at("mlp.gate_proj"), SiteMut::Linear(&mut mlp.gate_proj));
             f(&at("mlp.up_proj"), SiteMut::Linear(&mut mlp.up_proj));
