@@ -110,11 +110,13 @@ fn qwen2_with_qkv_bias_matches_transformers() {
 fn sites_have_transformers_paths() {
     let model = load("llama", &device());
     let sites = model.site_paths();
-    assert_eq!(sites.len(), 1 + 2 * 7 + 1);
+    // Per layer: seven linear layers and the attention module's output hook (LLaMA-Adapter).
+    assert_eq!(sites.len(), 1 + 2 * 8 + 1);
     assert_eq!(sites[0], ("model.embed_tokens".to_string(), SiteKind::Embedding));
     assert_eq!(sites[1].0, "model.layers.0.self_attn.q_proj");
-    assert_eq!(sites[7].0, "model.layers.0.mlp.down_proj");
-    assert_eq!(sites[15], ("lm_head".to_string(), SiteKind::Linear));
+    assert_eq!(sites[5], ("model.layers.0.self_attn".to_string(), SiteKind::Attention));
+    assert_eq!(sites[8].0, "model.layers.0.mlp.down_proj");
+    assert_eq!(sites[17], ("lm_head".to_string(), SiteKind::Linear));
     assert_eq!(model.output_head_paths(), vec!["lm_head".to_string()]);
 }
 

@@ -7,15 +7,16 @@
 
 use burn::tensor::{Int, Tensor};
 use peft_core::generation::{GenerationConfig, Generated};
-use peft_core::{Error, Logits, ModelAdapter, ModelInputs, PrepareContext, Result, TaskModel, TaskOutput, TaskType};
+use peft_core::{Error, Logits, ModelAdapter, ModelInputs, PrepareContext, Result, TaskModel, TaskOutput};
 
 use crate::model::PeftModel;
 
 impl<M: TaskModel> PeftModel<M> {
     /// The task's output with the active adapters, and its loss when `inputs.labels` is set.
     ///
-    /// For causal LMs the logits line up with the real tokens: the positions of virtual tokens a
-    /// prompt method adds in front are dropped, as the Python library does.
+    /// As in the Python library, a causal LM's logits include the positions of the virtual tokens
+    /// prompt tuning and P-tuning put in front (`[batch, num_virtual_tokens + len, vocab]`;
+    /// [`ModelAdapter::virtual_positions`] says how many); prefix tuning adds none.
     ///
     /// # Shapes
     /// See [`ModelInputs`] and [`Logits`].
@@ -23,12 +24,8 @@ impl<M: TaskModel> PeftModel<M> {
     /// # Errors
     /// A missing input; an input the model cannot take; labels that do not fit the head.
     pub fn forward(&self, inputs: ModelInputs) -> Result<TaskOutput> {
-        let (inputs, virtual_positions) = self.prepare_inputs(inputs)?;
-        let mut output = self.base_model.forward_task(inputs)?;
-        if virtual_positions > 0 && self.base_model.task_type() == Some(TaskType::CausalLm) {
-            output.logits = drop_leading_positions(output.logits, virtual_positions)?;
-        }
-        Ok(output)
+        let (inputs, _) = self.prepare_inputs(inputs)?;
+        self.base_model.forward_task(inputs)
     }
 
     /// New tokens after `inputs` with the active adapters (see
@@ -67,14 +64,4 @@ impl<M: TaskModel> PeftModel<M> {
         let context = PrepareContext { embed_tokens: &embed, dims: self.base_model.dims().ok() };
         Ok((adapter.prepare(inputs, &context)?, adapter.virtual_positions()))
     }
-}
-
-/// Drops the first `n` positions of `[batch, len, vocab]` logits.
-fn drop_leading_positions(logits: Logits, n: usize) -> Result<Logits> {
-    let logits = logits.rank3()?;
-    let [batch, len, vocab] = logits.dims();
-    if n > len {
-        return Err(Error::InvalidState(format!("{n} virtual positions but only {len} in the logits")));
-    }
-    Ok(Logits::Rank3(logits.slice([0..batch, n..len, 0..vocab])))
 }

@@ -303,12 +303,14 @@ impl<T: ?Sized + AdapterObject> Erased<T> {
 
     /// The concrete adapter, if it is an `A`.
     pub fn downcast_ref<A: 'static>(&self) -> Option<&A> {
-        self.value.as_any().downcast_ref::<A>()
+        // Through `&T`: on the `Box` itself, method lookup would find the box's own `AdapterObject`.
+        self.get().as_any().downcast_ref::<A>()
     }
 
     /// The concrete adapter, mutably, if it is an `A` (to change its weights in place).
     pub fn downcast_mut<A: 'static>(&mut self) -> Option<&mut A> {
-        self.value.as_any_mut().downcast_mut::<A>()
+        let value: &mut T = &mut self.value;
+        value.as_any_mut().downcast_mut::<A>()
     }
 
     pub(crate) fn visit_with<V: ModuleVisitor>(&self, visitor: &mut V) {

@@ -24,8 +24,8 @@ pub trait ModelAdapter: super::erased::AdapterObject {
     fn prepare(&self, inputs: ModelInputs, context: &PrepareContext<'_>) -> Result<ModelInputs>;
 
     /// How many positions the adapter adds in front of the real tokens in the logits a causal LM
-    /// returns (prompt tuning's virtual tokens); `PeftModel::forward` drops them, as the Python
-    /// library does, so logits line up with `input_ids`.
+    /// returns (prompt tuning's virtual tokens; `PeftModel::forward` keeps them, as the Python
+    /// library does).
     fn virtual_positions(&self) -> usize {
         0
     }
