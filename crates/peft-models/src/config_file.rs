@@ -2,6 +2,7 @@
 
 use peft_core::{Error, Result};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The text of `path`, or of `path/config.json` when `path` is a folder, with the file read.
@@ -33,4 +34,25 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, path: &Path, checks: &[(&st
     }
     let labels = value.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
     Ok((serde_json::from_value(value).map_err(json_error)?, labels))
+}
+
+/// One token id or several (`"eos_token_id": [128001, 128009]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    /// A single id.
+    One(u32),
+    /// Several ids.
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// Every id of an optional field (`eos_token_id`), in order; none when absent.
+    pub fn all(ids: Option<&TokenIds>) -> Vec<u32> {
+        match ids {
+            None => Vec::new(),
+            Some(TokenIds::One(id)) => vec![*id],
+            Some(TokenIds::Many(ids)) => ids.clone(),
+        }
+    }
 }

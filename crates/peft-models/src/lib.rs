@@ -5,6 +5,7 @@ pub mod auto;
 pub mod bert;
 pub mod bloom;
 pub mod cache;
+pub mod causal;
 mod config_file;
 pub mod generation;
 pub mod gpt2;

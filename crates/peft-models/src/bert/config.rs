@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::layers::HiddenAct;
+
 /// Which encoder family a config describes; they differ only in position ids and key prefix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,21 +26,6 @@ impl ModelType {
             ModelType::Roberta => "roberta",
         }
     }
-}
-
-/// The activation of the feed-forward block.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HiddenAct {
-    /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt(2)))`.
-    #[default]
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// Tanh-approximated GELU (transformers' `gelu_new` and `gelu_pytorch_tanh`).
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
-    GeluTanh,
-    /// `max(x, 0)`.
-    #[serde(rename = "relu")]
-    Relu,
 }
 
 const MODEL_TYPES: &[&str] = &["bert", "roberta"];

@@ -28,18 +28,18 @@ mod config;
 mod embeddings;
 mod encoder;
 mod heads;
-mod layer_norm;
 mod load;
 mod model;
 mod token_heads;
 
 pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput};
-pub use config::{BertConfig, HiddenAct, ModelType};
+pub use config::{BertConfig, ModelType};
 pub use embeddings::BertEmbeddings;
 pub use encoder::{BertEncoder, BertIntermediate, BertLayer, BertOutput};
 pub use token_heads::{BertForQuestionAnswering, BertForTokenClassification, RobertaForQuestionAnswering, RobertaForTokenClassification};
-pub use heads::{BertForSequenceClassification, IGNORE_INDEX, RobertaClassificationHead, RobertaForSequenceClassification, cross_entropy};
-pub use layer_norm::LayerNorm;
+pub use heads::{BertForSequenceClassification, RobertaClassificationHead, RobertaForSequenceClassification};
+// Kept at their old paths: they moved to `layers` when other families started using them.
+pub use crate::layers::{HiddenAct, IGNORE_INDEX, LayerNorm, cross_entropy};
 pub use model::{BertModel, BertPooler, RobertaModel};
 
 use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};

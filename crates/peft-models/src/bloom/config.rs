@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::causal::{DecoderConfig, HeadConfig};
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bloom"];
@@ -129,16 +130,52 @@ impl BloomConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The dropout before the token classifier.
     pub fn classifier_dropout_prob(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout)
+    }
+}
+
+impl DecoderConfig for BloomConfig {
+    fn read(path: &Path) -> Result<Self> {
+        BloomConfig::from_file(path)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.initializer_range
+    }
+
+    fn tie_word_embeddings(&self) -> bool {
+        self.tie_word_embeddings
+    }
+}
+
+impl HeadConfig for BloomConfig {
+    fn num_labels(&self) -> usize {
+        self.num_labels
+    }
+
+    fn pad_token_id(&self) -> Option<u32> {
+        self.pad_token_id
+    }
+
+    fn classifier_dropout(&self) -> f64 {
+        self.classifier_dropout_prob()
     }
 }
 

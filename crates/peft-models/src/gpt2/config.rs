@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bert::HiddenAct;
-use crate::llama::TokenIds;
+use crate::layers::HiddenAct;
+use crate::causal::{DecoderConfig, HeadConfig};
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["gpt2"];
@@ -162,16 +163,52 @@ impl Gpt2Config {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The dropout before the token classifier.
     pub fn classifier_dropout_prob(&self) -> f64 {
         self.classifier_dropout.unwrap_or(0.1)
+    }
+}
+
+impl DecoderConfig for Gpt2Config {
+    fn read(path: &Path) -> Result<Self> {
+        Gpt2Config::from_file(path)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.n_embd
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.initializer_range
+    }
+
+    fn tie_word_embeddings(&self) -> bool {
+        self.tie_word_embeddings
+    }
+}
+
+impl HeadConfig for Gpt2Config {
+    fn num_labels(&self) -> usize {
+        self.num_labels
+    }
+
+    fn pad_token_id(&self) -> Option<u32> {
+        self.pad_token_id
+    }
+
+    fn classifier_dropout(&self) -> f64 {
+        self.classifier_dropout_prob()
     }
 }
 

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
+use crate::causal::DecoderConfig;
+use crate::config_file::TokenIds;
 use crate::layers::RopeScaling;
 
 /// The `model_type`s this module builds; they differ only in their config.
@@ -67,16 +69,6 @@ pub struct LlamaConfig {
     pub eos_token_id: Option<TokenIds>,
     /// Padding token.
     pub pad_token_id: Option<u32>,
-}
-
-/// One token id or several (`"eos_token_id": [128001, 128009]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TokenIds {
-    /// A single id.
-    One(u32),
-    /// Several ids.
-    Many(Vec<u32>),
 }
 
 impl Default for LlamaConfig {
@@ -177,11 +169,7 @@ impl LlamaConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The sliding-window width of layer `layer`, or `None` for full attention.
@@ -227,6 +215,32 @@ impl LlamaConfig {
             }
         };
         Ok((theta, scaling))
+    }
+}
+
+impl DecoderConfig for LlamaConfig {
+    fn read(path: &Path) -> Result<Self> {
+        LlamaConfig::from_file(path)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn initializer_range(&self) -> f64 {
+        self.initializer_range
+    }
+
+    fn tie_word_embeddings(&self) -> bool {
+        self.tie_word_embeddings
     }
 }
 

@@ -39,7 +39,7 @@ use burn::nn::{Initializer, LinearConfig, PaddingConfig2d};
 use burn::tensor::Device;
 use peft_core::{AdaptedConv2d, AdaptedLinear};
 
-use crate::bert::LayerNorm;
+use crate::layers::LayerNorm;
 
 /// A linear layer with bias, weights drawn from `N(0, initializer_range)`.
 fn linear(d_input: usize, d_output: usize, config: &SegformerConfig, device: &Device) -> AdaptedLinear {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds (`MT5Config` has the same fields as `T5Config`).
 pub const SUPPORTED_MODEL_TYPES: [&str; 2] = ["t5", "mt5"];
@@ -189,11 +189,7 @@ impl T5Config {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// Output width of the classification heads: the number of `id2label` entries, else 2.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bert::HiddenAct;
+use crate::layers::HiddenAct;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["vit"];

@@ -32,7 +32,6 @@ pub use embeddings::{ViTEmbeddings, ViTPatchEmbeddings};
 pub use layer::{ViTAttention, ViTLayer, ViTMlp};
 pub use model::{ViTForImageClassification, ViTModel, ViTPooler};
 
-pub(crate) use layer::activate;
 
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{Initializer, LinearConfig};

@@ -4,7 +4,7 @@ use peft_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["whisper"];
@@ -147,11 +147,7 @@ impl WhisperConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 }
 

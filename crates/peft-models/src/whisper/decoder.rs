@@ -10,7 +10,7 @@ use super::attention::{WhisperAttention, causal_bias, padding_bias};
 use super::cache::WhisperCache;
 use super::config::{LAYER_NORM_EPS, WhisperConfig};
 use super::encoder::PositionTable;
-use crate::bert::LayerNorm;
+use crate::layers::LayerNorm;
 use crate::cache::{KvCache, LayerKv};
 use crate::generation::EncoderOutput;
 

@@ -43,7 +43,8 @@ pub use conditional::WhisperForConditionalGeneration;
 pub use config::{LAYER_NORM_EPS, SUPPORTED_MODEL_TYPES, WhisperConfig};
 pub use decoder::{WhisperDecoder, WhisperDecoderLayer};
 pub use encoder::{PositionTable, WhisperEncoder, WhisperEncoderLayer, sinusoids};
-pub use loss::{seq2seq_lm_loss, shift_tokens_right};
+pub use crate::layers::seq2seq_lm_loss;
+pub use loss::shift_tokens_right;
 pub use model::WhisperModel;
 
 use burn::nn::conv::Conv1dConfig;
