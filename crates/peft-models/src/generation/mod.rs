@@ -33,9 +33,11 @@ mod decoder;
 mod logits;
 mod rng;
 mod search;
+mod seq2seq_cache;
 
 pub use config::{EarlyStopping, GenerationConfig};
 pub use contracts::{CausalLm, EncoderOutput, SelectRows, Seq2SeqLm};
+pub use seq2seq_cache::EncoderDecoderCache;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::Result;

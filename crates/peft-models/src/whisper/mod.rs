@@ -29,7 +29,6 @@
 //! ```
 
 mod attention;
-mod cache;
 mod conditional;
 mod config;
 mod decoder;
@@ -38,7 +37,6 @@ mod loss;
 mod model;
 
 pub use attention::WhisperAttention;
-pub use cache::WhisperCache;
 pub use conditional::WhisperForConditionalGeneration;
 pub use config::{LAYER_NORM_EPS, SUPPORTED_MODEL_TYPES, WhisperConfig};
 pub use decoder::{WhisperDecoder, WhisperDecoderLayer};
@@ -46,6 +44,10 @@ pub use encoder::{PositionTable, WhisperEncoder, WhisperEncoderLayer, sinusoids}
 pub use crate::layers::seq2seq_lm_loss;
 pub use loss::shift_tokens_right;
 pub use model::WhisperModel;
+
+/// What the decoder keeps between steps (transformers' `EncoderDecoderCache`): self-attention
+/// keys and values of the decoder tokens, and the encoder output's cross-attention keys and values.
+pub type WhisperCache = crate::generation::EncoderDecoderCache;
 
 use burn::nn::conv::Conv1dConfig;
 use burn::nn::{EmbeddingConfig, Initializer, LinearConfig, PaddingConfig1d};
