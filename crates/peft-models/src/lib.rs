@@ -6,6 +6,7 @@ pub mod bert;
 pub mod bloom;
 pub mod cache;
 pub mod causal;
+mod checkpoint;
 mod config_file;
 pub mod generation;
 pub mod gpt2;

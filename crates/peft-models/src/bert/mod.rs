@@ -42,18 +42,15 @@ pub use heads::{BertForSequenceClassification, RobertaClassificationHead, Robert
 pub use crate::layers::{HiddenAct, IGNORE_INDEX, LayerNorm, cross_entropy};
 pub use model::{BertModel, BertPooler, RobertaModel};
 
-use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};
 use burn::tensor::Device;
 use peft_core::{AdaptedEmbedding, AdaptedLinear};
 
 /// A linear layer with bias, weights drawn from `N(0, initializer_range)` as transformers does.
 fn linear(d_input: usize, d_output: usize, config: &BertConfig, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_initializer(init).init(device))
+    crate::layers::linear(d_input, d_output, true, config.initializer_range, device)
 }
 
 /// An embedding table drawn from `N(0, initializer_range)`.
 fn embedding(rows: usize, d_model: usize, config: &BertConfig, device: &Device) -> AdaptedEmbedding {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedEmbedding::from_embedding(EmbeddingConfig::new(rows, d_model).with_initializer(init).init(device))
+    crate::layers::embedding(rows, d_model, config.initializer_range, device)
 }
