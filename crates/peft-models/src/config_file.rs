@@ -36,6 +36,15 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, path: &Path, checks: &[(&st
     Ok((serde_json::from_value(value).map_err(json_error)?, labels))
 }
 
+/// Fails with [`Error::InvalidConfig`] naming the first of `fields` that is 0: a model with no
+/// layers, an empty vocabulary or a zero width cannot be built (or divides by zero later).
+pub(crate) fn require_positive(fields: &[(&'static str, usize)]) -> Result<()> {
+    match fields.iter().find(|(_, value)| *value == 0) {
+        Some((field, _)) => Err(Error::config(field, 0, "a positive number; copy the value from the checkpoint's config.json")),
+        None => Ok(()),
+    }
+}
+
 /// One token id or several (`"eos_token_id": [128001, 128009]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -54,5 +63,14 @@ impl TokenIds {
             Some(TokenIds::One(id)) => vec![*id],
             Some(TokenIds::Many(ids)) => ids.clone(),
         }
+    }
+}
+
+/// The field an [`Error::InvalidConfig`] names, for the families' config tests.
+#[cfg(test)]
+pub(crate) fn invalid_field(result: Result<()>) -> &'static str {
+    match result {
+        Err(Error::InvalidConfig { field, .. }) => field,
+        other => panic!("expected InvalidConfig, got {other:?}"),
     }
 }

@@ -124,6 +124,7 @@ impl BertConfig {
 
     /// Checks that the sizes can build a model.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("num_hidden_layers", self.num_hidden_layers), ("intermediate_size", self.intermediate_size), ("max_position_embeddings", self.max_position_embeddings), ("type_vocab_size", self.type_vocab_size)])?;
         if self.position_embedding_type != "absolute" {
             return Err(Error::Unsupported {
                 what: format!("position_embedding_type `{}`", self.position_embedding_type),
@@ -182,5 +183,15 @@ mod tests {
             let err = BertConfig::from_json(json, Path::new("config.json")).expect_err(json);
             assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(BertConfig::from_json(json, Path::new("config.json")).map(|_| ()));
+        assert_eq!(field(r#"{"num_attention_heads": 0}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"hidden_size": 30, "num_attention_heads": 4}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }

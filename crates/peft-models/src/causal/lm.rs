@@ -211,3 +211,29 @@ impl<S: DecoderStack> AdapterSites for DecoderForCausalLm<S> {
         tied_weights::<S>(&self.config, "transformer.")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bloom::{BloomConfig, BloomForCausalLM, BloomForSequenceClassification};
+    use crate::gpt2::Gpt2LMHeadModel;
+    use burn::tensor::Device;
+    use peft_core::Error;
+
+    /// A bad config fails loading with the field named, before any weight is read (the folder
+    /// has none) and without a panic.
+    #[test]
+    fn loading_checks_the_config_first() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let device = Device::flex();
+        let field = |e: Error| match e {
+            Error::InvalidConfig { field, .. } => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2", "n_embd": 32, "n_head": 0}"#).expect("written");
+        assert_eq!(field(Gpt2LMHeadModel::from_pretrained(dir.path(), &device).expect_err("n_head 0")), "n_head");
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type": "bloom", "n_layer": 0}"#).expect("written");
+        assert_eq!(field(BloomForSequenceClassification::from_pretrained(dir.path(), &device).expect_err("no layers")), "n_layer");
+        let config = BloomConfig { hidden_size: 30, n_head: 4, ..BloomConfig::default() };
+        assert_eq!(field(BloomForCausalLM::from_pretrained_with_config(dir.path(), config, &device).expect_err("30 / 4")), "n_head");
+    }
+}

@@ -131,6 +131,7 @@ impl Gpt2Config {
     /// Checks that a model can be built: `model_type` `gpt2`, no cross-attention, and a head
     /// count that divides the width.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("n_embd", self.n_embd), ("n_layer", self.n_layer), ("n_positions", self.n_positions)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as GPT-2", self.model_type),
@@ -235,5 +236,15 @@ mod tests {
             assert!(matches!(parse(json), Err(Error::Unsupported { .. })), "{json}");
         }
         assert!(matches!(parse(r#"{"n_embd": 30, "n_head": 4}"#), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(parse(json).map(|_| ()));
+        assert_eq!(field(r#"{"n_head": 0}"#), "n_head");
+        assert_eq!(field(r#"{"n_layer": 0}"#), "n_layer");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
+        assert_eq!(field(r#"{"n_embd": 0}"#), "n_embd");
     }
 }

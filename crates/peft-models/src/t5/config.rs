@@ -118,6 +118,7 @@ impl T5Config {
     /// Checks that a model can be built: a supported `model_type` and `feed_forward_proj`,
     /// non-zero widths and a dropout probability in `[0, 1)`.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("num_layers", self.num_layers), ("num_decoder_layers", self.num_decoder_layers()), ("d_ff", self.d_ff)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as T5", self.model_type),
@@ -222,5 +223,15 @@ mod tests {
         assert!(matches!(parse(r#"{"dropout_rate": 1.0}"#).validate(), Err(Error::InvalidConfig { .. })));
         assert!(matches!(parse(r#"{"model_type": "bart"}"#).validate(), Err(Error::Unsupported { .. })));
         assert_eq!(parse(r#"{"pad_token_id": 3}"#).decoder_start(), 3);
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(parse(json).validate());
+        assert_eq!(field(r#"{"num_heads": 0}"#), "num_heads");
+        assert_eq!(field(r#"{"num_layers": 0}"#), "num_layers");
+        assert_eq!(field(r#"{"num_decoder_layers": 0}"#), "num_decoder_layers");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }
