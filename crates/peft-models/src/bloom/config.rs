@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::causal::{DecoderConfig, HeadConfig};
 use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
@@ -140,45 +139,7 @@ impl BloomConfig {
     }
 }
 
-impl DecoderConfig for BloomConfig {
-    fn read(path: &Path) -> Result<Self> {
-        BloomConfig::from_file(path)
-    }
-
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.vocab_size
-    }
-
-    fn initializer_range(&self) -> f64 {
-        self.initializer_range
-    }
-
-    fn tie_word_embeddings(&self) -> bool {
-        self.tie_word_embeddings
-    }
-}
-
-impl HeadConfig for BloomConfig {
-    fn num_labels(&self) -> usize {
-        self.num_labels
-    }
-
-    fn pad_token_id(&self) -> Option<u32> {
-        self.pad_token_id
-    }
-
-    fn classifier_dropout(&self) -> f64 {
-        self.classifier_dropout_prob()
-    }
-}
+crate::causal::decoder_config!(BloomConfig, hidden_size: hidden_size, heads);
 
 #[cfg(test)]
 mod tests {

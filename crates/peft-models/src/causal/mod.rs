@@ -57,6 +57,57 @@ pub trait HeadConfig: DecoderConfig {
     fn classifier_dropout(&self) -> f64;
 }
 
+/// Implements [`DecoderConfig`] (and with `heads`, [`HeadConfig`]) for a family config whose
+/// fields carry transformers' names, `$hidden` being its width (`n_embd` for GPT-2), and whose
+/// `from_file` / `validate` / `classifier_dropout_prob` read, check and pick the dropout.
+macro_rules! decoder_config {
+    ($config:ty, hidden_size: $hidden:ident) => {
+        impl $crate::causal::DecoderConfig for $config {
+            fn read(path: &std::path::Path) -> peft_core::Result<Self> {
+                <$config>::from_file(path)
+            }
+
+            fn check(&self) -> peft_core::Result<()> {
+                self.validate()
+            }
+
+            fn hidden_size(&self) -> usize {
+                self.$hidden
+            }
+
+            fn vocab_size(&self) -> usize {
+                self.vocab_size
+            }
+
+            fn initializer_range(&self) -> f64 {
+                self.initializer_range
+            }
+
+            fn tie_word_embeddings(&self) -> bool {
+                self.tie_word_embeddings
+            }
+        }
+    };
+    ($config:ty, hidden_size: $hidden:ident, heads) => {
+        $crate::causal::decoder_config!($config, hidden_size: $hidden);
+
+        impl $crate::causal::HeadConfig for $config {
+            fn num_labels(&self) -> usize {
+                self.num_labels
+            }
+
+            fn pad_token_id(&self) -> Option<u32> {
+                self.pad_token_id
+            }
+
+            fn classifier_dropout(&self) -> f64 {
+                self.classifier_dropout_prob()
+            }
+        }
+    };
+}
+pub(crate) use decoder_config;
+
 /// A decoder-only stack (embeddings to final norm, no head) that runs on token embeddings and a
 /// key/value cache.
 pub trait DecoderStack: Module + ModuleDisplay + Debug + Sized {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::layers::HiddenAct;
-use crate::causal::{DecoderConfig, HeadConfig};
 use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
@@ -173,45 +172,7 @@ impl Gpt2Config {
     }
 }
 
-impl DecoderConfig for Gpt2Config {
-    fn read(path: &Path) -> Result<Self> {
-        Gpt2Config::from_file(path)
-    }
-
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.n_embd
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.vocab_size
-    }
-
-    fn initializer_range(&self) -> f64 {
-        self.initializer_range
-    }
-
-    fn tie_word_embeddings(&self) -> bool {
-        self.tie_word_embeddings
-    }
-}
-
-impl HeadConfig for Gpt2Config {
-    fn num_labels(&self) -> usize {
-        self.num_labels
-    }
-
-    fn pad_token_id(&self) -> Option<u32> {
-        self.pad_token_id
-    }
-
-    fn classifier_dropout(&self) -> f64 {
-        self.classifier_dropout_prob()
-    }
-}
+crate::causal::decoder_config!(Gpt2Config, hidden_size: n_embd, heads);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-use crate::causal::DecoderConfig;
 use crate::config_file::TokenIds;
 use crate::layers::RopeScaling;
 
@@ -219,31 +218,7 @@ impl LlamaConfig {
     }
 }
 
-impl DecoderConfig for LlamaConfig {
-    fn read(path: &Path) -> Result<Self> {
-        LlamaConfig::from_file(path)
-    }
-
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.vocab_size
-    }
-
-    fn initializer_range(&self) -> f64 {
-        self.initializer_range
-    }
-
-    fn tie_word_embeddings(&self) -> bool {
-        self.tie_word_embeddings
-    }
-}
+crate::causal::decoder_config!(LlamaConfig, hidden_size: hidden_size);
 
 #[cfg(test)]
 mod tests {
