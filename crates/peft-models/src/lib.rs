@@ -5,6 +5,8 @@ pub mod auto;
 pub mod bert;
 pub mod bloom;
 pub mod cache;
+pub mod causal;
+mod checkpoint;
 mod config_file;
 pub mod generation;
 pub mod gpt2;

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use peft_core::AdaptedLinear;
 
 use super::config::BertConfig;
-use super::layer_norm::LayerNorm;
+use crate::layers::LayerNorm;
 
 /// Queries, keys and values, and scaled dot-product attention over all heads.
 #[derive(Module, Debug)]

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::layers::HiddenAct;
+
 /// Which encoder family a config describes; they differ only in position ids and key prefix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,21 +26,6 @@ impl ModelType {
             ModelType::Roberta => "roberta",
         }
     }
-}
-
-/// The activation of the feed-forward block.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HiddenAct {
-    /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt(2)))`.
-    #[default]
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// Tanh-approximated GELU (transformers' `gelu_new` and `gelu_pytorch_tanh`).
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
-    GeluTanh,
-    /// `max(x, 0)`.
-    #[serde(rename = "relu")]
-    Relu,
 }
 
 const MODEL_TYPES: &[&str] = &["bert", "roberta"];
@@ -137,6 +124,7 @@ impl BertConfig {
 
     /// Checks that the sizes can build a model.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("num_hidden_layers", self.num_hidden_layers), ("intermediate_size", self.intermediate_size), ("max_position_embeddings", self.max_position_embeddings), ("type_vocab_size", self.type_vocab_size)])?;
         if self.position_embedding_type != "absolute" {
             return Err(Error::Unsupported {
                 what: format!("position_embedding_type `{}`", self.position_embedding_type),
@@ -195,5 +183,15 @@ mod tests {
             let err = BertConfig::from_json(json, Path::new("config.json")).expect_err(json);
             assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(BertConfig::from_json(json, Path::new("config.json")).map(|_| ()));
+        assert_eq!(field(r#"{"num_attention_heads": 0}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"hidden_size": 30, "num_attention_heads": 4}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor};
 use peft_core::AdaptedEmbedding;
 
 use super::config::{BertConfig, ModelType};
-use super::layer_norm::LayerNorm;
+use crate::layers::LayerNorm;
 
 /// The embedding block (`embeddings` in transformers).
 #[derive(Module, Debug)]

@@ -1,12 +1,12 @@
 //! The encoder stack: `encoder.layer.{i}` = attention, intermediate, output.
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use burn::tensor::{Device, Tensor};
 use peft_core::AdaptedLinear;
 
 use super::attention::{BertAttention, BertSelfOutput};
-use super::config::{BertConfig, HiddenAct};
+use super::config::BertConfig;
+use crate::layers::HiddenAct;
 
 /// The feed-forward block after attention: `dense` then the activation.
 #[derive(Module, Debug)]
@@ -30,12 +30,7 @@ impl BertIntermediate {
     /// - `x`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, intermediate]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.dense.forward(x);
-        match self.act {
-            HiddenAct::Gelu => gelu(h),
-            HiddenAct::GeluTanh => gelu_approximate(h),
-            HiddenAct::Relu => relu(h),
-        }
+        self.act.forward(self.dense.forward(x))
     }
 }
 

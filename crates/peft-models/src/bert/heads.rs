@@ -3,33 +3,14 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{log_softmax, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor};
 use peft_core::{AdaptedLinear, AdapterSites, Result, SiteMut};
 use std::path::Path;
 
 use super::config::BertConfig;
 use super::model::{BertModel, first_token};
-
-/// Labels equal to this are left out of the loss, as in PyTorch's `CrossEntropyLoss`.
-pub const IGNORE_INDEX: i64 = -100;
-
-/// Mean cross-entropy of `logits` against class `labels`, skipping [`IGNORE_INDEX`].
-///
-/// `loss = -mean_i log softmax(logits_i)[labels_i]` over the labels that are not ignored.
-///
-/// # Shapes
-/// - `logits`: `[batch, num_labels]`
-/// - `labels`: `[batch]`
-/// - output: `[1]`
-pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
-    let [batch] = labels.dims();
-    let kept = labels.clone().not_equal_elem(IGNORE_INDEX);
-    let index = labels.mask_fill(kept.clone().bool_not(), 0).reshape([batch, 1]);
-    let picked = log_softmax(logits, 1).gather(1, index).reshape([batch]);
-    let kept = kept.float();
-    picked.mul(kept.clone()).sum().neg().div(kept.sum())
-}
+use crate::layers::cross_entropy;
 
 /// BERT with a linear classifier on the pooled output (transformers'
 /// `BertForSequenceClassification`).

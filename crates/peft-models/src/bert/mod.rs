@@ -28,32 +28,29 @@ mod config;
 mod embeddings;
 mod encoder;
 mod heads;
-mod layer_norm;
 mod load;
 mod model;
 mod token_heads;
 
 pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput};
-pub use config::{BertConfig, HiddenAct, ModelType};
+pub use config::{BertConfig, ModelType};
 pub use embeddings::BertEmbeddings;
 pub use encoder::{BertEncoder, BertIntermediate, BertLayer, BertOutput};
 pub use token_heads::{BertForQuestionAnswering, BertForTokenClassification, RobertaForQuestionAnswering, RobertaForTokenClassification};
-pub use heads::{BertForSequenceClassification, IGNORE_INDEX, RobertaClassificationHead, RobertaForSequenceClassification, cross_entropy};
-pub use layer_norm::LayerNorm;
+pub use heads::{BertForSequenceClassification, RobertaClassificationHead, RobertaForSequenceClassification};
+// Kept at their old paths: they moved to `layers` when other families started using them.
+pub use crate::layers::{HiddenAct, IGNORE_INDEX, LayerNorm, cross_entropy};
 pub use model::{BertModel, BertPooler, RobertaModel};
 
-use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};
 use burn::tensor::Device;
 use peft_core::{AdaptedEmbedding, AdaptedLinear};
 
 /// A linear layer with bias, weights drawn from `N(0, initializer_range)` as transformers does.
 fn linear(d_input: usize, d_output: usize, config: &BertConfig, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_initializer(init).init(device))
+    crate::layers::linear(d_input, d_output, true, config.initializer_range, device)
 }
 
 /// An embedding table drawn from `N(0, initializer_range)`.
 fn embedding(rows: usize, d_model: usize, config: &BertConfig, device: &Device) -> AdaptedEmbedding {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedEmbedding::from_embedding(EmbeddingConfig::new(rows, d_model).with_initializer(init).init(device))
+    crate::layers::embedding(rows, d_model, config.initializer_range, device)
 }

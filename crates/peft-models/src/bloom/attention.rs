@@ -8,7 +8,7 @@ use peft_core::AdaptedLinear;
 
 use super::config::BloomConfig;
 use crate::cache::KvCache;
-use crate::gpt2::mask::real_positions;
+use crate::layers::{linear, real_positions};
 
 /// transformers' `BloomAttention`: `softmax(q kᵀ / sqrt(head_dim) + alibi + mask) v`.
 ///
@@ -33,8 +33,8 @@ impl BloomAttention {
     pub fn new(config: &BloomConfig, device: &Device) -> Self {
         let (h, std) = (config.hidden_size, config.initializer_range);
         BloomAttention {
-            query_key_value: crate::gpt2::linear(h, 3 * h, true, std, device),
-            dense: crate::gpt2::linear(h, h, true, std, device),
+            query_key_value: linear(h, 3 * h, true, std, device),
+            dense: linear(h, h, true, std, device),
             attention_dropout: DropoutConfig::new(config.attention_dropout).init(),
             hidden_dropout: DropoutConfig::new(config.hidden_dropout).init(),
             num_heads: config.n_head,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bloom"];
@@ -105,6 +105,7 @@ impl BloomConfig {
 
     /// Checks that a model can be built: `model_type` `bloom` and a head count that divides the width.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("n_layer", self.n_layer)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as BLOOM", self.model_type),
@@ -129,11 +130,7 @@ impl BloomConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The dropout before the token classifier.
@@ -141,6 +138,8 @@ impl BloomConfig {
         self.classifier_dropout.unwrap_or(self.hidden_dropout)
     }
 }
+
+crate::causal::decoder_config!(BloomConfig, hidden_size: hidden_size, heads);
 
 #[cfg(test)]
 mod tests {
@@ -155,5 +154,14 @@ mod tests {
         assert!(matches!(gpt2.validate(), Err(Error::Unsupported { .. })));
         let odd: BloomConfig = serde_json::from_str(r#"{"hidden_size": 30, "n_head": 4}"#).expect("parses");
         assert!(matches!(odd.validate(), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(serde_json::from_str::<BloomConfig>(json).expect("parses").validate());
+        assert_eq!(field(r#"{"n_head": 0}"#), "n_head");
+        assert_eq!(field(r#"{"n_layer": 0}"#), "n_layer");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }

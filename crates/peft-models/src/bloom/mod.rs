@@ -22,21 +22,20 @@
 //! ```
 
 mod attention;
-mod causal_lm;
 mod config;
-mod heads;
 mod model;
 
 pub use attention::{BloomAttention, alibi_slopes};
-pub use causal_lm::BloomForCausalLM;
 pub use config::{BloomConfig, SUPPORTED_MODEL_TYPES};
-pub use heads::{BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification};
 pub use model::{BloomBlock, BloomMlp, BloomModel};
 
-// GPT-2 and BLOOM checkpoints share their layout conventions (`transformer.` prefix, tied head).
-use crate::gpt2::{linear, load, tie};
+use crate::causal::{DecoderForCausalLm, DecoderForQuestionAnswering, DecoderForSequenceClassification, DecoderForTokenClassification};
 
-/// Python's default LoRA targets for BLOOM.
-fn default_target_modules() -> Vec<String> {
-    vec!["query_key_value".into()]
-}
+/// transformers' `BloomForCausalLM`: [`BloomModel`] at `transformer.*` and a tied `lm_head`.
+pub type BloomForCausalLM = DecoderForCausalLm<BloomModel>;
+/// transformers' `BloomForSequenceClassification`: `score` pooled at each row's last non-pad token.
+pub type BloomForSequenceClassification = DecoderForSequenceClassification<BloomModel>;
+/// transformers' `BloomForTokenClassification`: `classifier(dropout(h))` at every position.
+pub type BloomForTokenClassification = DecoderForTokenClassification<BloomModel>;
+/// transformers' `BloomForQuestionAnswering`: `qa_outputs` start and end logits per token.
+pub type BloomForQuestionAnswering = DecoderForQuestionAnswering<BloomModel>;

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use super::attention::{BloomAttention, alibi, alibi_slopes};
 use super::config::BloomConfig;
-use crate::bert::LayerNorm;
 use crate::cache::KvCache;
-use crate::gpt2::mask::{causal_bias, full_key_mask};
+use crate::causal::{DecoderStack, load_transformer};
+use crate::layers::{LayerNorm, causal_bias, embedding, full_key_mask, linear};
 
 /// transformers' `BloomMLP`: `dense_4h_to_h(gelu(dense_h_to_4h(x)))`, GELU tanh-approximated.
 #[derive(Module, Debug)]
@@ -29,8 +29,8 @@ impl BloomMlp {
     pub fn new(config: &BloomConfig, device: &Device) -> Self {
         let (h, std) = (config.hidden_size, config.initializer_range);
         BloomMlp {
-            dense_h_to_4h: crate::gpt2::linear(h, 4 * h, true, std, device),
-            dense_4h_to_h: crate::gpt2::linear(4 * h, h, true, std, device),
+            dense_h_to_4h: linear(h, 4 * h, true, std, device),
+            dense_4h_to_h: linear(4 * h, h, true, std, device),
             hidden_dropout: DropoutConfig::new(config.hidden_dropout).init(),
         }
     }
@@ -109,7 +109,7 @@ impl BloomModel {
     pub fn new(config: &BloomConfig, device: &Device) -> Self {
         let norm = || LayerNorm::new(config.hidden_size, config.layer_norm_epsilon, device);
         BloomModel {
-            word_embeddings: crate::gpt2::embedding(config.vocab_size, config.hidden_size, config.initializer_range, device),
+            word_embeddings: embedding(config.vocab_size, config.hidden_size, config.initializer_range, device),
             word_embeddings_layernorm: norm(),
             h: (0..config.n_layer).map(|_| BloomBlock::new(config, device)).collect(),
             ln_f: norm(),
@@ -126,7 +126,7 @@ impl BloomModel {
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config = BloomConfig::from_file(dir)?;
-        crate::gpt2::load(Self::new(&config, device), dir, Vec::new())
+        load_transformer(Self::new(&config, device), dir, Vec::new())
     }
 
     /// Token embeddings (with any embedding adapter), before `word_embeddings_layernorm`.
@@ -201,6 +201,41 @@ impl AdapterSites for BloomModel {
     }
 
     fn default_target_modules(&self) -> Vec<String> {
-        super::default_target_modules()
+        <Self as DecoderStack>::default_targets()
+    }
+}
+
+/// ALiBi counts positions over real tokens, so the default cached forward already places a
+/// left-padded row as it would be alone.
+impl DecoderStack for BloomModel {
+    type Config = BloomConfig;
+    const EMBEDDINGS: &'static str = "word_embeddings";
+
+    fn build(config: &BloomConfig, device: &Device) -> Self {
+        BloomModel::new(config, device)
+    }
+
+    fn embeddings(&self) -> &AdaptedEmbedding {
+        &self.word_embeddings
+    }
+
+    fn num_layers(&self) -> usize {
+        self.h.len()
+    }
+
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        BloomModel::embed(self, input_ids)
+    }
+
+    fn forward_embeds(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        BloomModel::forward_embeds(self, embeds, attention_mask, cache)
+    }
+
+    fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        BloomModel::visit_sites_prefixed(self, prefix, f);
+    }
+
+    fn default_targets() -> Vec<String> {
+        vec!["query_key_value".into()]
     }
 }

@@ -32,9 +32,11 @@ mod decoder;
 mod logits;
 mod rng;
 mod search;
+mod seq2seq_cache;
 
 pub use peft_core::generation::{EarlyStopping, GenerationConfig, Generated};
 pub use contracts::{CausalLm, EncoderOutput, SelectRows, Seq2SeqLm};
+pub use seq2seq_cache::EncoderDecoderCache;
 
 use burn::tensor::{Int, Tensor};
 use peft_core::Result;

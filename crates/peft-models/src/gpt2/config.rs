@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bert::HiddenAct;
-use crate::llama::TokenIds;
+use crate::layers::HiddenAct;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["gpt2"];
@@ -130,6 +130,7 @@ impl Gpt2Config {
     /// Checks that a model can be built: `model_type` `gpt2`, no cross-attention, and a head
     /// count that divides the width.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("n_embd", self.n_embd), ("n_layer", self.n_layer), ("n_positions", self.n_positions)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as GPT-2", self.model_type),
@@ -162,11 +163,7 @@ impl Gpt2Config {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The dropout before the token classifier.
@@ -174,6 +171,8 @@ impl Gpt2Config {
         self.classifier_dropout.unwrap_or(0.1)
     }
 }
+
+crate::causal::decoder_config!(Gpt2Config, hidden_size: n_embd, heads);
 
 #[cfg(test)]
 mod tests {
@@ -198,5 +197,15 @@ mod tests {
             assert!(matches!(parse(json), Err(Error::Unsupported { .. })), "{json}");
         }
         assert!(matches!(parse(r#"{"n_embd": 30, "n_head": 4}"#), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(parse(json).map(|_| ()));
+        assert_eq!(field(r#"{"n_head": 0}"#), "n_head");
+        assert_eq!(field(r#"{"n_layer": 0}"#), "n_layer");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
+        assert_eq!(field(r#"{"n_embd": 0}"#), "n_embd");
     }
 }

@@ -2,16 +2,15 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use burn::tensor::{Device, Int, Tensor};
 use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
 use std::path::Path;
 
 use super::attention::Gpt2Attention;
 use super::config::Gpt2Config;
-use super::mask::{causal_bias, full_key_mask};
-use crate::bert::{HiddenAct, LayerNorm};
 use crate::cache::KvCache;
+use crate::causal::{DecoderStack, load_transformer};
+use crate::layers::{HiddenAct, LayerNorm, causal_bias, embedding, full_key_mask, real_positions};
 
 /// transformers' `GPT2MLP`: `c_proj(act(c_fc(x)))`, both Conv1D.
 #[derive(Module, Debug)]
@@ -44,13 +43,7 @@ impl Gpt2Mlp {
     /// # Shapes
     /// - `x`: `[batch, len, n_embd]`, and the same out.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.c_fc.forward(x);
-        let h = match self.act {
-            HiddenAct::GeluTanh => gelu_approximate(h),
-            HiddenAct::Gelu => gelu(h),
-            HiddenAct::Relu => relu(h),
-        };
-        self.dropout.forward(self.c_proj.forward(h))
+        self.dropout.forward(self.c_proj.forward(self.act.forward(self.c_fc.forward(x))))
     }
 }
 
@@ -103,8 +96,8 @@ impl Gpt2Model {
     pub fn new(config: &Gpt2Config, device: &Device) -> Self {
         let std = config.initializer_range;
         Gpt2Model {
-            wte: super::embedding(config.vocab_size, config.n_embd, std, device),
-            wpe: super::embedding(config.n_positions, config.n_embd, std, device),
+            wte: embedding(config.vocab_size, config.n_embd, std, device),
+            wpe: embedding(config.n_positions, config.n_embd, std, device),
             drop: DropoutConfig::new(config.embd_pdrop).init(),
             h: (0..config.n_layer).map(|i| Gpt2Block::new(config, i, device)).collect(),
             ln_f: LayerNorm::new(config.n_embd, config.layer_norm_epsilon, device),
@@ -120,7 +113,7 @@ impl Gpt2Model {
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config = Gpt2Config::from_file(dir)?;
-        super::load(Self::new(&config, device), dir, Vec::new())
+        load_transformer(Self::new(&config, device), dir, Vec::new())
     }
 
     /// Token embeddings (with any embedding adapter), for prompt methods that prepend their own
@@ -211,6 +204,49 @@ impl AdapterSites for Gpt2Model {
     }
 
     fn default_target_modules(&self) -> Vec<String> {
-        super::default_target_modules()
+        <Self as DecoderStack>::default_targets()
+    }
+}
+
+impl DecoderStack for Gpt2Model {
+    type Config = Gpt2Config;
+    const EMBEDDINGS: &'static str = "wte";
+
+    fn build(config: &Gpt2Config, device: &Device) -> Self {
+        Gpt2Model::new(config, device)
+    }
+
+    fn embeddings(&self) -> &AdaptedEmbedding {
+        &self.wte
+    }
+
+    fn num_layers(&self) -> usize {
+        self.h.len()
+    }
+
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        Gpt2Model::embed(self, input_ids)
+    }
+
+    fn forward_embeds(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        Gpt2Model::forward_embeds(self, embeds, attention_mask, cache)
+    }
+
+    /// Each token's position is its index among the real (mask 1) tokens so far, as transformers'
+    /// `generate` gives GPT-2 `position_ids`: a left-padded row starts at 0 like an unpadded one.
+    fn forward_cached(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
+        let [batch, len] = input_ids.dims();
+        let seen = cache.seen();
+        let full = full_key_mask(Some(cache), attention_mask.clone(), batch, len, &input_ids.device());
+        let positions = full.map(|m| real_positions(m).narrow(1, seen, len));
+        self.forward_embeds_at(Gpt2Model::embed(self, input_ids), attention_mask, Some(cache), positions)
+    }
+
+    fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        Gpt2Model::visit_sites_prefixed(self, prefix, f);
+    }
+
+    fn default_targets() -> Vec<String> {
+        vec!["c_attn".into()]
     }
 }

@@ -7,7 +7,7 @@ use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs};
 
 use crate::cache::KvCache;
 use super::config::LlamaConfig;
-use crate::layers::RotaryEmbedding;
+use crate::layers::{RotaryEmbedding, linear};
 
 /// transformers' `LlamaAttention`: `softmax(q kᵀ / sqrt(head_dim) + mask) v`, with RoPE on `q`
 /// and `k` and `num_attention_heads / num_key_value_heads` query heads sharing each key/value head.
@@ -35,12 +35,12 @@ impl LlamaAttention {
     /// A new layer for `config` (biases as [`LlamaConfig::qkv_bias`] / [`LlamaConfig::o_bias`]).
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
         let (heads, kv, d) = (config.num_attention_heads, config.num_key_value_heads(), config.head_dim());
-        let linear = |i, o, bias| super::linear(i, o, bias, config, device);
+        let proj = |i, o, bias| linear(i, o, bias, config.initializer_range, device);
         LlamaAttention {
-            q_proj: linear(config.hidden_size, heads * d, config.qkv_bias()),
-            k_proj: linear(config.hidden_size, kv * d, config.qkv_bias()),
-            v_proj: linear(config.hidden_size, kv * d, config.qkv_bias()),
-            o_proj: linear(heads * d, config.hidden_size, config.o_bias()),
+            q_proj: proj(config.hidden_size, heads * d, config.qkv_bias()),
+            k_proj: proj(config.hidden_size, kv * d, config.qkv_bias()),
+            v_proj: proj(config.hidden_size, kv * d, config.qkv_bias()),
+            o_proj: proj(heads * d, config.hidden_size, config.o_bias()),
             hook: AttentionHook::default(),
             num_heads: heads,
             num_key_value_heads: kv,

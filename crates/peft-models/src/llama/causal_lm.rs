@@ -6,11 +6,11 @@ use peft_core::{AdaptedLinear, AdapterSites, Result, SiteMut};
 use peft_io::weights::{LoadOptions, load_from_dir};
 use std::path::Path;
 
-use crate::cache::KvCache;
 use super::config::LlamaConfig;
 use super::model::LlamaModel;
+use crate::cache::KvCache;
+use crate::causal::{DecoderLm, DecoderStack, new_lm_head, tie, tied_optional, tied_weights};
 use crate::generation::{CausalLm, greedy};
-use crate::layers::causal_lm_loss;
 
 /// transformers' `LlamaForCausalLM` (also `MistralForCausalLM`, `Qwen2ForCausalLM`).
 ///
@@ -31,12 +31,9 @@ pub struct LlamaForCausalLM {
 impl LlamaForCausalLM {
     /// A new model for a validated `config`, weights drawn from `N(0, initializer_range)`.
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
-        let model = LlamaForCausalLM {
-            model: LlamaModel::new(config, device),
-            lm_head: super::linear(config.hidden_size, config.vocab_size, false, config, device),
-            config: config.clone(),
-        };
-        if config.tie_word_embeddings { model.tie_lm_head() } else { model }
+        let model = LlamaModel::new(config, device);
+        let lm_head = new_lm_head(config, &model, device);
+        LlamaForCausalLM { model, lm_head, config: config.clone() }
     }
 
     /// Loads a transformers folder: `config.json` and `model.safetensors` (or its sharded index).
@@ -56,22 +53,12 @@ impl LlamaForCausalLM {
     pub fn from_pretrained_with_config(dir: impl AsRef<Path>, mut config: LlamaConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         config.name_or_path.get_or_insert_with(|| dir.as_ref().display().to_string());
-        let optional = if config.tie_word_embeddings { vec!["lm_head.weight".to_string()] } else { Vec::new() };
-        let options = LoadOptions { prefixes: Vec::new(), optional };
-        let model = load_from_dir(Self::new(&config, device), dir.as_ref(), &options)?;
-        Ok(if config.tie_word_embeddings { model.tie_lm_head() } else { model })
-    }
-
-    /// Sets `lm_head`'s weight to a copy of the embedding table, keeping its id and `require_grad`.
-    fn tie_lm_head(self) -> Self {
-        let LlamaForCausalLM { model, mut lm_head, config } = self;
-        let weight = lm_head.base_layer.weight;
-        let device = weight.lazy_device();
-        // Embedding `[vocab, hidden]` is Burn linear `[hidden, vocab]`; copied, not shared.
-        let table = model.embed_tokens.base_layer.weight.val().detach().transpose().into_data();
-        let id = weight.id;
-        lm_head.base_layer.weight = weight.transform_for_load(Tensor::from_data(table, &device), id);
-        LlamaForCausalLM { model, lm_head, config }
+        let options = LoadOptions { prefixes: Vec::new(), optional: tied_optional(&config) };
+        let mut model = load_from_dir(Self::new(&config, device), dir.as_ref(), &options)?;
+        if config.tie_word_embeddings {
+            tie(&mut model.lm_head, &model.model.embed_tokens);
+        }
+        Ok(model)
     }
 
     /// The config the model was built from.
@@ -81,7 +68,7 @@ impl LlamaForCausalLM {
 
     /// An empty key/value cache for this model.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.model.layers.len())
+        CausalLm::new_cache(self)
     }
 
     /// Next-token logits.
@@ -95,7 +82,7 @@ impl LlamaForCausalLM {
     /// - `attention_mask`: `[batch, len]`
     /// - output: `[batch, len, vocab_size]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> Tensor<3> {
-        self.forward_embeds(self.model.embed(input_ids), attention_mask, None)
+        self.logits_from_embeds(self.model.embed(input_ids), attention_mask, None)
     }
 
     /// Logits and transformers' causal LM loss: position `t` predicts `labels[t + 1]`, mean
@@ -110,9 +97,7 @@ impl LlamaForCausalLM {
         attention_mask: Option<Tensor<2, Int>>,
         labels: Tensor<2, Int>,
     ) -> (Tensor<3>, Tensor<1>) {
-        let logits = self.forward(input_ids, attention_mask);
-        let loss = causal_lm_loss(logits.clone(), labels);
-        (logits, loss)
+        self.logits_and_loss(input_ids, attention_mask, labels)
     }
 
     /// Logits from input embeddings (prompt tuning prepends its virtual tokens' vectors to
@@ -125,7 +110,7 @@ impl LlamaForCausalLM {
     /// - `attention_mask`: `[batch, len]`, the new tokens only (the cache keeps its own)
     /// - output: `[batch, len, vocab_size]`
     pub fn forward_embeds(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        self.lm_head.forward(self.model.forward_embeds(embeds, attention_mask, cache))
+        self.logits_from_embeds(embeds, attention_mask, cache)
     }
 
     /// Logits for `input_ids` following the tokens already in `cache`, which they are appended to.
@@ -137,7 +122,7 @@ impl LlamaForCausalLM {
     /// - `attention_mask`: `[batch, len]`, the new tokens only
     /// - output: `[batch, len, vocab_size]`
     pub fn forward_cached(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
-        self.forward_embeds(self.model.embed(input_ids), attention_mask, Some(cache))
+        CausalLm::forward_cached(self, input_ids, attention_mask, cache)
     }
 
     /// Greedy decoding with the key/value cache: up to `max_new_tokens` tokens per row, a row
@@ -168,15 +153,15 @@ impl LlamaForCausalLM {
     }
 }
 
-impl CausalLm for LlamaForCausalLM {
-    type Cache = KvCache;
+impl DecoderLm for LlamaForCausalLM {
+    type Stack = LlamaModel;
 
-    fn new_cache(&self) -> KvCache {
-        LlamaForCausalLM::new_cache(self)
+    fn stack(&self) -> &LlamaModel {
+        &self.model
     }
 
-    fn forward_cached(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
-        LlamaForCausalLM::forward_cached(self, input_ids, attention_mask, cache)
+    fn lm_head(&self) -> &AdaptedLinear {
+        &self.lm_head
     }
 }
 
@@ -187,7 +172,7 @@ impl AdapterSites for LlamaForCausalLM {
     }
 
     fn default_target_modules(&self) -> Vec<String> {
-        vec!["q_proj", "v_proj"].into_iter().map(String::from).collect()
+        <LlamaModel as DecoderStack>::default_targets()
     }
 
     fn output_head_paths(&self) -> Vec<String> {
@@ -201,10 +186,6 @@ impl AdapterSites for LlamaForCausalLM {
     /// `[("lm_head.weight", "model.embed_tokens.weight")]` with tied embeddings, else none: the
     /// head holds a copy of the table, which parameter counts count once.
     fn tied_weights(&self) -> Vec<(String, String)> {
-        if self.config.tie_word_embeddings {
-            vec![("lm_head.weight".into(), "model.embed_tokens.weight".into())]
-        } else {
-            Vec::new()
-        }
+        tied_weights::<LlamaModel>(&self.config, "model.")
     }
 }

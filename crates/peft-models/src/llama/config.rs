@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
+use crate::config_file::TokenIds;
 use crate::layers::RopeScaling;
 
 /// The `model_type`s this module builds; they differ only in their config.
@@ -72,16 +73,6 @@ pub struct LlamaConfig {
     pub pad_token_id: Option<u32>,
 }
 
-/// One token id or several (`"eos_token_id": [128001, 128009]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TokenIds {
-    /// A single id.
-    One(u32),
-    /// Several ids.
-    Many(Vec<u32>),
-}
-
 impl Default for LlamaConfig {
     fn default() -> Self {
         LlamaConfig {
@@ -130,6 +121,7 @@ impl LlamaConfig {
     /// Checks that a model can be built: a supported `model_type`, `hidden_act` and RoPE type,
     /// and head counts that divide.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("intermediate_size", self.intermediate_size), ("num_hidden_layers", self.num_hidden_layers)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` in the Llama family", self.model_type),
@@ -181,11 +173,7 @@ impl LlamaConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// The sliding-window width of layer `layer`, or `None` for full attention.
@@ -234,6 +222,8 @@ impl LlamaConfig {
     }
 }
 
+crate::causal::decoder_config!(LlamaConfig, hidden_size: hidden_size);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +256,17 @@ mod tests {
         assert_eq!(mistral.sliding_window_for_layer(3), Some(4096));
         assert!(matches!(parse(r#"{"model_type": "gpt2"}"#).validate(), Err(Error::Unsupported { .. })));
         assert!(matches!(parse(r#"{"num_key_value_heads": 5}"#).validate(), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(parse(json).validate());
+        assert_eq!(field(r#"{"num_attention_heads": 0}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"hidden_size": 30, "num_attention_heads": 4}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"num_key_value_heads": 0}"#), "num_key_value_heads");
+        assert_eq!(field(r#"{"num_attention_heads": 32, "num_key_value_heads": 5}"#), "num_key_value_heads");
+        assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }

@@ -9,7 +9,8 @@ use peft_io::weights::{LoadOptions, load_into};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
 
-use super::config::{LlamaConfig, TokenIds};
+use super::config::LlamaConfig;
+use crate::config_file::TokenIds;
 use super::causal_lm::LlamaForCausalLM;
 
 /// GGUF name of a per-layer tensor (`blk.N.<name>`) and its transformers module under

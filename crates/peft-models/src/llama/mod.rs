@@ -32,22 +32,7 @@ mod model;
 pub use attention::LlamaAttention;
 pub use crate::cache::{KvCache, LayerKv};
 pub use causal_lm::LlamaForCausalLM;
-pub use config::{LlamaConfig, SUPPORTED_MODEL_TYPES, TokenIds};
+pub use crate::config_file::TokenIds;
+pub use config::{LlamaConfig, SUPPORTED_MODEL_TYPES};
 pub use gguf::gguf_tensor_key;
 pub use model::{LlamaDecoderLayer, LlamaMlp, LlamaModel};
-
-use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};
-use burn::tensor::Device;
-use peft_core::{AdaptedEmbedding, AdaptedLinear};
-
-/// A linear layer with weights drawn from `N(0, initializer_range)` as transformers does.
-fn linear(d_input: usize, d_output: usize, bias: bool, config: &LlamaConfig, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_bias(bias).with_initializer(init).init(device))
-}
-
-/// An embedding table drawn from `N(0, initializer_range)`.
-fn embedding(rows: usize, d_model: usize, config: &LlamaConfig, device: &Device) -> AdaptedEmbedding {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedEmbedding::from_embedding(EmbeddingConfig::new(rows, d_model).with_initializer(init).init(device))
-}

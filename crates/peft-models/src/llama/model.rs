@@ -8,7 +8,8 @@ use peft_core::{AdaptedEmbedding, AdaptedLinear, SiteMut};
 use super::attention::{LlamaAttention, attention_bias};
 use crate::cache::KvCache;
 use super::config::LlamaConfig;
-use crate::layers::{RmsNorm, RotaryEmbedding};
+use crate::causal::DecoderStack;
+use crate::layers::{RmsNorm, RotaryEmbedding, embedding, full_key_mask, linear};
 
 /// transformers' `LlamaMLP`: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
 #[derive(Module, Debug)]
@@ -26,9 +27,9 @@ impl LlamaMlp {
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
         let (h, i, bias) = (config.hidden_size, config.intermediate_size, config.mlp_bias());
         LlamaMlp {
-            gate_proj: super::linear(h, i, bias, config, device),
-            up_proj: super::linear(h, i, bias, config, device),
-            down_proj: super::linear(i, h, bias, config, device),
+            gate_proj: linear(h, i, bias, config.initializer_range, device),
+            up_proj: linear(h, i, bias, config.initializer_range, device),
+            down_proj: linear(i, h, bias, config.initializer_range, device),
         }
     }
 
@@ -100,7 +101,7 @@ impl LlamaModel {
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
         let (theta, scaling) = config.rope().unwrap_or((10000.0, crate::layers::RopeScaling::Default));
         LlamaModel {
-            embed_tokens: super::embedding(config.vocab_size, config.hidden_size, config, device),
+            embed_tokens: embedding(config.vocab_size, config.hidden_size, config.initializer_range, device),
             layers: (0..config.num_hidden_layers).map(|i| LlamaDecoderLayer::new(config, i, device)).collect(),
             norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, device),
             rope: RotaryEmbedding::new(config.head_dim(), theta, &scaling),
@@ -135,7 +136,7 @@ impl LlamaModel {
         let [batch, len, _] = embeds.dims();
         let device = embeds.device();
         let seen = cache.as_ref().map_or(0, |c| c.seen());
-        let key_mask = full_key_mask(cache.as_deref(), attention_mask, batch, seen, len, &device);
+        let key_mask = full_key_mask(cache.as_deref(), attention_mask, batch, len, &device);
         let padded_positions = match (&cache, &key_mask) {
             (Some(_), Some(mask)) => left_padded_positions(mask, seen, len),
             _ => None,
@@ -191,23 +192,36 @@ impl peft_core::AdapterSites for LlamaModel {
     }
 }
 
-/// The mask of every key a forward attends to: the cache's then the new tokens'. `None` when
-/// all are real, so unpadded inputs skip the padding arithmetic.
-fn full_key_mask(
-    cache: Option<&KvCache>,
-    attention_mask: Option<Tensor<2, Int>>,
-    batch: usize,
-    seen: usize,
-    len: usize,
-    device: &Device,
-) -> Option<Tensor<2, Int>> {
-    let past = cache.and_then(|c| c.mask().cloned());
-    match (past, attention_mask) {
-        (None, None) => None,
-        (Some(past), None) => Some(Tensor::cat(vec![past, Tensor::ones([batch, len], device)], 1)),
-        (None, Some(mask)) if seen == 0 => Some(mask),
-        (None, Some(mask)) => Some(Tensor::cat(vec![Tensor::ones([batch, seen], device), mask], 1)),
-        (Some(past), Some(mask)) => Some(Tensor::cat(vec![past, mask], 1)),
+impl DecoderStack for LlamaModel {
+    type Config = LlamaConfig;
+    const EMBEDDINGS: &'static str = "embed_tokens";
+
+    fn build(config: &LlamaConfig, device: &Device) -> Self {
+        LlamaModel::new(config, device)
+    }
+
+    fn embeddings(&self) -> &AdaptedEmbedding {
+        &self.embed_tokens
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        LlamaModel::embed(self, input_ids)
+    }
+
+    fn forward_embeds(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        LlamaModel::forward_embeds(self, embeds, attention_mask, cache)
+    }
+
+    fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
+        LlamaModel::visit_sites_prefixed(self, prefix, f);
+    }
+
+    fn default_targets() -> Vec<String> {
+        vec!["q_proj".into(), "v_proj".into()]
     }
 }
 

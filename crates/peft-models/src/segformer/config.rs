@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bert::HiddenAct;
+use crate::layers::HiddenAct;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["segformer"];
@@ -113,6 +113,7 @@ impl SegformerConfig {
 
     /// Checks that the sizes can build a model.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("num_channels", self.num_channels), ("decoder_hidden_size", self.decoder_hidden_size)])?;
         if !self.reshape_last_stage {
             return Err(Error::Unsupported { what: "reshape_last_stage = false".into(), supported: "true".into() });
         }
@@ -149,5 +150,19 @@ impl SegformerConfig {
     /// Width of stage `s`'s Mix-FFN: `int(hidden_size * mlp_ratio)`.
     pub fn mlp_width(&self, s: usize) -> usize {
         (self.hidden_sizes[s] as f64 * self.mlp_ratios[s]) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(SegformerConfig::from_json(json, Path::new("config.json")).map(|_| ()));
+        assert_eq!(field(r#"{"num_attention_heads": [1, 0, 5, 8]}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"num_encoder_blocks": 0, "depths": [], "sr_ratios": [], "hidden_sizes": [], "patch_sizes": [], "strides": [], "num_attention_heads": [], "mlp_ratios": []}"#), "num_encoder_blocks");
+        assert_eq!(field(r#"{"decoder_hidden_size": 0}"#), "decoder_hidden_size");
     }
 }

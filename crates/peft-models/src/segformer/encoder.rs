@@ -8,8 +8,7 @@ use burn::tensor::{Device, Tensor};
 use peft_core::{AdaptedConv2d, AdaptedLinear};
 
 use super::config::SegformerConfig;
-use crate::bert::{HiddenAct, LayerNorm};
-use crate::vit::activate;
+use crate::layers::{HiddenAct, LayerNorm};
 
 /// `[batch, h * w, c]` to `[batch, c, h, w]`.
 pub(crate) fn to_image(x: Tensor<3>, height: usize, width: usize) -> Tensor<4> {
@@ -119,7 +118,7 @@ impl SegformerMixMlp {
     pub fn forward(&self, x: Tensor<3>, height: usize, width: usize) -> Tensor<3> {
         let h = self.fc1.forward(x);
         let h = to_sequence(self.dwconv.dwconv.forward(to_image(h, height, width)));
-        let h = self.dropout.forward(activate(self.act, h));
+        let h = self.dropout.forward(self.act.forward(h));
         self.dropout.forward(self.fc2.forward(h))
     }
 }

@@ -8,7 +8,7 @@ use peft_io::tensors::TensorMap;
 use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
 use std::path::Path;
 
-use crate::vit::load::{name_file, rename_keys};
+use crate::checkpoint::{name_file, rename_keys};
 
 /// transformers 5's `SegformerModel` / `SegformerForSemanticSegmentation` renames after the
 /// stage restructuring (see [`stage_key`]), in its order.

@@ -35,16 +35,15 @@ pub use head::{SegformerDecodeHead, SegformerForSemanticSegmentation, SegformerM
 pub use model::{SegformerForImageClassification, SegformerModel, SegformerOverlapPatchEmbeddings, SegformerStage};
 
 use burn::nn::conv::Conv2dConfig;
-use burn::nn::{Initializer, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::Device;
 use peft_core::{AdaptedConv2d, AdaptedLinear};
 
-use crate::bert::LayerNorm;
+use crate::layers::LayerNorm;
 
 /// A linear layer with bias, weights drawn from `N(0, initializer_range)`.
 fn linear(d_input: usize, d_output: usize, config: &SegformerConfig, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_initializer(init).init(device))
+    crate::layers::linear(d_input, d_output, true, config.initializer_range, device)
 }
 
 /// A square-strided convolution with symmetric padding and `groups`.

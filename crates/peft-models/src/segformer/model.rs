@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::config::SegformerConfig;
 use super::encoder::{SegformerLayer, to_sequence};
-use crate::bert::{LayerNorm, cross_entropy};
+use crate::layers::{LayerNorm, cross_entropy};
 
 /// An overlapping patch embedding (`patch_embeddings`): a strided convolution padded by
 /// `kernel / 2`, then LayerNorm over channels.

@@ -9,7 +9,7 @@ use super::config::T5Config;
 use super::load::{Checkpoint, LM_HEAD, SHARED, tie};
 use super::stack::{T5Cache, T5Stack};
 use crate::generation::{EncoderOutput, Seq2SeqLm};
-use super::loss::{seq2seq_lm_loss, shift_right};
+use crate::layers::{seq2seq_lm_loss, shift_right};
 
 /// transformers' `T5ForConditionalGeneration` / `MT5ForConditionalGeneration`.
 ///

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds (`MT5Config` has the same fields as `T5Config`).
 pub const SUPPORTED_MODEL_TYPES: [&str; 2] = ["t5", "mt5"];
@@ -122,6 +122,7 @@ impl T5Config {
     /// Checks that a model can be built: a supported `model_type` and `feed_forward_proj`,
     /// non-zero widths and a dropout probability in `[0, 1)`.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("num_layers", self.num_layers), ("num_decoder_layers", self.num_decoder_layers()), ("d_ff", self.d_ff)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as T5", self.model_type),
@@ -193,11 +194,7 @@ impl T5Config {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 
     /// Output width of the classification heads: the number of `id2label` entries, else 2.
@@ -230,5 +227,15 @@ mod tests {
         assert!(matches!(parse(r#"{"dropout_rate": 1.0}"#).validate(), Err(Error::InvalidConfig { .. })));
         assert!(matches!(parse(r#"{"model_type": "bart"}"#).validate(), Err(Error::Unsupported { .. })));
         assert_eq!(parse(r#"{"pad_token_id": 3}"#).decoder_start(), 3);
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(parse(json).validate());
+        assert_eq!(field(r#"{"num_heads": 0}"#), "num_heads");
+        assert_eq!(field(r#"{"num_layers": 0}"#), "num_layers");
+        assert_eq!(field(r#"{"num_decoder_layers": 0}"#), "num_decoder_layers");
+        assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
     }
 }

@@ -9,7 +9,7 @@ use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Error, Result, Si
 use std::path::Path;
 
 use super::config::T5Config;
-use super::loss::shift_right;
+use crate::layers::shift_right;
 use super::encoder_model::T5EncoderModel;
 use super::load::Checkpoint;
 use super::stack::T5Stack;

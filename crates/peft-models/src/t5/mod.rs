@@ -31,7 +31,6 @@ mod config;
 mod encoder_model;
 mod heads;
 mod load;
-mod loss;
 mod position;
 mod qa;
 mod stack;
@@ -39,7 +38,7 @@ mod stack;
 pub use attention::T5Attention;
 pub use block::{T5Block, T5DenseReluDense, T5SubLayer};
 pub use conditional::T5ForConditionalGeneration;
-pub use loss::{seq2seq_lm_loss, shift_right};
+pub use crate::layers::{seq2seq_lm_loss, shift_right};
 pub use config::{FfActivation, SUPPORTED_MODEL_TYPES, T5Config};
 pub use encoder_model::T5EncoderModel;
 pub use heads::{T5ClassificationHead, T5ForSequenceClassification, T5ForTokenClassification};
@@ -47,24 +46,12 @@ pub use qa::T5ForQuestionAnswering;
 pub use position::relative_position_bucket;
 pub use stack::{T5Cache, T5Stack};
 
-use burn::nn::{EmbeddingConfig, Initializer, LinearConfig};
-use burn::tensor::Device;
-use peft_core::{AdaptedEmbedding, AdaptedLinear};
+use crate::layers::{embedding, linear};
 
 /// The module paths Python's LoRA targets by default for `t5` and `mt5`.
 const DEFAULT_TARGETS: [&str; 2] = ["q", "v"];
 
-/// A linear layer with weights drawn from `N(0, std)`, as transformers' `_init_weights` does.
-fn linear(d_input: usize, d_output: usize, bias: bool, std: f64, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_bias(bias).with_initializer(init).init(device))
-}
 
-/// An embedding table drawn from `N(0, std)`.
-fn embedding(rows: usize, d_model: usize, std: f64, device: &Device) -> AdaptedEmbedding {
-    let init = Initializer::Normal { mean: 0.0, std };
-    AdaptedEmbedding::from_embedding(EmbeddingConfig::new(rows, d_model).with_initializer(init).init(device))
-}
 
 /// `DEFAULT_TARGETS` as the `AdapterSites` hook returns them.
 fn default_targets() -> Vec<String> {

@@ -1,4 +1,4 @@
-//! `T5Stack`: the encoder and the decoder, and the decoder's cache.
+//! `T5Stack`: the encoder and the decoder.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
@@ -8,55 +8,14 @@ use peft_core::SiteMut;
 use super::block::{BlockInputs, T5Block};
 use super::config::T5Config;
 use super::position::{causal_bias, padding_bias};
-use crate::cache::{KvCache, LayerKv};
-use crate::generation::{EncoderOutput, SelectRows};
-use crate::layers::RmsNorm;
+use crate::cache::LayerKv;
+use crate::generation::{EncoderDecoderCache, EncoderOutput};
+use crate::layers::{RmsNorm, full_key_mask};
 
 /// The decoder's cache: self-attention keys and values of the tokens seen so far, and each
 /// block's cross-attention keys and values of the encoder output, computed on the first step.
-///
-/// A prefix for prefix tuning goes in the self-attention part ([`T5Cache::with_prefix`]); the
-/// decoder tokens then sit after it, and their relative positions count from it.
-#[derive(Clone, Debug)]
-pub struct T5Cache {
-    /// Self-attention keys and values per decoder block.
-    pub self_attention: KvCache,
-    cross: Vec<Option<LayerKv>>,
-}
-
-impl T5Cache {
-    /// An empty cache for `num_layers` decoder blocks.
-    pub fn new(num_layers: usize) -> Self {
-        T5Cache { self_attention: KvCache::new(num_layers), cross: vec![None; num_layers] }
-    }
-
-    /// A cache whose self-attention already holds `prefix` (see [`KvCache::from_prefix`]).
-    pub fn with_prefix(prefix: KvCache) -> Self {
-        let layers = prefix.num_layers();
-        T5Cache { self_attention: prefix, cross: vec![None; layers] }
-    }
-
-    /// How many decoder positions the cache holds.
-    pub fn seen(&self) -> usize {
-        self.self_attention.seen()
-    }
-
-    /// Block `i`'s cross-attention keys and values, once computed.
-    pub fn cross_attention(&self, i: usize) -> Option<&LayerKv> {
-        self.cross.get(i).and_then(Option::as_ref)
-    }
-}
-
-impl SelectRows for T5Cache {
-    fn select_rows(self, rows: Tensor<1, Int>) -> Self {
-        let cross = self
-            .cross
-            .into_iter()
-            .map(|l| l.map(|l| LayerKv { key: l.key.select(0, rows.clone()), value: l.value.select(0, rows.clone()) }))
-            .collect();
-        T5Cache { self_attention: self.self_attention.select_rows(rows), cross }
-    }
-}
+/// With a prefix (prefix tuning) the decoder's relative positions count from the prefix's start.
+pub type T5Cache = EncoderDecoderCache;
 
 /// transformers' `T5Stack` without its embedding (the model's `shared` table serves both stacks):
 /// blocks, then the final norm.
@@ -126,45 +85,30 @@ impl T5Stack {
         let [batch, len, _] = embeds.dims();
         let device = embeds.device();
         let seen = cache.as_ref().map_or(0, |c| c.seen());
-        let past = cache.as_ref().and_then(|c| c.self_attention.mask().cloned());
-        let key_mask = match (past, attention_mask) {
-            (None, None) => None,
-            (past, new) => Some(Tensor::cat(
-                vec![
-                    past.unwrap_or_else(|| Tensor::ones([batch, seen], &device)),
-                    new.unwrap_or_else(|| Tensor::ones([batch, len], &device)),
-                ],
-                1,
-            )),
-        };
+        let key_mask = full_key_mask(cache.as_ref().map(|c| &c.self_attn), attention_mask, batch, len, &device);
         let self_bias = self.position_bias(len, seen + len, seen, &device) + causal_bias(key_mask.as_ref(), seen, len, &device);
         let cross_mask = encoder.mask.as_ref().map(padding_bias);
         let mut x = self.dropout.forward(embeds);
         for (i, block) in self.block.iter().enumerate() {
-            let cross = block.cross_attention().map(|attn| match cache.as_deref_mut() {
-                Some(cache) => {
-                    let kv = cache.cross.get(i).cloned().flatten().unwrap_or_else(|| {
-                        let (key, value) = attn.keys_values(encoder.hidden.clone());
-                        LayerKv { key, value }
-                    });
-                    if let Some(slot) = cache.cross.get_mut(i) {
-                        *slot = Some(kv.clone());
-                    }
-                    (kv.key, kv.value, cross_mask.as_ref())
-                }
-                None => {
+            let cross = block.cross_attention().map(|attn| {
+                let make = || {
                     let (key, value) = attn.keys_values(encoder.hidden.clone());
-                    (key, value, cross_mask.as_ref())
-                }
+                    LayerKv { key, value }
+                };
+                let kv = match cache.as_deref_mut() {
+                    Some(cache) => cache.cross_or_insert(i, make),
+                    None => make(),
+                };
+                (kv.key, kv.value, cross_mask.as_ref())
             });
             let inputs = BlockInputs { self_bias: &self_bias, cross };
             x = match cache.as_deref_mut() {
-                Some(cache) => block.forward(x, inputs, |k, v| cache.self_attention.append(i, k, v)),
+                Some(cache) => block.forward(x, inputs, |k, v| cache.self_attn.append(i, k, v)),
                 None => block.forward(x, inputs, |k, v| (k, v)),
             };
         }
         if let Some(cache) = cache {
-            cache.self_attention.advance(len, key_mask);
+            cache.self_attn.advance(len, key_mask);
         }
         self.dropout.forward(self.final_layer_norm.forward(x))
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bert::HiddenAct;
+use crate::layers::HiddenAct;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["vit"];
@@ -125,6 +125,7 @@ impl ViTConfig {
 
     /// Checks that the sizes can build a model.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("hidden_size", self.hidden_size), ("num_hidden_layers", self.num_hidden_layers), ("intermediate_size", self.intermediate_size), ("num_channels", self.num_channels)])?;
         if self.pooler_act != "tanh" {
             return Err(Error::Unsupported { what: format!("pooler_act `{}`", self.pooler_act), supported: "tanh".into() });
         }
@@ -152,5 +153,19 @@ impl ViTConfig {
     /// Width of the pooler output.
     pub fn pooler_size(&self) -> usize {
         self.pooler_output_size.unwrap_or(self.hidden_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let field = |json: &str| invalid_field(ViTConfig::from_json(json, Path::new("config.json")).map(|_| ()));
+        assert_eq!(field(r#"{"num_attention_heads": 0}"#), "num_attention_heads");
+        assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
+        assert_eq!(field(r#"{"patch_size": 0}"#), "patch_size");
     }
 }

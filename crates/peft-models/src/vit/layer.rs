@@ -2,12 +2,12 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use peft_core::AdaptedLinear;
 
 use super::config::ViTConfig;
-use crate::bert::{HiddenAct, LayerNorm};
+use crate::layers::{HiddenAct, LayerNorm};
 
 /// Multi-head self-attention with its output projection (`attention`).
 #[derive(Module, Debug)]
@@ -85,16 +85,7 @@ impl ViTMlp {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`, and the same out.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(activate(self.act, self.fc1.forward(x)))
-    }
-}
-
-/// Applies a feed-forward activation; GELU is exact (`erf`) unless the config names the tanh form.
-pub(crate) fn activate<const D: usize>(act: HiddenAct, h: Tensor<D>) -> Tensor<D> {
-    match act {
-        HiddenAct::Gelu => gelu(h),
-        HiddenAct::GeluTanh => gelu_approximate(h),
-        HiddenAct::Relu => relu(h),
+        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
     }
 }
 

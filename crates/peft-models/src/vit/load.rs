@@ -1,13 +1,14 @@
 //! Weights from a transformers folder: legacy checkpoint keys renamed to transformers 5's module paths.
 
 use burn::tensor::Device;
-use peft_core::{AdapterSites, Error, Result};
+use peft_core::{AdapterSites, Result};
 use peft_io::tensors::TensorMap;
-use peft_io::weights::{LoadOptions, MODEL_FILE, MODEL_INDEX_FILE, load_into, read_model_tensors};
+use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
 use std::path::Path;
 
 use super::config::ViTConfig;
 use super::model::ViTModel;
+use crate::checkpoint::{name_file, rename_keys};
 
 /// transformers 5's `ViTModel` conversion, in its order: checkpoints on the Hub (and those
 /// transformers 5 writes) keep the legacy keys, while modules (and adapter keys) use the new names.
@@ -20,11 +21,6 @@ const RENAMES: &[(&str, &str)] = &[
     ("intermediate.dense", "mlp.fc1"),
     ("output.dense", "mlp.fc2"),
 ];
-
-/// Applies substring renames in order to every key (keys already in the new form are unchanged).
-pub(crate) fn rename_keys(tensors: TensorMap, rename: impl Fn(&str) -> String) -> TensorMap {
-    tensors.into_iter().map(|(k, v)| (rename(&k), v)).collect()
-}
 
 fn vit_key(key: &str) -> String {
     RENAMES.iter().fold(key.to_string(), |k, (from, to)| k.replace(from, to))
@@ -56,17 +52,6 @@ pub(crate) fn load_head<M: AdapterSites>(model: M, dir: &Path, new_head: bool) -
         Vec::new()
     };
     load_into(model, &read(dir)?, &options(optional)).map_err(|e| name_file(e, dir))
-}
-
-/// Names the file read in a missing-tensor error (`load_into` only sees a map of tensors).
-pub(crate) fn name_file(error: Error, dir: &Path) -> Error {
-    match error {
-        Error::MissingTensor { key, fix, .. } => {
-            let file = if dir.join(MODEL_FILE).is_file() { dir.join(MODEL_FILE) } else { dir.join(MODEL_INDEX_FILE) };
-            Error::MissingTensor { key, file, fix }
-        }
-        other => other,
-    }
 }
 
 #[cfg(test)]

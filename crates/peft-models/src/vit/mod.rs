@@ -24,7 +24,7 @@
 mod config;
 mod embeddings;
 mod layer;
-pub(crate) mod load;
+mod load;
 mod model;
 
 pub use config::{SUPPORTED_MODEL_TYPES, Size2d, ViTConfig};
@@ -32,17 +32,15 @@ pub use embeddings::{ViTEmbeddings, ViTPatchEmbeddings};
 pub use layer::{ViTAttention, ViTLayer, ViTMlp};
 pub use model::{ViTForImageClassification, ViTModel, ViTPooler};
 
-pub(crate) use layer::activate;
 
 use burn::nn::conv::Conv2dConfig;
-use burn::nn::{Initializer, LinearConfig};
+use burn::nn::Initializer;
 use burn::tensor::Device;
 use peft_core::{AdaptedConv2d, AdaptedLinear};
 
 /// A linear layer, weights drawn from `N(0, initializer_range)` as transformers does.
 fn linear(d_input: usize, d_output: usize, bias: bool, config: &ViTConfig, device: &Device) -> AdaptedLinear {
-    let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_bias(bias).with_initializer(init).init(device))
+    crate::layers::linear(d_input, d_output, bias, config.initializer_range, device)
 }
 
 /// An unpadded convolution with bias, weights drawn from `N(0, initializer_range)`.

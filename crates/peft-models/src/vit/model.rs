@@ -9,7 +9,7 @@ use std::path::Path;
 use super::config::ViTConfig;
 use super::embeddings::ViTEmbeddings;
 use super::layer::ViTLayer;
-use crate::bert::{LayerNorm, cross_entropy};
+use crate::layers::{LayerNorm, cross_entropy};
 
 /// The pooler (`pooler`): `tanh(dense(h[:, 0]))`, the CLS vector through a dense layer.
 #[derive(Module, Debug)]

@@ -7,9 +7,10 @@ use peft_core::{AdaptedLinear, AdapterSites, Error, Result, SiteMut};
 use peft_io::weights::{LoadOptions, load_from_dir};
 use std::path::Path;
 
-use super::cache::WhisperCache;
+use super::WhisperCache;
 use super::config::WhisperConfig;
-use super::loss::{seq2seq_lm_loss, shift_tokens_right};
+use super::loss::shift_tokens_right;
+use crate::layers::seq2seq_lm_loss;
 use super::model::WhisperModel;
 use crate::generation::{EncoderOutput, Seq2SeqLm};
 

@@ -4,7 +4,7 @@ use peft_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::llama::TokenIds;
+use crate::config_file::TokenIds;
 
 /// The `model_type`s this module builds.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["whisper"];
@@ -106,6 +106,7 @@ impl WhisperConfig {
     /// divide `d_model`, an even `d_model` of at least 4 (the sinusoidal encoder positions split
     /// it into sines and cosines) and non-empty inputs.
     pub fn validate(&self) -> Result<()> {
+        crate::config_file::require_positive(&[("encoder_layers", self.encoder_layers), ("decoder_layers", self.decoder_layers), ("encoder_ffn_dim", self.encoder_ffn_dim), ("decoder_ffn_dim", self.decoder_ffn_dim)])?;
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(Error::Unsupported {
                 what: format!("model_type `{}` as Whisper", self.model_type),
@@ -147,11 +148,7 @@ impl WhisperConfig {
 
     /// The end-of-sequence ids, possibly none.
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        match &self.eos_token_id {
-            None => Vec::new(),
-            Some(TokenIds::One(id)) => vec![*id],
-            Some(TokenIds::Many(ids)) => ids.clone(),
-        }
+        TokenIds::all(self.eos_token_id.as_ref())
     }
 }
 
@@ -172,5 +169,15 @@ mod tests {
         assert!(matches!(parse(r#"{"activation_function": "relu"}"#).validate(), Err(Error::Unsupported { .. })));
         assert!(matches!(parse(r#"{"encoder_attention_heads": 5}"#).validate(), Err(Error::InvalidConfig { .. })));
         assert!(matches!(parse(r#"{"vocab_size": 10}"#).validate(), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn zero_and_indivisible_sizes_name_their_field() {
+        use crate::config_file::invalid_field;
+        let tiny = r#""d_model": 32, "encoder_attention_heads": 4, "vocab_size": 96, "decoder_start_token_id": 1"#;
+        let field = |extra: &str| invalid_field(parse(&format!("{{{tiny}, {extra}}}")).validate());
+        assert_eq!(field(r#""decoder_attention_heads": 0"#), "decoder_attention_heads");
+        assert_eq!(field(r#""decoder_attention_heads": 5"#), "decoder_attention_heads");
+        assert_eq!(field(r#""decoder_attention_heads": 4, "decoder_layers": 0"#), "decoder_layers");
     }
 }

@@ -7,10 +7,10 @@ use burn::tensor::{Device, Int, Tensor};
 use peft_core::{AdaptedEmbedding, AdaptedLinear, Error, Result, SiteMut};
 
 use super::attention::{WhisperAttention, causal_bias, padding_bias};
-use super::cache::WhisperCache;
+use super::WhisperCache;
 use super::config::{LAYER_NORM_EPS, WhisperConfig};
 use super::encoder::PositionTable;
-use crate::bert::LayerNorm;
+use crate::layers::{LayerNorm, full_key_mask};
 use crate::cache::{KvCache, LayerKv};
 use crate::generation::EncoderOutput;
 
@@ -129,14 +129,7 @@ impl WhisperDecoder {
         let [batch, len, d_model] = embeds.dims();
         let device = embeds.device();
         let seen = cache.as_ref().map_or(0, |c| c.seen());
-        let past_mask = cache.as_ref().and_then(|c| c.self_attn.mask().cloned());
-        let key_mask = match (past_mask, attention_mask) {
-            (None, None) => None,
-            (Some(past), None) => Some(Tensor::cat(vec![past, Tensor::ones([batch, len], &device)], 1)),
-            (None, Some(mask)) if seen == 0 => Some(mask),
-            (None, Some(mask)) => Some(Tensor::cat(vec![Tensor::ones([batch, seen], &device), mask], 1)),
-            (Some(past), Some(mask)) => Some(Tensor::cat(vec![past, mask], 1)),
-        };
+        let key_mask = full_key_mask(cache.as_ref().map(|c| &c.self_attn), attention_mask, batch, len, &device);
         let self_bias = causal_bias(key_mask.as_ref(), seen, len, &device);
         let cross_bias = encoder.mask.as_ref().map(padding_bias);
         let mut x = embeds + self.embed_positions.rows(seen, len).reshape([1, len, d_model]);

@@ -7,7 +7,7 @@ use peft_core::{AdaptedConv1d, AdaptedLinear, Error, Result, SiteMut};
 
 use super::attention::WhisperAttention;
 use super::config::{LAYER_NORM_EPS, WhisperConfig};
-use crate::bert::LayerNorm;
+use crate::layers::LayerNorm;
 
 /// A table of position vectors read by row (`embed_positions.weight` in the checkpoint). Not an
 /// adapter site: transformers slices its weight directly instead of calling the embedding.

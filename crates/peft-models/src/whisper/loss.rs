@@ -1,28 +1,8 @@
-//! The sequence-to-sequence loss and the label shift of transformers' encoder-decoders.
+//! Whisper's label shift, in transformers' argument order; the loss is [`crate::layers::seq2seq_lm_loss`].
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
-use crate::layers::IGNORE_INDEX;
-
-/// Mean cross-entropy of position `t`'s logits against `labels[t]` (no shift: the decoder input
-/// is already the labels shifted right), over labels that are not [`IGNORE_INDEX`]; NaN when
-/// every label is ignored, as in PyTorch.
-///
-/// # Shapes
-/// - `logits`: `[batch, len, vocab]`
-/// - `labels`: `[batch, len]`
-/// - output: `[1]`
-pub fn seq2seq_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
-    let [batch, len, vocab] = logits.dims();
-    let n = batch * len;
-    let targets = labels.reshape([n]);
-    let kept = targets.clone().not_equal_elem(IGNORE_INDEX);
-    let index = targets.mask_fill(kept.clone().bool_not(), 0).reshape([n, 1]);
-    let picked = log_softmax(logits.reshape([n, vocab]), 1).gather(1, index).reshape([n]);
-    let kept = kept.float();
-    picked.mul(kept.clone()).sum().neg().div(kept.sum())
-}
+use crate::layers::shift_right;
 
 /// transformers' `shift_tokens_right`: `[start, labels[..len - 1]]` per row, with -100 read as
 /// `pad_token_id`.
@@ -30,19 +10,13 @@ pub fn seq2seq_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
 /// # Shapes
 /// - `labels`, output: `[batch, len]`
 pub fn shift_tokens_right(labels: Tensor<2, Int>, pad_token_id: u32, decoder_start_token_id: u32) -> Tensor<2, Int> {
-    let [batch, len] = labels.dims();
-    let device = labels.device();
-    let start = Tensor::<2, Int>::full([batch, 1], i64::from(decoder_start_token_id), &device);
-    if len == 0 {
-        return labels;
-    }
-    let shifted = Tensor::cat(vec![start, labels.narrow(1, 0, len - 1)], 1);
-    shifted.clone().mask_fill(shifted.equal_elem(IGNORE_INDEX), i64::from(pad_token_id))
+    shift_right(labels, decoder_start_token_id, pad_token_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::{IGNORE_INDEX, seq2seq_lm_loss};
     use burn::tensor::{Device, TensorData};
 
     #[test]

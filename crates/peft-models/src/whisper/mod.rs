@@ -29,7 +29,6 @@
 //! ```
 
 mod attention;
-mod cache;
 mod conditional;
 mod config;
 mod decoder;
@@ -38,16 +37,20 @@ mod loss;
 mod model;
 
 pub use attention::WhisperAttention;
-pub use cache::WhisperCache;
 pub use conditional::WhisperForConditionalGeneration;
 pub use config::{LAYER_NORM_EPS, SUPPORTED_MODEL_TYPES, WhisperConfig};
 pub use decoder::{WhisperDecoder, WhisperDecoderLayer};
 pub use encoder::{PositionTable, WhisperEncoder, WhisperEncoderLayer, sinusoids};
-pub use loss::{seq2seq_lm_loss, shift_tokens_right};
+pub use crate::layers::seq2seq_lm_loss;
+pub use loss::shift_tokens_right;
 pub use model::WhisperModel;
 
+/// What the decoder keeps between steps (transformers' `EncoderDecoderCache`): self-attention
+/// keys and values of the decoder tokens, and the encoder output's cross-attention keys and values.
+pub type WhisperCache = crate::generation::EncoderDecoderCache;
+
 use burn::nn::conv::Conv1dConfig;
-use burn::nn::{EmbeddingConfig, Initializer, LinearConfig, PaddingConfig1d};
+use burn::nn::{Initializer, PaddingConfig1d};
 use burn::tensor::Device;
 use peft_core::{AdaptedConv1d, AdaptedEmbedding, AdaptedLinear, SiteMut};
 
@@ -57,12 +60,12 @@ fn init(config: &WhisperConfig) -> Initializer {
 
 /// A linear layer with weights drawn from `N(0, init_std)` as transformers does.
 fn linear(d_input: usize, d_output: usize, bias: bool, config: &WhisperConfig, device: &Device) -> AdaptedLinear {
-    AdaptedLinear::from_linear(LinearConfig::new(d_input, d_output).with_bias(bias).with_initializer(init(config)).init(device))
+    crate::layers::linear(d_input, d_output, bias, config.init_std, device)
 }
 
 /// An embedding table drawn from `N(0, init_std)`.
 fn embedding(rows: usize, d_model: usize, config: &WhisperConfig, device: &Device) -> AdaptedEmbedding {
-    AdaptedEmbedding::from_embedding(EmbeddingConfig::new(rows, d_model).with_initializer(init(config)).init(device))
+    crate::layers::embedding(rows, d_model, config.init_std, device)
 }
 
 /// A kernel-3, padding-1 convolution with the given stride, drawn from `N(0, init_std)`.

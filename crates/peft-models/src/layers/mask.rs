@@ -1,4 +1,5 @@
-//! Attention masks and mask-derived positions, shared by GPT-2 and BLOOM.
+//! Attention masks and mask-derived positions of the decoders that cache keys (GPT-2, BLOOM,
+//! Llama, and the encoder-decoders' self-attention).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -10,7 +11,7 @@ use crate::cache::KvCache;
 /// # Shapes
 /// - `attention_mask`: `[batch, len]`
 /// - output: `[batch, seen + len]`
-pub(crate) fn full_key_mask(
+pub fn full_key_mask(
     cache: Option<&KvCache>,
     attention_mask: Option<Tensor<2, Int>>,
     batch: usize,
@@ -37,7 +38,7 @@ pub(crate) fn full_key_mask(
 /// # Shapes
 /// - `key_mask`: `[batch, seen + len]`, 1 for real tokens
 /// - output: `[batch or 1, 1, len, seen + len]`, 0 where attention is allowed, `-inf` elsewhere
-pub(crate) fn causal_bias(key_mask: Option<&Tensor<2, Int>>, seen: usize, len: usize, device: &Device) -> Option<Tensor<4>> {
+pub fn causal_bias(key_mask: Option<&Tensor<2, Int>>, seen: usize, len: usize, device: &Device) -> Option<Tensor<4>> {
     let keys = seen + len;
     if key_mask.is_none() && len <= 1 {
         return None;
@@ -66,7 +67,7 @@ pub(crate) fn causal_bias(key_mask: Option<&Tensor<2, Int>>, seen: usize, len: u
 ///
 /// # Shapes
 /// - `key_mask`: `[batch, keys]`, and the same out.
-pub(crate) fn real_positions(key_mask: Tensor<2, Int>) -> Tensor<2, Int> {
+pub fn real_positions(key_mask: Tensor<2, Int>) -> Tensor<2, Int> {
     (key_mask.clone().cumsum(1) - 1) * key_mask
 }
 
