@@ -112,7 +112,9 @@ pub fn run(options: &Options) -> Result<Report> {
     let mut losses = Vec::with_capacity(options.steps);
     for step in 0..options.steps {
         let (pixels, labels) = batches[step % batches.len()].clone();
-        let (_, loss) = model.model().forward_with_loss(pixels, labels)?;
+        // The classification loss through every active adapter (PeftModel::forward).
+        let inputs = peft::ModelInputs { pixel_values: Some(pixels), labels: Some(peft::Labels::Sequence(labels)), ..Default::default() };
+        let loss = model.forward(inputs)?.loss.context("labels give a loss")?;
         losses.push(scalar(loss.clone())?);
         bar.set_message(format!("{:.3}", losses[step]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);

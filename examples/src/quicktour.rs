@@ -89,7 +89,10 @@ pub fn run(options: &Options) -> Result<Report> {
     let bar = progress_bar(options.steps, true)?;
     let mut losses = Vec::with_capacity(options.steps);
     for _ in 0..options.steps {
-        let (_, loss) = model.model().forward_with_loss(source.clone(), None, target.clone());
+        // The seq2seq loss through every active adapter (PeftModel::forward): the decoder
+        // inputs are the labels shifted right, as transformers derives them.
+        let inputs = peft::ModelInputs::ids(source.clone()).with_labels(peft::Labels::Tokens(target.clone()));
+        let loss = model.forward(inputs)?.loss.context("labels give a loss")?;
         losses.push(scalar(loss.clone())?);
         bar.set_message(format!("{:.3}", losses[losses.len() - 1]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -107,7 +110,7 @@ pub fn run(options: &Options) -> Result<Report> {
     generation.max_new_tokens = Some(6);
     let trained = model.valid().model().generate_greedy(tensor(held_out, &plain), None, 6);
     let mut reloaded = PeftModel::<AutoModel>::from_pretrained_auto(&options.out_dir, &plain)?;
-    let again = reloaded.model().generate(&inputs, &generation)?.tokens;
+    let again = reloaded.generate(inputs.clone(), &generation)?.tokens;
     let base = reloaded.with_adapters_disabled(|m| m.generate(&inputs, &generation))?.tokens;
     Ok(Report {
         trainable,

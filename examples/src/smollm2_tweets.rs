@@ -169,7 +169,9 @@ pub fn run(options: &Options) -> Result<Report> {
     for chunk in train.chunks(options.batch.max(1)).take(options.steps) {
         let rows: Vec<&Example> = chunk.iter().collect();
         let (ids, mask, labels) = batch(&rows, &label_tokens, &device);
-        let (_, loss) = model.model().forward_with_loss(ids, Some(mask), labels);
+        // The causal LM loss through every active adapter (PeftModel::forward).
+        let inputs = peft::ModelInputs::ids_with_mask(ids, mask).with_labels(peft::Labels::Tokens(labels));
+        let loss = model.forward(inputs)?.loss.context("labels give a loss")?;
         losses.push(scalar(loss.clone())?);
         bar.set_message(format!("{:.3}", losses[losses.len() - 1]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);

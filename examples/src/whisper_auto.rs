@@ -105,7 +105,7 @@ pub fn run(options: &Options) -> Result<Report> {
     };
     generation.max_new_tokens = Some(width.unwrap_or(options.max_new_tokens));
     let inputs = AutoInputs { input_features: Some(features), ..Default::default() };
-    let generated = model.model().generate(&inputs, &generation)?.tokens;
+    let generated = model.generate(inputs, &generation)?.tokens;
     Ok(Report { base_dir, family: model.model().family(), trainable, generated, expected })
 }
 
