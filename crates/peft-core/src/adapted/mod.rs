@@ -16,4 +16,4 @@ pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
 pub use erased::{DynMapper, DynToMapper, DynToVisitor, DynVisitor, ErasedModule, MapperToDyn, ParamBox, ParamRef, VisitorToDyn};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
 pub use saved::{SavedConv2d, SavedEmbedding, SavedLinear};
-pub use set::{AdapterSet, BASE_ONLY, RowAdapters, check_name};
+pub use set::{AdapterSet, BASE_ONLY, MixedBatch, RowAdapters, check_name};
