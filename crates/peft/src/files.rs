@@ -23,7 +23,7 @@ impl<M: AdapterSites> PeftModel<M> {
         for name in names {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
-            tensors.extend(export_biases(&self.base_model, entry));
+            tensors.extend(export_biases(&self.base_model, name, entry));
             let mut config = entry.config.clone();
             config.set_inference_mode(true);
             write_adapter_folder(&adapter_dir(dir, name), &config, tensors)?;

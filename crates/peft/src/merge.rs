@@ -7,10 +7,15 @@ use crate::model::{PeftModel, remove_everywhere};
 impl<M: AdapterSites> PeftModel<M> {
     /// Folds the named adapters into the base weights: the forward then costs what the base
     /// model's does. [`PeftModel::unmerge_adapters`] takes them out again.
+    ///
+    /// All or nothing: on error (an unknown name, a mixed-adapter batch still set, a site that
+    /// cannot merge) no site is changed.
     pub fn merge_adapters(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
             self.entry(name)?;
         }
+        // Burn modules clone cheaply (tensors are shared): the copy is what a failure restores.
+        let before = self.base_model.clone();
         let mut error = None;
         self.base_model.visit_sites_mut(&mut |_, mut site| {
             if error.is_some() {
@@ -23,7 +28,13 @@ impl<M: AdapterSites> PeftModel<M> {
                 error = Some(e);
             }
         });
-        error.map_or(Ok(()), Err)
+        match error {
+            Some(e) => {
+                self.base_model = before;
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Merges the active adapters.
@@ -33,7 +44,11 @@ impl<M: AdapterSites> PeftModel<M> {
     }
 
     /// Takes every merged adapter back out of the base weights, last merged first.
+    ///
+    /// All or nothing: when a site cannot unmerge (a `modules_to_save` copy replaced its layer),
+    /// no site is changed.
     pub fn unmerge_adapters(&mut self) -> Result<()> {
+        let before = self.base_model.clone();
         let mut error = None;
         self.base_model.visit_sites_mut(&mut |_, mut site| {
             // Last merged first, so each unmerge sees the weight its merge produced.
@@ -42,7 +57,13 @@ impl<M: AdapterSites> PeftModel<M> {
                 error.get_or_insert(e);
             }
         });
-        error.map_or(Ok(()), Err)
+        match error {
+            Some(e) => {
+                self.base_model = before;
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Merges the active adapters and removes every adapter: a plain model with the adapted

@@ -1,15 +1,18 @@
 //! Which parameters train, and the counts `print_trainable_parameters` shows.
 //!
 //! Trainable: the active adapters' parameters (unless their config is in inference mode), plus the
-//! biases their `bias` mode names. Everything else is frozen with `require_grad = false`, so Burn's
+//! biases their `bias` mode names (under `all`, every bias of the model except the base biases of
+//! modules copied for `modules_to_save`: the Python library freezes the original module when it
+//! makes the copy, and the copy's bias trains with the adapter). Everything else is frozen with `require_grad = false`, so Burn's
 //! autodiff neither computes nor keeps anything for it. Dropout flags are left alone (`freeze()`
 //! would switch the adapters' dropout off too).
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
 use peft_core::{AdapterSites, Bias, PeftConfig, SiteMut};
+use std::collections::HashSet;
 
-use crate::bias::bias_mode;
+use crate::bias::{bias_mode, path_under};
 use crate::model::PeftModel;
 
 /// What trains, by module path.
@@ -19,14 +22,16 @@ struct Rule {
     adapters: Vec<String>,
     /// Whether every base bias trains.
     all_biases: bool,
+    /// Base biases that never train: those of modules copied for `modules_to_save`.
+    frozen: HashSet<ParamId>,
 }
 
 impl Rule {
-    fn trains(&self, path: &[String]) -> bool {
+    fn trains(&self, path: &[String], id: ParamId) -> bool {
         if let Some(i) = path.iter().position(|s| s == "adapters") {
             return path.get(i + 1).is_some_and(|name| self.adapters.contains(name));
         }
-        self.all_biases && path.last().is_some_and(|s| s == "bias")
+        self.all_biases && path.last().is_some_and(|s| s == "bias") && !self.frozen.contains(&id)
     }
 }
 
@@ -43,21 +48,20 @@ impl ModuleMapper for RequireGrad {
         exit(&mut self.path, name, container);
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.set_require_grad(self.rule.trains(&self.path))
+        let trains = self.rule.trains(&self.path, param.id);
+        param.set_require_grad(trains)
     }
 }
 
-/// Counts parameters (and collects base biases) by path.
+/// Counts parameters by path.
 #[derive(Default)]
-pub(crate) struct PathParams {
+struct PathParams {
     path: Vec<String>,
     rule: Rule,
     /// Keys of tied copies, left out of the counts.
     tied_copies: Vec<String>,
-    pub(crate) total: usize,
-    pub(crate) trainable: usize,
-    /// Base biases outside adapters, by module path without `base_layer`.
-    pub(crate) biases: Vec<(String, TensorData)>,
+    total: usize,
+    trainable: usize,
 }
 
 impl ModuleVisitor for PathParams {
@@ -76,14 +80,8 @@ impl ModuleVisitor for PathParams {
             }
         }
         self.total += n;
-        if self.rule.trains(&self.path) {
+        if self.rule.trains(&self.path, param.id) {
             self.trainable += n;
-        }
-        let under_adapters = self.path.iter().any(|s| s == "adapters");
-        if D == 1 && !under_adapters && self.path.last().is_some_and(|s| s == "bias") {
-            let module: Vec<&str> =
-                self.path[..self.path.len() - 1].iter().map(String::as_str).filter(|s| *s != "base_layer").collect();
-            self.biases.push((module.join("."), param.val().into_data()));
         }
     }
 }
@@ -100,10 +98,33 @@ impl<M: AdapterSites> PeftModel<M> {
             .iter()
             .filter(|n| self.registry.entries.get(*n).is_some_and(|e| !inference_only(&e.config)))
             .collect();
-        Rule {
-            adapters: live.iter().map(|n| n.to_string()).collect(),
-            all_biases: live.iter().any(|n| self.registry.entries.get(*n).is_some_and(|e| bias_mode(&e.config) == Bias::All)),
+        let all_biases =
+            live.iter().any(|n| self.registry.entries.get(*n).is_some_and(|e| bias_mode(&e.config) == Bias::All));
+        let frozen = if all_biases { self.copied_base_biases() } else { HashSet::new() };
+        Rule { adapters: live.iter().map(|n| n.to_string()).collect(), all_biases, frozen }
+    }
+
+    /// Ids of the base biases of sites that any adapter copied for `modules_to_save`.
+    fn copied_base_biases(&self) -> HashSet<ParamId> {
+        let copied: Vec<&String> = self.registry.entries.values().flat_map(|e| &e.saved).collect();
+        let mut out = HashSet::new();
+        if copied.is_empty() {
+            return out;
         }
+        self.base_model.visit_sites(&mut |path, site| {
+            if !copied.iter().any(|m| path_under(m, path).is_some()) {
+                return;
+            }
+            let id = match site {
+                SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::Conv1d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::Conv2d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::BatchNorm2d(s) => Some(s.base_layer.bias.id),
+                SiteMut::Embedding(_) => None,
+            };
+            out.extend(id);
+        });
+        out
     }
 
     /// Sites whose base bias trains under `lora_only`.
@@ -185,14 +206,16 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-fn enter(path: &mut Vec<String>, name: &str, container: &str) {
+/// Enters module level `name` of a visitor's path; enum variants are skipped.
+pub(crate) fn enter(path: &mut Vec<String>, name: &str, container: &str) {
     // Enum variants (`AutoModel::Llama`) are module levels in Burn but not in transformers' names.
     if !peft_io::weights::is_variant(container) {
         path.push(name.to_string());
     }
 }
 
-fn exit(path: &mut Vec<String>, _name: &str, container: &str) {
+/// Leaves a module level entered with [`enter`].
+pub(crate) fn exit(path: &mut Vec<String>, _name: &str, container: &str) {
     if !peft_io::weights::is_variant(container) {
         path.pop();
     }
