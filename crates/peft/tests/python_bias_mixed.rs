@@ -287,3 +287,60 @@ fn state_comes_back_when_the_closure_panics() {
     assert!(result.is_err(), "the panic propagates");
     assert_close(&case, "adapted_a", logits(peft.model(), &case), "adapters back on");
 }
+
+// ------------------------------------------------------------------ other site kinds (no Python)
+
+/// Adds 0.5 to every parameter of adapter `name`'s `modules_to_save` copies, which start equal
+/// to the base layer (so that a row using the copy differs from a base row).
+struct ShiftCopies(&'static str, Vec<String>);
+
+impl ModuleMapper for ShiftCopies {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.1.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.1.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let in_copy = self.1.windows(3).any(|w| w[0] == "adapters" && w[1] == self.0 && w[2] == "copy");
+        if in_copy { param.map(|t| t.add_scalar(0.5)) } else { param }
+    }
+}
+
+fn row(t: &Tensor<3>, i: usize) -> Tensor<3> {
+    t.clone().slice([i..i + 1])
+}
+
+#[test]
+fn embedding_sites_mix_per_row_and_refuse_merged_adapters() {
+    use common::{TinyNet, ids, max_diff};
+    use peft::{InitLoraWeights, LoraConfig, get_peft_model};
+    let device = common::device();
+    let random = |targets: &[&str]| {
+        LoraConfig::new(2).with_target_modules(targets.iter().map(|t| t.to_string()).collect::<Vec<String>>()).with_init_lora_weights(InitLoraWeights::Random)
+    };
+    let mut peft = get_peft_model(TinyNet::new(&device), random(&["embed", "q_proj"])).expect("LoRA on the embedding");
+    peft.add_adapter("copy", random(&["v_proj"]).with_modules_to_save(["embed"])).expect("a copy of the embedding");
+    peft.base_model = peft.base_model.clone().map(&mut ShiftCopies("copy", Vec::new()));
+
+    let lora = {
+        peft.set_adapter("default").expect("default");
+        peft.model().forward(ids(&device))
+    };
+    peft.set_adapter("copy").expect("copy");
+    let copy = peft.model().forward(ids(&device));
+    let base = peft.with_adapters_disabled(|m| m.forward(ids(&device)));
+    assert!(max_diff(row(&copy, 0), row(&base, 0)) > 1e-2 && max_diff(row(&lora, 1), row(&base, 1)) > 1e-2);
+
+    for (names, expected) in [(["copy", "default"], [&copy, &lora]), (["default", BASE_ONLY], [&lora, &base])] {
+        let mixed = peft.with_batch_adapters(&names, |m| m.forward(ids(&device))).expect("mixed");
+        for (i, want) in expected.iter().enumerate() {
+            assert!(max_diff(row(&mixed, i), row(want, i)) < 1e-5, "{names:?}: row {i}");
+        }
+    }
+
+    // Merged into the table, the LoRA update would reach every row: refused, naming the site.
+    peft.merge_adapters(&["default"]).expect("merges");
+    let err = peft.with_batch_adapters(&["copy", BASE_ONLY], |m| m.forward(ids(&device))).expect_err("merged");
+    assert!(matches!(&err, Error::MergedAdaptersInMixedBatch { path, .. } if path == "embed"), "{err}");
+}
