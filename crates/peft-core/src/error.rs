@@ -154,6 +154,33 @@ pub enum Error {
         supported: String,
     },
 
+    /// A mixed-adapter batch was asked for while adapters are merged into the base weights: the
+    /// merged update would reach every row, `"__base__"` rows included. The Python library
+    /// refuses this too ("Cannot pass `adapter_names` when there are merged adapters").
+    #[error(
+        "a mixed-adapter batch cannot run while adapters are merged into the base weights \
+         ([{}] at module `{path}`); call unmerge_adapters first",
+        merged.join(", ")
+    )]
+    MergedAdaptersInMixedBatch {
+        /// The first module found with merged adapters.
+        path: String,
+        /// The adapters merged there.
+        merged: Vec<String>,
+    },
+
+    /// A mixed-adapter batch named another number of adapters than the batch has rows.
+    #[error(
+        "{names} adapter names were given for a batch of {batch} rows; give one name per row \
+         (\"__base__\" for the base model alone)"
+    )]
+    BatchAdaptersMismatch {
+        /// How many per-row adapter names were set.
+        names: usize,
+        /// The batch size a forward saw.
+        batch: usize,
+    },
+
     /// An operation that needs a state the model is not in (for example unmerging an unmerged adapter).
     #[error("{0}")]
     InvalidState(String),

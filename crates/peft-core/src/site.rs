@@ -102,9 +102,15 @@ impl SiteMut<'_> {
         on_site!(self, s => s.adapters.set_disabled(disabled))
     }
 
-    /// Sets (or clears) the per-row adapter names of a mixed batch.
-    pub fn set_rows(&mut self, rows: Option<&[String]>) {
-        on_site!(self, s => s.adapters.set_rows(rows))
+    /// Sets (or clears) the per-row adapters of a mixed batch; `path` names the site in the
+    /// error when an adapter is merged here ([`crate::Error::MergedAdaptersInMixedBatch`]).
+    pub fn set_rows(&mut self, rows: Option<&crate::adapted::MixedBatch>, path: &str) -> crate::Result<()> {
+        on_site!(self, s => s.adapters.set_rows(rows, path))
+    }
+
+    /// The mixed batch set on the site, if any.
+    pub fn mixed_batch(&self) -> Option<crate::adapted::MixedBatch> {
+        on_site!(self, s => s.adapters.rows().map(|r| r.batch().clone()))
     }
 
     /// Removes adapter `name` from the site; whether it was there.

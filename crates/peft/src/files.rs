@@ -25,8 +25,7 @@ impl<M: AdapterSites> PeftModel<M> {
         for name in names {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
-            let adapter_ids = self.adapter_param_ids(&self.adapter_names());
-            tensors.extend(export_biases(&self.base_model, entry, &adapter_ids));
+            tensors.extend(export_biases(&self.base_model, name, entry));
             let model_level = self.model_adapters.get(name).map(|a| a.export()).unwrap_or_default();
             let mut config = entry.config.clone();
             config.set_inference_mode(true);

@@ -10,6 +10,9 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Folds the named adapters into the base weights: the forward then costs what the base
     /// model's does. [`PeftModel::unmerge_adapters`] takes them out again.
     ///
+    /// All or nothing: on error (an unknown name, a mixed-adapter batch still set, a site that
+    /// cannot merge) no site is changed.
+    ///
     /// # Errors
     /// [`Error::UnknownAdapter`]; [`Error::Unsupported`] for a prompt-style (model-level) adapter,
     /// which has no weight to fold into (its virtual tokens are inputs, not weights).
@@ -24,6 +27,8 @@ impl<M: AdapterSites> PeftModel<M> {
                 });
             }
         }
+        // Burn modules clone cheaply (tensors are shared): the copy is what a failure restores.
+        let before = self.base_model.clone();
         let mut error = None;
         self.base_model.visit_sites_mut(&mut |_, mut site| {
             if error.is_some() {
@@ -36,7 +41,13 @@ impl<M: AdapterSites> PeftModel<M> {
                 error = Some(e);
             }
         });
-        error.map_or(Ok(()), Err)
+        match error {
+            Some(e) => {
+                self.base_model = before;
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Merges the active adapters.
@@ -46,7 +57,11 @@ impl<M: AdapterSites> PeftModel<M> {
     }
 
     /// Takes every merged adapter back out of the base weights, last merged first.
+    ///
+    /// All or nothing: when a site cannot unmerge (a `modules_to_save` copy replaced its layer),
+    /// no site is changed.
     pub fn unmerge_adapters(&mut self) -> Result<()> {
+        let before = self.base_model.clone();
         let mut error = None;
         self.base_model.visit_sites_mut(&mut |_, mut site| {
             // Last merged first, so each unmerge sees the weight its merge produced.
@@ -55,7 +70,13 @@ impl<M: AdapterSites> PeftModel<M> {
                 error.get_or_insert(e);
             }
         });
-        error.map_or(Ok(()), Err)
+        match error {
+            Some(e) => {
+                self.base_model = before;
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Merges the active adapters and removes every adapter: a plain model with the adapted

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use indexmap::IndexMap;
-use peft_core::adapted::{Erased, check_name};
+use peft_core::adapted::{Erased, MixedBatch, check_name};
 use peft_core::attach::{Attached, SiteMethod, attach, remove_adapter};
 use peft_core::{AdapterSet, AdapterSites, BASE_ONLY, Error, ModelAdapter, PeftConfig, Result};
 
@@ -65,8 +65,9 @@ pub fn get_peft_model_with_method<M: AdapterSites>(model: M, config: impl Into<P
 }
 
 impl<M: AdapterSites> PeftModel<M> {
-    /// A model without adapters yet.
-    pub(crate) fn new(model: M) -> Self {
+    /// `model` without adapters yet: add them with [`PeftModel::add_adapter`] or
+    /// [`PeftModel::load_adapter`] (as the Python library's `from_pretrained(..., adapter_name=)`).
+    pub fn new(model: M) -> Self {
         PeftModel { base_model: model, model_adapters: AdapterSet::default(), registry: AdapterRegistry::default() }
     }
 
@@ -212,43 +213,90 @@ impl<M: AdapterSites> PeftModel<M> {
     }
 
     /// Runs `f` with the adapters turned off, as the Python library's `disable_adapter()` context.
+    ///
+    /// The previous state comes back when `f` returns, and also when it panics.
     pub fn with_adapters_disabled<T>(&mut self, f: impl FnOnce(&M) -> T) -> T {
         let was = self.registry.disabled;
         self.set_adapters_disabled(true);
-        let out = f(&self.base_model);
-        self.set_adapters_disabled(was);
-        out
+        let guard = RestoreDisabled { model: self, was };
+        f(&guard.model.base_model)
     }
 
     /// Sets one adapter per batch row for the next forwards (`"__base__"` for the base alone), or
     /// clears the choice with `None`: a mixed-adapter batch, as `adapter_names=` in Python.
+    /// [`PeftModel::with_batch_adapters`] does the same for one closure and reports every error.
+    ///
+    /// Where each mistake is caught (the forward functions return tensors, not results):
+    /// - setting fails, changing nothing, with [`Error::UnknownAdapter`] for a name the model
+    ///   lacks and [`Error::MergedAdaptersInMixedBatch`] while an adapter is merged (as the
+    ///   Python library refuses: the merged update would reach every row);
+    /// - a forward whose batch has another number of rows than names gives the base output at
+    ///   each layer and records the size; clearing (`None`) then returns
+    ///   [`Error::BatchAdaptersMismatch`] (the rows are cleared all the same).
+    ///
+    /// While rows are set, merging is refused ([`Error::InvalidState`]).
     pub fn set_batch_adapters(&mut self, rows: Option<&[&str]>) -> Result<()> {
-        let rows: Option<Vec<String>> = match rows {
-            None => None,
-            Some(names) => {
-                for name in names {
-                    if *name != BASE_ONLY {
-                        self.entry(name)?;
-                        if self.model_adapters.get(name).is_some() {
-                            return Err(Error::InvalidState(format!(
-                                "adapter `{name}` is a prompt-style (model-level) adapter; mixed-adapter batches take layer adapters only, as in the Python library"
-                            )));
-                        }
-                    }
-                }
-                Some(names.iter().map(|n| n.to_string()).collect())
-            }
-        };
-        self.base_model.visit_sites_mut(&mut |_, mut site| site.set_rows(rows.as_deref()));
-        Ok(())
+        match rows {
+            Some(names) => self.set_mixed_batch(names).map(|_| ()),
+            None => clear_rows(&mut self.base_model).map_or(Ok(()), |batch| batch.check()),
+        }
     }
 
-    /// Runs `f` on a mixed-adapter batch: row `i` uses adapter `rows[i]`.
+    /// Runs `f` on a mixed-adapter batch: row `i` of every input uses adapter `rows[i]`
+    /// (`"__base__"`: the base model alone), as `adapter_names=` in Python.
+    ///
+    /// # Errors
+    /// Before `f` runs, as [`PeftModel::set_batch_adapters`]: [`Error::UnknownAdapter`] and
+    /// [`Error::MergedAdaptersInMixedBatch`]. After it, [`Error::BatchAdaptersMismatch`] when a
+    /// forward in `f` saw a batch of another size than `rows.len()` (its output, which used the
+    /// base model for that layer, is dropped).
+    ///
+    /// The rows are cleared when `f` returns, and also when it panics.
     pub fn with_batch_adapters<T>(&mut self, rows: &[&str], f: impl FnOnce(&M) -> T) -> Result<T> {
-        self.set_batch_adapters(Some(rows))?;
-        let out = f(&self.base_model);
-        self.set_batch_adapters(None)?;
+        let batch = self.set_mixed_batch(rows)?;
+        let out = {
+            let guard = ClearRows(&mut self.base_model);
+            f(&*guard.0)
+        };
+        batch.check()?;
         Ok(out)
+    }
+
+    /// Checks `names` and sets them on every site; on error nothing is set.
+    fn set_mixed_batch(&mut self, names: &[&str]) -> Result<MixedBatch> {
+        for name in names {
+            if *name != BASE_ONLY {
+                self.entry(name)?;
+                if self.model_adapters.get(name).is_some() {
+                    return Err(Error::InvalidState(format!(
+                        "adapter `{name}` is a prompt-style (model-level) adapter; mixed-adapter batches take layer adapters only, as in the Python library"
+                    )));
+                }
+            }
+        }
+        let mut merged = None;
+        self.base_model.visit_sites(&mut |path, site| {
+            let names = site.merged();
+            if merged.is_none() && !names.is_empty() {
+                merged = Some(Error::MergedAdaptersInMixedBatch { path: path.to_string(), merged: names });
+            }
+        });
+        if let Some(e) = merged {
+            return Err(e);
+        }
+        let batch = MixedBatch::new(names);
+        let mut error = None;
+        self.base_model.visit_sites_mut(&mut |path, mut site| {
+            if let Err(e) = site.set_rows(Some(&batch), path) {
+                error.get_or_insert(e);
+            }
+        });
+        if let Some(e) = error {
+            // Unreachable after the check above; kept so a failure never leaves rows half set.
+            clear_rows(&mut self.base_model);
+            return Err(e);
+        }
+        Ok(batch)
     }
 
     /// The wrapped model, with its layer adapters attached.
@@ -341,3 +389,38 @@ fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
         fix: "the adapter was trained on a model with other module names or another config: check base_model_name_or_path".into(),
     })
 }
+
+/// Clears every site's mixed-batch rows; returns the batch that was set, if any.
+fn clear_rows<M: AdapterSites>(model: &mut M) -> Option<MixedBatch> {
+    let mut batch = None;
+    model.visit_sites_mut(&mut |path, mut site| {
+        if batch.is_none() {
+            batch = site.mixed_batch();
+        }
+        // Clearing cannot fail: only setting checks for merged adapters.
+        let _ = site.set_rows(None, path);
+    });
+    batch
+}
+
+/// Clears the mixed-batch rows when dropped, so a panicking closure leaves none set.
+struct ClearRows<'a, M: AdapterSites>(&'a mut M);
+
+impl<M: AdapterSites> Drop for ClearRows<'_, M> {
+    fn drop(&mut self) {
+        clear_rows(self.0);
+    }
+}
+
+/// Puts the disabled flag back when dropped, so a panicking closure leaves the adapters as they were.
+struct RestoreDisabled<'a, M: AdapterSites> {
+    model: &'a mut PeftModel<M>,
+    was: bool,
+}
+
+impl<M: AdapterSites> Drop for RestoreDisabled<'_, M> {
+    fn drop(&mut self) {
+        self.model.set_adapters_disabled(self.was);
+    }
+}
+

@@ -8,10 +8,10 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
-use peft_core::{AdapterSites, Bias};
+use peft_core::{AdapterSites, Bias, SiteMut};
 use std::collections::HashSet;
 
-use crate::bias::bias_mode;
+use crate::bias::{bias_mode, path_under};
 use crate::model::PeftModel;
 
 /// Sets `require_grad` by membership in a set of parameter ids.
@@ -73,13 +73,6 @@ impl ModuleVisitor for PathParams<'_> {
     }
 }
 
-/// The base biases of `model` outside adapters, with their values: `(module path, value)`.
-pub(crate) fn base_biases<M: Module>(model: &M, adapter_ids: &HashSet<ParamId>) -> Vec<(String, TensorData)> {
-    let mut collector = PathParams { adapter_ids: Some(adapter_ids), read_values: true, ..Default::default() };
-    model.visit(&mut collector);
-    collector.biases.into_iter().map(|(path, _, value)| (path, value)).collect()
-}
-
 impl<M: AdapterSites> PeftModel<M> {
     /// The active adapters that train (not in inference mode).
     fn training_adapters(&self) -> Vec<String> {
@@ -118,7 +111,10 @@ impl<M: AdapterSites> PeftModel<M> {
             let all_adapters = self.adapter_param_ids(&self.adapter_names());
             let mut collector = PathParams { adapter_ids: Some(&all_adapters), ..Default::default() };
             self.base_model.visit(&mut collector);
-            ids.extend(collector.biases.into_iter().map(|(_, id, _)| id));
+            // The Python library freezes the original of a module copied for `modules_to_save`
+            // (the copy's bias trains with the adapter instead).
+            let frozen = self.copied_base_biases();
+            ids.extend(collector.biases.into_iter().map(|(_, id, _)| id).filter(|id| !frozen.contains(id)));
         }
         let lora_only: Vec<&String> = modes.iter().filter(|(m, _)| *m == Bias::LoraOnly).flat_map(|(_, t)| t.iter()).collect();
         if !lora_only.is_empty() {
@@ -131,6 +127,29 @@ impl<M: AdapterSites> PeftModel<M> {
             });
         }
         ids
+    }
+
+    /// Ids of the base biases of sites that any adapter copied for `modules_to_save`.
+    fn copied_base_biases(&self) -> HashSet<ParamId> {
+        let copied: Vec<&String> = self.registry.entries.values().flat_map(|e| &e.saved).collect();
+        let mut out = HashSet::new();
+        if copied.is_empty() {
+            return out;
+        }
+        self.base_model.visit_sites(&mut |path, site| {
+            if !copied.iter().any(|m| path_under(m, path).is_some()) {
+                return;
+            }
+            let id = match site {
+                SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::Conv1d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::Conv2d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+                SiteMut::BatchNorm2d(s) => Some(s.base_layer.bias.id),
+                SiteMut::Embedding(_) | SiteMut::Attention(_) => None,
+            };
+            out.extend(id);
+        });
+        out
     }
 
     /// Re-applies `require_grad` after the active adapters changed.
@@ -183,14 +202,14 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-fn enter(path: &mut Vec<String>, name: &str, container: &str) {
+pub(crate) fn enter(path: &mut Vec<String>, name: &str, container: &str) {
     // Enum variants (`AutoModel::Llama`) are module levels in Burn but not in transformers' names.
     if !peft_io::weights::is_variant(container) {
         path.push(name.to_string());
     }
 }
 
-fn exit(path: &mut Vec<String>, _name: &str, container: &str) {
+pub(crate) fn exit(path: &mut Vec<String>, _name: &str, container: &str) {
     if !peft_io::weights::is_variant(container) {
         path.pop();
     }

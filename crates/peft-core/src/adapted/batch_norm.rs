@@ -109,6 +109,8 @@ impl AdaptedBatchNorm2d {
             return y;
         }
         if let Some(rows) = self.adapters.rows() {
+            // A batch of another size is recorded for the caller to report; the base output stands.
+            let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
             let adapters: Vec<&dyn BatchNormAdapter> = self.adapters.iter().map(|(_, a)| a).collect();
             return select_rows(y, rows, |i, y| adapters[i].adapt_output(&x, y));
         }
@@ -117,6 +119,7 @@ impl AdaptedBatchNorm2d {
 
     /// Folds adapter `name` into the base layer.
     pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+        self.adapters.check_no_rows(name)?;
         if self.adapters.merged().iter().any(|n| n == name) {
             return Ok(());
         }

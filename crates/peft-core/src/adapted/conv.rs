@@ -72,6 +72,8 @@ macro_rules! adapted_conv {
                     return y;
                 }
                 if let Some(rows) = self.adapters.rows() {
+                    // A batch of another size is recorded for the caller to report; the base output stands.
+                    let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
                     let adapters: Vec<&dyn $adapter> = self.adapters.iter().map(|(_, a)| a).collect();
                     return select_rows(y, rows, |i, y| adapters[i].adapt_output(&x, y));
                 }
@@ -80,6 +82,7 @@ macro_rules! adapted_conv {
 
             /// Folds adapter `name` into the kernel.
             pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+                self.adapters.check_no_rows(name)?;
                 if self.adapters.merged().iter().any(|n| n == name) {
                     return Ok(());
                 }

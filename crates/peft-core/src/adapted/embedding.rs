@@ -68,6 +68,8 @@ impl AdaptedEmbedding {
             return y;
         }
         if let Some(rows) = self.adapters.rows() {
+            // A batch of another size is recorded for the caller to report; the base output stands.
+            let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
             let adapters: Vec<&dyn EmbeddingAdapter> = self.adapters.iter().map(|(_, a)| a).collect();
             return select_rows(y, rows, |i, y| adapters[i].adapt_output(&ids, y));
         }
@@ -76,6 +78,7 @@ impl AdaptedEmbedding {
 
     /// Folds adapter `name` into the table.
     pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+        self.adapters.check_no_rows(name)?;
         if self.adapters.merged().iter().any(|n| n == name) {
             return Ok(());
         }

@@ -5,6 +5,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::fmt::Debug;
 
+use super::mixed::select_rows;
 use super::set::AdapterSet;
 use crate::Result;
 
@@ -97,23 +98,40 @@ impl AdaptedLinear {
         self.base_layer.weight.lazy_shape().dims()
     }
 
-    /// The base layer and every active adapter.
+    /// The base layer and every active adapter; in a mixed-adapter batch (rows set on the
+    /// adapter set), each row's own adapter.
     ///
     /// # Shapes
     /// - `input`: `[..., d_input]`
     /// - output: `[..., d_output]`
+    ///
+    /// # Panics
+    /// When the input's last dimension is not `d_input`, with a message naming both widths (a
+    /// wiring mistake in the model; Burn would otherwise fail deep inside its matmul).
+    #[track_caller]
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        let dims = input.dims();
+        let [d_input, d_output] = self.dims();
+        let width = dims.last().copied().unwrap_or(0);
+        if width != d_input {
+            panic!(
+                "AdaptedLinear::forward: the input's last dimension is {width} but this layer takes {d_input} \
+                 features (it maps {d_input} -> {d_output}); input shape {dims:?}"
+            );
+        }
         if self.adapters.is_empty() || self.adapters.is_disabled() {
             return self.base_layer.forward(input);
         }
-        let dims = input.dims();
-        let [d_input, d_output] = self.dims();
         // Adapters see `[batch, tokens, features]`: the batch axis stays first for mixed batches.
         let batch = if D >= 2 { dims[0] } else { 1 };
         let tokens = dims.iter().product::<usize>() / d_input.max(1) / batch.max(1);
         let x = input.reshape([batch, tokens, d_input]);
         let y = match self.adapters.rows() {
-            Some(_) => self.forward_mixed(x),
+            Some(rows) => match rows.for_batch(batch) {
+                Some(rows) => self.forward_mixed(x, rows),
+                // Recorded in the shared batch for the caller to report; the base output stands.
+                None => self.base_layer.forward(x),
+            },
             None => self.forward_active(x),
         };
         let mut out_dims = dims;
@@ -128,40 +146,65 @@ impl AdaptedLinear {
         adapters.iter().fold(y, |y, a| a.adapt_output(&x, y))
     }
 
-    /// One adapter per row: the rows' `A` and `B` are gathered and applied as one batched
-    /// product, whatever the number of distinct adapters (the BGMV idea of Punica / S-LoRA).
-    fn forward_mixed(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.base_layer.forward(x.clone());
-        let Some(rows) = self.adapters.rows() else { return y };
-        let [batch, _, d_input] = x.dims();
-        let d_output = self.dims()[1];
-        let device = x.device();
-        let factors: Vec<Option<LowRank>> = self
-            .adapters
-            .iter()
-            .map(|(name, a)| if self.adapters.merged().iter().any(|m| m == name) { None } else { a.low_rank() })
-            .collect();
-        let r_max = factors.iter().flatten().map(|f| f.a.dims()[1]).max().unwrap_or(0);
-        if r_max == 0 || rows.len() != batch {
-            return y;
+    /// One adapter per row (`rows[i]` indexes the set; `None` is the base alone).
+    ///
+    /// Low-rank adapters: the rows' `A` and `B` are gathered and applied as one batched product,
+    /// whatever the number of distinct adapters (the BGMV idea of Punica / S-LoRA). Adapters
+    /// without that form (`modules_to_save` copies, input scalings) run their own forward on the
+    /// batch and keep their rows. Merged adapters cannot occur here: rows are refused while one
+    /// is merged (see [`AdapterSet::set_rows`]).
+    fn forward_mixed(&self, x: Tensor<3>, rows: &[Option<usize>]) -> Tensor<3> {
+        let mut used: Vec<usize> = rows.iter().flatten().copied().collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut low_rank: Vec<(usize, LowRank)> = Vec::new();
+        let mut full: Vec<usize> = Vec::new();
+        for index in used {
+            match self.adapters.at(index).and_then(|(_, a)| a.low_rank()) {
+                Some(f) => low_rank.push((index, f)),
+                None => full.push(index),
+            }
         }
-        // Slot 0 is "base only": zero factors. Others are padded to the largest rank with zeros.
-        let mut a_stack = vec![Tensor::<2>::zeros([d_input, r_max], &device)];
-        let mut b_stack = vec![Tensor::<2>::zeros([r_max, d_output], &device)];
-        for f in &factors {
-            let (a, b) = match f {
-                Some(f) => (pad_cols(f.a.clone(), r_max), pad_rows(f.b.clone().mul_scalar(f.scaling), r_max)),
-                None => (Tensor::zeros([d_input, r_max], &device), Tensor::zeros([r_max, d_output], &device)),
-            };
-            a_stack.push(a);
-            b_stack.push(b);
+        let mut y = self.base_layer.forward(x.clone());
+        if !low_rank.is_empty() {
+            let slots: Vec<i64> = rows
+                .iter()
+                .map(|r| r.and_then(|i| low_rank.iter().position(|(j, _)| *j == i)).map_or(0, |k| k as i64 + 1))
+                .collect();
+            y = y + gathered_low_rank(&x, &low_rank, slots, self.dims());
         }
-        let slots: Vec<i64> = rows.iter().map(|r| r.map_or(0, |i| i as i64 + 1)).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(slots, [batch]), &device);
-        let a_rows = Tensor::stack::<3>(a_stack, 0).select(0, index.clone());
-        let b_rows = Tensor::stack::<3>(b_stack, 0).select(0, index);
-        y + x.matmul(a_rows).matmul(b_rows)
+        if !full.is_empty() {
+            let full_rows: Vec<Option<usize>> = rows.iter().map(|r| r.filter(|i| full.contains(i))).collect();
+            y = select_rows(y, &full_rows, |i, _| match self.adapters.at(i) {
+                // The adapter's whole forward, as if it were the only active one.
+                Some((_, a)) => a.adapt_output(&x, self.base_layer.forward(a.adapt_input(x.clone()))),
+                None => self.base_layer.forward(x.clone()),
+            });
+        }
+        y
     }
+}
+
+/// `x_i A_{slot_i} (s B_{slot_i})` per row `i`: slot 0 is "no update" (zero factors), slot `k + 1`
+/// is `factors[k]`, each padded with zeros to the largest rank.
+///
+/// # Shapes
+/// - `x`: `[batch, tokens, d_input]`, `slots`: one per row; output `[batch, tokens, d_output]`
+fn gathered_low_rank(x: &Tensor<3>, factors: &[(usize, LowRank)], slots: Vec<i64>, dims: [usize; 2]) -> Tensor<3> {
+    let [d_input, d_output] = dims;
+    let device = x.device();
+    let batch = slots.len();
+    let r_max = factors.iter().map(|(_, f)| f.a.dims()[1]).max().unwrap_or(0).max(1);
+    let mut a_stack = vec![Tensor::<2>::zeros([d_input, r_max], &device)];
+    let mut b_stack = vec![Tensor::<2>::zeros([r_max, d_output], &device)];
+    for (_, f) in factors {
+        a_stack.push(pad_cols(f.a.clone(), r_max));
+        b_stack.push(pad_rows(f.b.clone().mul_scalar(f.scaling), r_max));
+    }
+    let index = Tensor::<1, Int>::from_data(TensorData::new(slots, [batch]), &device);
+    let a_rows = Tensor::stack::<3>(a_stack, 0).select(0, index.clone());
+    let b_rows = Tensor::stack::<3>(b_stack, 0).select(0, index);
+    x.clone().matmul(a_rows).matmul(b_rows)
 }
 
 fn pad_cols(t: Tensor<2>, to: usize) -> Tensor<2> {
@@ -180,4 +223,74 @@ fn pad_rows(t: Tensor<2>, to: usize) -> Tensor<2> {
     }
     let device = t.device();
     Tensor::cat(vec![t, Tensor::zeros([to - rows, cols], &device)], 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapted::{MixedBatch, SavedLinear};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
+    }
+
+    #[test]
+    #[should_panic(expected = "the input's last dimension is 5 but this layer takes 4 features (it maps 4 -> 3)")]
+    fn a_wrong_input_width_panics_naming_both_widths() {
+        let layer = AdaptedLinear::new(4, 3, true, &Device::flex());
+        let _ = layer.forward(Tensor::<2>::zeros([2, 5], &Device::flex()));
+    }
+
+    /// A layer with a `modules_to_save` copy (no low-rank form) named `copy`.
+    fn with_copy(device: &Device) -> AdaptedLinear {
+        let mut layer = AdaptedLinear::new(4, 3, true, device);
+        let copy = LinearConfig::new(4, 3).init(device);
+        layer.adapters.insert("copy", crate::adapted::Erased::new(SavedLinear { copy })).expect("inserts");
+        layer
+    }
+
+    #[test]
+    fn adapters_without_a_low_rank_form_act_per_row() {
+        let device = Device::flex();
+        let mut layer = with_copy(&device);
+        let x = Tensor::<3>::random([3, 2, 4], burn::tensor::Distribution::Default, &device);
+        let copied = values(layer.forward(x.clone()));
+        layer.adapters.set_disabled(true);
+        let base = values(layer.forward(x.clone()));
+        layer.adapters.set_disabled(false);
+        let batch = MixedBatch::new(&["copy", crate::BASE_ONLY, "copy"]);
+        layer.adapters.set_rows(Some(&batch), "layer").expect("sets");
+        let mixed = values(layer.forward(x));
+        let per_row = 2 * 3;
+        assert_eq!(&mixed[..per_row], &copied[..per_row], "row 0: the copy");
+        assert_eq!(&mixed[per_row..2 * per_row], &base[per_row..2 * per_row], "row 1: the base layer");
+        assert_eq!(&mixed[2 * per_row..], &copied[2 * per_row..], "row 2: the copy");
+        assert!(copied[..per_row] != base[..per_row], "the copy differs from the base");
+        assert_eq!(batch.mismatch(), None);
+    }
+
+    #[test]
+    fn another_batch_size_is_recorded_for_the_caller() {
+        let device = Device::flex();
+        let mut layer = with_copy(&device);
+        let batch = MixedBatch::new(&["copy", "copy"]);
+        layer.adapters.set_rows(Some(&batch), "layer").expect("sets");
+        let _ = layer.forward(Tensor::<3>::zeros([3, 1, 4], &device));
+        assert_eq!(batch.mismatch(), Some(3));
+        assert!(matches!(batch.check(), Err(crate::Error::BatchAdaptersMismatch { names: 2, batch: 3 })));
+    }
+
+    #[test]
+    fn rows_and_merges_exclude_each_other() {
+        let device = Device::flex();
+        let mut layer = with_copy(&device);
+        let batch = MixedBatch::new(&["copy"]);
+        layer.adapters.set_rows(Some(&batch), "layer").expect("sets");
+        assert!(matches!(layer.merge_adapter("copy"), Err(crate::Error::InvalidState(_))));
+        layer.adapters.set_rows(None, "layer").expect("clears");
+        layer.merge_adapter("copy").expect("merges");
+        let err = layer.adapters.set_rows(Some(&batch), "layer").expect_err("merged");
+        assert!(matches!(&err, crate::Error::MergedAdaptersInMixedBatch { path, merged } if path == "layer" && merged == &["copy"]));
+        assert!(layer.adapters.rows().is_none(), "nothing set");
+    }
 }

@@ -11,6 +11,7 @@ impl AdaptedLinear {
     ///
     /// Merging an already merged adapter does nothing.
     pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
+        self.adapters.check_no_rows(name)?;
         if self.adapters.merged().iter().any(|n| n == name) {
             return Ok(());
         }

@@ -1,22 +1,20 @@
-//! Mixed-adapter batches for sites without a low-rank form.
+//! Mixed-adapter batches for adapters without a low-rank form.
 
 use burn::tensor::{Bool, Tensor, TensorData};
 
-use super::set::RowAdapters;
-
-/// Applies, to each row of `y`, the adapter its row names (`None`: the base output unchanged).
+/// Replaces each row `i` of `y` whose entry `rows[i]` is `Some(index)` by that row of
+/// `apply(index, y)`; rows marked `None` keep `y`. `rows` has one entry per row of `y` (the
+/// callers check this through [`super::RowAdapters::for_batch`]).
 ///
-/// Each distinct adapter runs once on the whole batch and its rows are kept by a mask; for
-/// low-rank adapters on linear layers a single gathered product is used instead.
+/// Each distinct adapter runs once on the whole batch and its rows are kept by a mask: simple,
+/// and exact for row-wise layers; low-rank adapters on linear layers use one gathered product
+/// instead.
 pub(crate) fn select_rows<const D: usize>(
     y: Tensor<D>,
-    rows: &RowAdapters,
+    rows: &[Option<usize>],
     mut apply: impl FnMut(usize, Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
     let dims = y.dims();
-    if rows.len() != dims[0] {
-        return y;
-    }
     let mut used: Vec<usize> = rows.iter().flatten().copied().collect();
     used.sort_unstable();
     used.dedup();

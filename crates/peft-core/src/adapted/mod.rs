@@ -20,4 +20,4 @@ pub use erased::{AdapterObject, Erased, Upcast};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
 pub use model_level::{ModelAdapter, PrepareContext};
 pub use saved::{SavedConv2d, SavedEmbedding, SavedLinear};
-pub use set::{AdapterSet, BASE_ONLY, ParamIds, RowAdapters, check_name};
+pub use set::{AdapterSet, BASE_ONLY, MixedBatch, ParamIds, RowAdapters, check_name};

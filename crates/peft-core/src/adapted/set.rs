@@ -4,7 +4,7 @@ use burn::module::{Content, Module, ModuleDisplay, ModuleDisplayDefault, ModuleM
 use burn::tensor::Tensor;
 use burn::tensor::Device;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::erased::{AdapterObject, Erased};
 use crate::{Error, Result};
@@ -12,8 +12,84 @@ use crate::{Error, Result};
 /// The adapter name meaning "no adapter" in a mixed-adapter batch, as in the Python library.
 pub const BASE_ONLY: &str = "__base__";
 
-/// Which adapter each row of a batch uses: an index into the set, or `None` for the base alone.
-pub type RowAdapters = Arc<[Option<usize>]>;
+/// The adapter of each row of a mixed-adapter batch, shared by every site of a model.
+///
+/// The forward functions return tensors, so a site that sees a batch whose size differs from the
+/// number of names cannot fail there: it records the size here and gives the base output, and
+/// the caller reports [`Error::BatchAdaptersMismatch`] through [`MixedBatch::check`] (the
+/// facade's `with_batch_adapters` does so after the closure).
+#[derive(Clone, Debug)]
+pub struct MixedBatch {
+    names: Arc<[String]>,
+    /// The first batch size a site saw that differs from `names.len()`.
+    mismatch: Arc<OnceLock<usize>>,
+}
+
+impl MixedBatch {
+    /// One adapter name per row ([`BASE_ONLY`] for the base model alone).
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+        MixedBatch { names: names.iter().map(|n| n.as_ref().to_string()).collect(), mismatch: Arc::default() }
+    }
+
+    /// The per-row names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The number of rows the names are for.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no row is named.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The batch size of a forward that did not fit the names, if one ran.
+    pub fn mismatch(&self) -> Option<usize> {
+        self.mismatch.get().copied()
+    }
+
+    /// [`Error::BatchAdaptersMismatch`] if a forward saw a batch of another size than the names.
+    pub fn check(&self) -> Result<()> {
+        match self.mismatch() {
+            Some(batch) => Err(Error::BatchAdaptersMismatch { names: self.len(), batch }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a batch of `batch` rows fits the names; records the size when it does not.
+    fn fits(&self, batch: usize) -> bool {
+        if batch == self.len() {
+            return true;
+        }
+        // Only the first mismatch is kept: it is the one the error reports.
+        let _ = self.mismatch.set(batch);
+        false
+    }
+}
+
+/// One site's view of a [`MixedBatch`]: each row's adapter as an index into the site's set, or
+/// `None` for the base alone (`"__base__"`, or an adapter this site does not hold).
+#[derive(Clone, Debug)]
+pub struct RowAdapters {
+    batch: MixedBatch,
+    indices: Arc<[Option<usize>]>,
+}
+
+impl RowAdapters {
+    /// The per-row indices for a batch of `batch` rows, or `None` when the batch does not have
+    /// one row per name (then recorded in the shared [`MixedBatch`], for the caller to report).
+    pub fn for_batch(&self, batch: usize) -> Option<&[Option<usize>]> {
+        self.batch.fits(batch).then_some(&*self.indices)
+    }
+
+    /// The batch this view belongs to.
+    pub fn batch(&self) -> &MixedBatch {
+        &self.batch
+    }
+}
 
 /// The named adapters of one adapter site, in the order they were added.
 ///
@@ -132,15 +208,37 @@ impl<T: ?Sized + AdapterObject> AdapterSet<T> {
         self.merged.retain(|n| n != name);
     }
 
-    /// Sets the per-row adapter names of a mixed batch (`BASE_ONLY` for the base alone), or
-    /// clears them with `None`. Names this site lacks act as `BASE_ONLY`.
-    pub fn set_rows(&mut self, rows: Option<&[String]>) {
-        self.rows = rows.map(|names| {
-            names.iter().map(|n| self.entries.iter().position(|(e, _)| e == n)).collect::<Vec<_>>().into()
-        });
+    /// Sets the per-row adapters of a mixed batch (`BASE_ONLY` for the base alone), or clears
+    /// them with `None`. Names this site lacks act as `BASE_ONLY`.
+    ///
+    /// Fails with [`Error::MergedAdaptersInMixedBatch`] (naming `path`), changing nothing, while
+    /// an adapter is merged here: its update is in the base weight, so it would reach every row.
+    pub fn set_rows(&mut self, rows: Option<&MixedBatch>, path: &str) -> Result<()> {
+        let Some(batch) = rows else {
+            self.rows = None;
+            return Ok(());
+        };
+        if !self.merged.is_empty() {
+            return Err(Error::MergedAdaptersInMixedBatch { path: path.to_string(), merged: self.merged.clone() });
+        }
+        let indices = batch.names().iter().map(|n| self.entries.iter().position(|(e, _)| e == n)).collect();
+        self.rows = Some(RowAdapters { batch: batch.clone(), indices });
+        Ok(())
     }
 
-    /// The per-row adapter indices of a mixed batch, if one is set.
+    /// Fails while a mixed batch is set: merging then would apply the merged adapter to every
+    /// row (see [`AdapterSet::set_rows`]). Site merges call it before changing anything.
+    pub fn check_no_rows(&self, name: &str) -> Result<()> {
+        match self.rows {
+            Some(_) => Err(Error::InvalidState(format!(
+                "adapter `{name}` cannot be merged while a mixed-adapter batch is set; clear it first \
+                 (set_batch_adapters(None))"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The per-row adapters of a mixed batch, if one is set.
     pub fn rows(&self) -> Option<&RowAdapters> {
         self.rows.as_ref()
     }
