@@ -36,7 +36,7 @@ pub fn fixtures(root: &Path, check: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     run(Command::new(&python).arg(&script).arg(&scratch))?;
     let mut differing = Vec::new();
-    for sub in ["models", "cases", "gguf"] {
+    for sub in ["models", "cases", "gguf", "configs"] {
         compare_trees(&root.join("fixtures").join(sub), &scratch.join(sub), &mut differing)?;
     }
     if differing.is_empty() {

@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for EarlyStopping {
 /// `generation_config.json`) or write it in code:
 ///
 /// ```
-/// use peft_models::generation::GenerationConfig;
+/// use peft_core::generation::GenerationConfig;
 /// let config = GenerationConfig { max_new_tokens: Some(20), num_beams: 4, ..GenerationConfig::default() };
 /// config.validate().expect("valid");
 /// ```

@@ -29,8 +29,9 @@ pub use auto::resolve_base;
 pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_method};
 pub use peft_core::generation::{GenerationConfig, Generated};
 pub use peft_core::{
-    AdapterSites, Bias, CommonConfig, CustomConfig, Error, InitLoraWeights, Labels, Logits, LoraConfig, ModelInputs, PeftConfig, PeftType,
-    Result, TargetModules, TaskModel, TaskOutput, TaskType, BASE_ONLY,
+    AdaLoraConfig, AdaptionPromptConfig, AdapterSites, Bias, CommonConfig, CustomConfig, Error, Ia3Config, InitLoraWeights, Labels,
+    Logits, LoraConfig, ModelInputs, PeftConfig, PeftType, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, Result,
+    TargetModules, TaskModel, TaskOutput, TaskType, BASE_ONLY,
 };
 pub use trainable::thousands;
 #[cfg(feature = "lora")]

@@ -9,7 +9,7 @@
 //! row's new tokens (eos included), or a padded tensor of them.
 //!
 //! ```no_run
-//! use burn::tensor::{Int, Tensor};
+//! use burn::tensor::{Device, Int, Tensor, TensorData};
 //! use peft_models::generation::{GenerationConfig, generate};
 //! use peft_models::llama::LlamaForCausalLM;
 //!
