@@ -17,7 +17,11 @@ pub use adapted::{
     AdaptedBatchNorm2d, AdaptedConv1d, AttentionAdapter, AttentionHook, AttentionInputs, BatchNormAdapter, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
     EmbeddingAdapter, LinearAdapter, LowRank, ModelAdapter, PrepareContext, BASE_ONLY,
 };
-pub use config::{Bias, CONFIG_FILE, CommonConfig, CustomConfig, ExtraKeys, InitLoraWeights, LoraConfig, MethodConfig, PeftConfig};
+pub use config::{
+    AdaLoraConfig, AdaptionPromptConfig, Bias, CONFIG_FILE, CommonConfig, CustomConfig, ExtraKeys, Ia3Config, InitLoraWeights, LoraConfig,
+    MethodConfig, PeftConfig, PrefixTuningConfig, PrefixTuningInit, PromptEncoderConfig, PromptEncoderReparameterizationType,
+    PromptLearningFields, PromptTuningConfig, PromptTuningInit,
+};
 pub use dropout::dropout;
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};

@@ -10,13 +10,27 @@ use crate::{Error, Result};
 const FEATURE_KEYS: &[&str] = &[
     "alora_invocation_tokens",
     "arrow_config",
+    "kasa_config",
     "layer_replication",
     "lora_bias",
     "megatron_config",
+    "monteclora_config",
     "target_parameters",
     "trainable_token_indices",
+    "use_bdlora",
     "use_qalora",
+    "velora_config",
 ];
+
+/// Whether a key's value switches its feature on (anything but `null`, `false`, `[]` or `{}`).
+pub(crate) fn is_on(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
 
 /// Keys kept from `adapter_config.json` and written back unchanged, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -32,16 +46,10 @@ impl ExtraKeys {
     /// Fails when a Python-only feature is switched on, naming the key.
     pub(crate) fn reject_enabled(&self, known: &[&str]) -> Result<()> {
         for (key, value) in &self.0 {
-            let on = match value {
-                Value::Null | Value::Bool(false) => false,
-                Value::Array(a) => !a.is_empty(),
-                Value::Object(o) => !o.is_empty(),
-                _ => true,
-            };
-            if on && FEATURE_KEYS.contains(&key.as_str()) && known.contains(&key.as_str()) {
+            if is_on(value) && FEATURE_KEYS.contains(&key.as_str()) && known.contains(&key.as_str()) {
                 return Err(Error::Unsupported {
                     what: format!("`{key}` = {value}"),
-                    supported: format!("`{key}` left at null/false (plain LoRA)"),
+                    supported: format!("`{key}` left at null/false"),
                 });
             }
         }

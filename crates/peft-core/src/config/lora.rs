@@ -181,16 +181,21 @@ pub(crate) const PYTHON_LORA_KEYS: &[&str] = &[
     "ensure_weight_tying",
     "eva_config",
     "exclude_modules",
+    "kasa_config",
     "layer_replication",
     "loftq_config",
     "lora_bias",
+    "lora_ga_config",
     "megatron_config",
     "megatron_core",
+    "monteclora_config",
     "peft_version",
     "qalora_group_size",
     "target_parameters",
     "trainable_token_indices",
+    "use_bdlora",
     "use_qalora",
+    "velora_config",
 ];
 
 impl LoraConfig {

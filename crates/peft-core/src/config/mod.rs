@@ -4,13 +4,24 @@
 //! holding the shared fields in a flattened [`CommonConfig`]. [`PeftConfig`] is the tagged union
 //! of all of them; adding a method adds one variant here and one arm to `on_config!`.
 
+mod adalora;
+mod adaption_prompt;
 mod common;
 mod extra;
+mod ia3;
 mod lora;
+mod prompt;
 
+pub use adalora::AdaLoraConfig;
+pub use adaption_prompt::AdaptionPromptConfig;
 pub use common::{CommonConfig, MethodConfig};
 pub use extra::ExtraKeys;
+pub use ia3::Ia3Config;
 pub use lora::{Bias, InitLoraWeights, LoraConfig};
+pub use prompt::{
+    PrefixTuningConfig, PrefixTuningInit, PromptEncoderConfig, PromptEncoderReparameterizationType, PromptLearningFields, PromptTuningConfig,
+    PromptTuningInit,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +43,24 @@ pub enum PeftConfig {
     /// `"peft_type": "LORA"`.
     #[serde(rename = "LORA")]
     Lora(LoraConfig),
+    /// `"peft_type": "ADALORA"`.
+    #[serde(rename = "ADALORA")]
+    AdaLora(AdaLoraConfig),
+    /// `"peft_type": "IA3"`.
+    #[serde(rename = "IA3")]
+    Ia3(Ia3Config),
+    /// `"peft_type": "PROMPT_TUNING"`.
+    #[serde(rename = "PROMPT_TUNING")]
+    PromptTuning(PromptTuningConfig),
+    /// `"peft_type": "P_TUNING"`.
+    #[serde(rename = "P_TUNING")]
+    PTuning(PromptEncoderConfig),
+    /// `"peft_type": "PREFIX_TUNING"`.
+    #[serde(rename = "PREFIX_TUNING")]
+    PrefixTuning(PrefixTuningConfig),
+    /// `"peft_type": "ADAPTION_PROMPT"`.
+    #[serde(rename = "ADAPTION_PROMPT")]
+    AdaptionPrompt(AdaptionPromptConfig),
     /// A method this crate does not define: yours, attached with
     /// `PeftModel::add_adapter_with_method` (any `peft_type` the others do not claim).
     #[serde(skip)]
@@ -71,6 +100,12 @@ macro_rules! on_config {
     ($self:expr, $c:ident => $body:expr) => {
         match $self {
             PeftConfig::Lora($c) => $body,
+            PeftConfig::AdaLora($c) => $body,
+            PeftConfig::Ia3($c) => $body,
+            PeftConfig::PromptTuning($c) => $body,
+            PeftConfig::PTuning($c) => $body,
+            PeftConfig::PrefixTuning($c) => $body,
+            PeftConfig::AdaptionPrompt($c) => $body,
             PeftConfig::Custom(_) => unreachable!("handled before on_config!"),
         }
     };
@@ -125,7 +160,7 @@ impl PeftConfig {
     pub fn bias(&self) -> Bias {
         match self {
             PeftConfig::Lora(c) => c.bias,
-            #[allow(unreachable_patterns)]
+            PeftConfig::AdaLora(c) => c.bias,
             _ => Bias::None,
         }
     }
@@ -216,6 +251,10 @@ impl PeftConfig {
             known => serde_json::to_value(known).unwrap_or(Value::Null),
         };
         if let Some(map) = value.as_object_mut() {
+            // The Python class has no `modules_to_save` and warns about the key when reading it.
+            if matches!(self, PeftConfig::AdaptionPrompt(_)) && map.get("modules_to_save") == Some(&Value::Null) {
+                map.remove("modules_to_save");
+            }
             map.sort_keys();
         }
         serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -225,7 +264,6 @@ impl PeftConfig {
     pub fn into_lora(self, file: &Path) -> Result<LoraConfig> {
         match self {
             PeftConfig::Lora(c) => Ok(c),
-            #[allow(unreachable_patterns)]
             other => Err(Error::WrongMethod { expected: "LORA".into(), found: other.method_name().to_string(), path: file.into() }),
         }
     }
@@ -285,6 +323,41 @@ mod tests {
         let replication =
             PeftConfig::from_json_str(r#"{"layer_replication": [[0, 2]]}"#, Path::new("a.json")).expect_err("x");
         assert!(replication.to_string().contains("layer_replication"), "{replication}");
+        // Every method of the PEFT docs parses into its own variant.
+        let ia3 = PeftConfig::from_json_str(r#"{"peft_type": "IA3", "target_modules": ["k", "v"]}"#, Path::new("a.json"))
+            .expect("IA3 parses");
+        assert_eq!(ia3.peft_type(), Some(PeftType::Ia3));
+        assert!(matches!(&ia3, PeftConfig::Ia3(c) if c.target_modules.names() == ["k".to_string(), "v".to_string()]));
+        let kasa = r#"{"peft_type": "ADALORA", "total_step": 10, "kasa_config": {"k": 1}}"#;
+        let kasa = PeftConfig::from_json_str(kasa, Path::new("a.json")).expect_err("a LoRA variant");
+        assert!(kasa.to_string().contains("kasa_config"), "{kasa}");
+        let adalora = PeftConfig::from_json_str(r#"{"peft_type": "ADALORA"}"#, Path::new("a.json")).expect_err("total_step");
+        assert!(matches!(adalora, Error::InvalidConfig { field: "total_step", .. }), "{adalora:?}");
+    }
+
+    #[test]
+    fn each_method_has_its_variant_and_bias() {
+        let configs: [(PeftConfig, PeftType); 6] = [
+            (AdaLoraConfig::new(10).with_bias(Bias::All).into(), PeftType::AdaLora),
+            (Ia3Config::new(["k"]).into(), PeftType::Ia3),
+            (PromptTuningConfig::new(4).into(), PeftType::PromptTuning),
+            (PromptEncoderConfig::new(4).into(), PeftType::PTuning),
+            (PrefixTuningConfig::new(4).into(), PeftType::PrefixTuning),
+            (AdaptionPromptConfig::new(4, 1).into(), PeftType::AdaptionPrompt),
+        ];
+        for (config, method) in configs {
+            assert_eq!(config.peft_type(), Some(method));
+            assert_eq!(config.method_name(), method.as_str());
+            config.validate().expect("valid");
+            let json = config.to_json_string();
+            assert!(json.contains(&format!("\"peft_type\": \"{method}\"")), "{json}");
+            let back = PeftConfig::from_json_str(&json, Path::new("x")).expect("reparses");
+            assert_eq!(back, config);
+            let bias = if method == PeftType::AdaLora { Bias::All } else { Bias::None };
+            assert_eq!(config.bias(), bias, "{method}");
+        }
+        let adaption = PeftConfig::from(AdaptionPromptConfig::new(4, 1)).to_json_string();
+        assert!(!adaption.contains("modules_to_save"), "the Python class has no modules_to_save: {adaption}");
     }
 
     proptest! {
@@ -303,6 +376,93 @@ mod tests {
                 .with_target_modules(crate::TargetModules::Names(names))
                 .with_bias([Bias::None, Bias::All, Bias::LoraOnly][bias]);
             let config = PeftConfig::from(config);
+            let back = PeftConfig::from_json_str(&config.to_json_string(), Path::new("x")).expect("reparses");
+            prop_assert_eq!(back, config);
+        }
+
+        #[test]
+        fn adalora_configs_round_trip(
+            init_r in 1usize..16, target in 0usize..16, tinit in 0usize..5, tfinal in 0usize..5, extra_steps in 1usize..100,
+            delta_t in 1usize..8, beta1 in 0.0f64..0.99, beta2 in 0.0f64..0.99, orth in 0.0f64..2.0,
+            alpha in 1u32..64, dropout in 0.0f64..0.9, names in proptest::collection::vec("[a-z_]{1,8}", 0..4),
+            kept in proptest::collection::vec(any::<bool>(), 16), bias in 0usize..3,
+        ) {
+            let mut names = names;
+            names.sort();
+            let mut config = AdaLoraConfig::new(tinit + tfinal + extra_steps)
+                .with_init_r(init_r)
+                .with_target_r(1 + target % init_r)
+                .with_tinit(tinit)
+                .with_tfinal(tfinal)
+                .with_delta_t(delta_t)
+                .with_betas(beta1, beta2)
+                .with_orth_reg_weight(orth)
+                .with_lora_alpha(f64::from(alpha))
+                .with_lora_dropout(dropout)
+                .with_bias([Bias::None, Bias::All, Bias::LoraOnly][bias]);
+            if let Some(first) = names.first() {
+                config = config.with_rank_pattern(format!("{first}.lora_E"), kept[..init_r].to_vec());
+            }
+            let config = PeftConfig::from(config.with_target_modules(crate::TargetModules::Names(names)));
+            prop_assert!(config.validate().is_ok(), "{:?}", config.validate());
+            let back = PeftConfig::from_json_str(&config.to_json_string(), Path::new("x")).expect("reparses");
+            prop_assert_eq!(back, config);
+        }
+
+        #[test]
+        fn ia3_configs_round_trip(
+            names in proptest::collection::btree_set("[a-z_]{1,8}", 1..5), ff in 0usize..5, fan_in_fan_out: bool, init: bool,
+        ) {
+            let names: Vec<String> = names.into_iter().collect();
+            let config = Ia3Config::new(names.clone())
+                .with_feedforward_modules(names[..ff.min(names.len())].to_vec())
+                .with_fan_in_fan_out(fan_in_fan_out)
+                .with_init_ia3_weights(init);
+            let config = PeftConfig::from(config);
+            let back = PeftConfig::from_json_str(&config.to_json_string(), Path::new("x")).expect("reparses");
+            prop_assert_eq!(back, config);
+        }
+
+        #[test]
+        fn prompt_learning_configs_round_trip(
+            tokens in 1usize..64, dim in proptest::option::of(1usize..512), heads in proptest::option::of(1usize..16),
+            layers in proptest::option::of(1usize..48), stacks in proptest::option::of(1usize..3), kind in 0usize..3,
+            text in "[a-zA-Z :]{0,20}", hidden in proptest::option::of(1usize..256), dropout in 0.0f64..0.9,
+            lstm: bool, encoder_layers in 1usize..4, projection: bool, zero: bool,
+        ) {
+            let sizes = PromptLearningFields {
+                num_virtual_tokens: tokens, token_dim: dim, num_transformer_submodules: stacks, num_attention_heads: heads, num_layers: layers,
+            };
+            let mut tuning = match kind {
+                0 => PromptTuningConfig::new(tokens),
+                1 => PromptTuningConfig::new(tokens).with_prompt_tuning_init(PromptTuningInit::SampleVocab),
+                _ => PromptTuningConfig::new(tokens).with_init_text(text, "tok").with_tokenizer_kwarg("use_fast", Value::Bool(lstm)),
+            };
+            tuning.prompt_learning = sizes.clone();
+            let kind = if lstm { PromptEncoderReparameterizationType::Lstm } else { PromptEncoderReparameterizationType::Mlp };
+            let mut encoder = PromptEncoderConfig::new(tokens)
+                .with_encoder_reparameterization_type(kind)
+                .with_encoder_num_layers(encoder_layers)
+                .with_encoder_dropout(dropout);
+            encoder.encoder_hidden_size = hidden;
+            encoder.prompt_learning = sizes.clone();
+            let mut prefix = PrefixTuningConfig::new(tokens)
+                .with_prefix_projection(projection)
+                .with_init_weights(zero.then_some(PrefixTuningInit::Zero));
+            prefix.encoder_hidden_size = hidden;
+            prefix.prompt_learning = sizes;
+            for config in [PeftConfig::from(tuning), encoder.into(), prefix.into()] {
+                prop_assert!(config.validate().is_ok(), "{:?}", config.validate());
+                let back = PeftConfig::from_json_str(&config.to_json_string(), Path::new("x")).expect("reparses");
+                prop_assert_eq!(back, config);
+            }
+        }
+
+        #[test]
+        fn adaption_prompt_configs_round_trip(len in 1usize..64, layers in 1usize..64, target in proptest::option::of("[a-z_]{1,10}")) {
+            let mut config = AdaptionPromptConfig::new(len, layers);
+            config.target_modules = target;
+            let config = PeftConfig::from(config.with_task_type(crate::TaskType::CausalLm));
             let back = PeftConfig::from_json_str(&config.to_json_string(), Path::new("x")).expect("reparses");
             prop_assert_eq!(back, config);
         }
