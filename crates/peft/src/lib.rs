@@ -30,6 +30,7 @@ pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_
 pub use peft_core::generation::{GenerationConfig, Generated};
 pub use peft_core::{
     AdapterSites, Bias, CommonConfig, CustomConfig, Error, InitLoraWeights, Labels, Logits, LoraConfig, ModelInputs, PeftConfig, PeftType,
+    PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig,
     Result, TargetModules, TaskModel, TaskOutput, TaskType, BASE_ONLY,
 };
 pub use trainable::thousands;
