@@ -108,9 +108,11 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
         "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
         _ => None,
     };
-    let how = match feature_state {
-        Some(false) => format!("enable the `{feature}` feature of the `peft` crate (crate `{krate}`) to add {method}"),
-        _ => format!("{method} is not implemented in this version (it is planned in crate `{krate}`); this build has {}", built.join(", ")),
+    let built = if built.is_empty() { "no method".to_string() } else { built.join(", ") };
+    // Reads as "`peft_type` IA3 is not supported; supported: LORA in this build; ...".
+    let supported = match feature_state {
+        Some(false) => format!("{built} in this build; enable the `{feature}` feature of the `peft` crate (crate `{krate}`) to add {method}"),
+        _ => format!("{built} in this build; {method} is not implemented yet (it is planned in crate `{krate}`, feature `{feature}` of `peft`)"),
     };
-    Error::Unsupported { what: format!("{method} adapters in this build"), supported: how }
+    Error::Unsupported { what: format!("`peft_type` {method}"), supported }
 }
