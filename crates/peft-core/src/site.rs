@@ -174,6 +174,12 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
         None
     }
 
+    /// The sizes prompt methods take from the model when their config leaves them unset (the
+    /// same as [`crate::TaskModel::dims`]); `None` where the model does not take prompt methods.
+    fn model_dims(&self) -> Option<crate::ModelDims> {
+        None
+    }
+
     /// Like [`AdapterSites::visit_sites_mut`] for reading: runs on a cheap clone (tensors are shared).
     fn visit_sites(&self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.clone().visit_sites_mut(f);

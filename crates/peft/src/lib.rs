@@ -47,6 +47,9 @@ pub use peft_lora as lora;
 /// Architectures.
 #[cfg(feature = "models")]
 pub use peft_models as models;
+/// Prompt tuning, P-tuning and prefix tuning (crate `peft-prompt`).
+#[cfg(feature = "prompt")]
+pub use peft_prompt as prompt;
 /// Burn, as this crate uses it.
 pub use burn;
 

@@ -3,8 +3,11 @@
 //! The only place that names the method crates: each built-in method is one arm here, behind its
 //! feature. A config of a method this build lacks fails with the crate and feature that add it.
 
+use peft_core::adapted::Erased;
 use peft_core::attach::SiteMethod;
-use peft_core::{AdapterSites, Error, PeftConfig, PeftType, Result};
+use peft_core::{AdapterSites, Error, ModelAdapter, PeftConfig, PeftType, Result};
+
+use crate::tensors::TensorMap;
 
 /// The site part of the built-in method `config` names.
 pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMethod + 'a>> {
@@ -23,6 +26,8 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 /// Fills what the method takes from the model when the config leaves it unset, as the Python
 /// library does before saving the config: LoRA's per-architecture default `target_modules`.
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
+    #[cfg(feature = "prompt")]
+    peft_prompt::complete_config(config, model.model_dims())?;
     #[allow(irrefutable_let_patterns)]
     let PeftConfig::Lora(lora) = config else { return Ok(()) };
     if !lora.target_modules.is_none() {
@@ -40,6 +45,37 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
     Ok(())
 }
 
+/// The model-level adapter of a prompt-learning config (from the file's `prompt_embeddings` when
+/// loading), or `None` for methods that adapt sites.
+pub(crate) fn model_adapter<M: AdapterSites>(config: &PeftConfig, model: &M, tensors: Option<&TensorMap>) -> Result<Option<Erased<dyn ModelAdapter>>> {
+    #[cfg(feature = "prompt")]
+    if matches!(config, PeftConfig::PromptTuning(_) | PeftConfig::PTuning(_) | PeftConfig::PrefixTuning(_)) {
+        let device = model.devices().into_iter().next().unwrap_or_default();
+        let saved = match tensors {
+            None => None,
+            Some(t) => {
+                let key = peft_prompt::PROMPT_EMBEDDINGS;
+                let others: Vec<String> = t.keys().filter(|k| k.as_str() != key).take(8).cloned().collect();
+                if !others.is_empty() {
+                    return Err(Error::UnexpectedTensors {
+                        file: peft_io::adapter::WEIGHTS_FILE.into(),
+                        keys: others,
+                        fix: format!("a prompt-learning adapter holds only `{key}`; check the folder's adapter_config.json"),
+                    });
+                }
+                Some(t.get(key).cloned().ok_or_else(|| Error::MissingTensor {
+                    key: key.into(),
+                    file: peft_io::adapter::WEIGHTS_FILE.into(),
+                    fix: "the folder is not a complete prompt-learning adapter; save it again".into(),
+                })?)
+            }
+        };
+        return peft_prompt::build(config, saved, &device);
+    }
+    let _ = (config, model, tensors);
+    Ok(None)
+}
+
 /// The crate and the `peft` feature that implement a method.
 pub(crate) fn method_home(method: PeftType) -> (&'static str, &'static str) {
     match method {
@@ -55,6 +91,9 @@ fn built_methods() -> Vec<&'static str> {
     if cfg!(feature = "lora") {
         out.push("LORA");
     }
+    if cfg!(feature = "prompt") {
+        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
+    }
     out
 }
 
@@ -66,6 +105,7 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
     // Features of this version of the `peft` crate, and whether each is on.
     let feature_state = match feature {
         "lora" => Some(cfg!(feature = "lora")),
+        "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
         _ => None,
     };
     let built = if built.is_empty() { "no method".to_string() } else { built.join(", ") };

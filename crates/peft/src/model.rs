@@ -101,6 +101,9 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         complete_modules_to_save(&mut config, &self.base_model);
         crate::methods::complete_config(&mut config, &self.base_model)?;
+        if let Some(adapter) = crate::methods::model_adapter(&config, &self.base_model, tensors)? {
+            return self.insert_model_adapter(name, config, adapter);
+        }
         let Attached { targeted, mut consumed } = match method {
             Some(m) => attach(&mut self.base_model, name, m, tensors)?,
             None => attach(&mut self.base_model, name, &*crate::methods::site_method(&config)?, tensors)?,

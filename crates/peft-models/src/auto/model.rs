@@ -256,4 +256,8 @@ impl AdapterSites for AutoModel {
     fn name_or_path(&self) -> Option<String> {
         on_model!(self, m => m.name_or_path())
     }
+
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        on_model!(self, m => m.model_dims())
+    }
 }

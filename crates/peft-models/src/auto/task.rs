@@ -228,7 +228,9 @@ impl TaskModel for LlamaForCausalLM {
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-        refuse_prompt_inputs(&inputs, "LlamaForCausalLM generation")?;
+        if inputs.inputs_embeds.is_some() || inputs.past_key_values.is_some() {
+            return crate::generation::generate_prompted(self, inputs, config);
+        }
         generate(self, inputs.need_ids()?, inputs.attention_mask.clone(), config)
     }
 }

@@ -30,12 +30,14 @@ mod beam;
 mod contracts;
 mod decoder;
 mod logits;
+mod prompted;
 mod rng;
 mod search;
 mod seq2seq_cache;
 
 pub use peft_core::generation::{EarlyStopping, GenerationConfig, Generated};
 pub use contracts::{CausalLm, EncoderOutput, SelectRows, Seq2SeqLm};
+pub use prompted::generate_prompted;
 pub use seq2seq_cache::EncoderDecoderCache;
 
 use burn::tensor::{Int, Tensor};

@@ -183,6 +183,10 @@ impl AdapterSites for LlamaForCausalLM {
         self.config.name_or_path.clone()
     }
 
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        peft_core::TaskModel::dims(self).ok()
+    }
+
     /// `[("lm_head.weight", "model.embed_tokens.weight")]` with tied embeddings, else none: the
     /// head holds a copy of the table, which parameter counts count once.
     fn tied_weights(&self) -> Vec<(String, String)> {
