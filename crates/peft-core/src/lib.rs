@@ -6,6 +6,7 @@ mod config;
 mod dropout;
 mod error;
 mod site;
+mod site_visit;
 mod task;
 pub mod targets;
 
@@ -17,6 +18,7 @@ pub use config::{Bias, CONFIG_FILE, ExtraKeys, InitLoraWeights, LoraConfig, Peft
 pub use dropout::dropout;
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
+pub use site_visit::{SiteVisit, join_path, site_paths_under};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};
 pub use task::{PeftType, TaskType};
 
