@@ -221,6 +221,8 @@ fn renamed_paths_are_the_keys_of_saved_adapters() {
 #[test]
 fn a_hand_written_part_composes_with_derived_ones() {
     /// An enum the derive cannot see into, listed by hand.
+    // Built once per test: its size does not matter, and Burn modules are not boxed.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Module, Debug)]
     enum Mixer {
         Dense(AdaptedLinear),
