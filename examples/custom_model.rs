@@ -16,7 +16,6 @@ fn main() -> Result<()> {
     let options = Options::new(target_dir().join("custom-model-adapter"), args.smoke);
     let r = run(&options)?;
     println!("adapter sites: {}", r.sites.join(", "));
-    println!("{}", r.trainable);
     println!("loss {:.3} -> {:.3}", r.loss.0, r.loss.1);
     println!("held-out accuracy {:.1}% -> {:.1}%", 100.0 * r.accuracy_before, 100.0 * r.accuracy_after);
     ensure!(r.frozen_change == 0.0, "a base weight moved while training");
