@@ -2,7 +2,7 @@
 //! must give the trained model's outputs.
 
 use peft_examples::common::fixtures_dir;
-use peft_examples::{image_classification, quicktour, semantic_segmentation, whisper_auto};
+use peft_examples::{custom_model, image_classification, quicktour, semantic_segmentation, whisper_auto};
 
 #[test]
 fn image_classification_learns_and_round_trips() {
@@ -16,6 +16,28 @@ fn image_classification_learns_and_round_trips() {
     assert!(report.adapter_effect > 1e-3, "training changed the outputs: {report:?}");
     assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
     assert!(out.path().join("adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn custom_model_learns_moves_only_the_adapter_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let report = custom_model::run(&custom_model::Options::new(out.path(), true)).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert_eq!(report.sites, ["fc1 (Linear)", "fc2 (Linear)", "classifier (Linear)"], "the derive lists the layers, not the activation");
+    // LoRA r 8 on fc1 (12x32) and fc2 (32x32), and a trainable copy of the classifier (32x3 + 3).
+    let lora = 8 * (12 + 32) + 8 * (32 + 32);
+    let head = 32 * 3 + 3;
+    let base = (12 * 32 + 32) + (32 * 32 + 32) + head;
+    let percent = 100.0 * (lora + head) as f64 / (base + lora + head) as f64;
+    let line = format!("trainable params: {} || all params: {} || trainable%: {percent:.4}", lora + head, peft::thousands(base + lora + head));
+    assert_eq!(report.trainable, line);
+    assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.accuracy_after > report.accuracy_before, "{report:?}");
+    assert_eq!(report.frozen_change, 0.0, "only the adapter moves");
+    assert!(report.adapter_effect > 1e-3, "training changed the outputs: {report:?}");
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
+    assert!(out.path().join("adapter_model.safetensors").is_file());
+    assert!(out.path().join("adapter_config.json").is_file());
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod dropout;
 mod error;
 pub mod generation;
 mod site;
+mod site_visit;
 mod task;
 mod task_model;
 pub mod targets;
@@ -25,6 +26,7 @@ pub use config::{
 pub use dropout::dropout;
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
+pub use site_visit::{SiteVisit, join_path, site_paths_under};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};
 pub use task::{PeftType, TaskType};
 pub use task_model::{Labels, Logits, ModelDims, ModelInputs, TaskModel, TaskOutput};

@@ -6,6 +6,8 @@
 //!
 //! Methods are features (`lora`); architectures come with `models`; backends are features too
 //! (`flex`, the default CPU backend; `cuda`, `wgpu`, `vulkan`, `metal`, `cpu`, `tch`).
+//! `#[derive(AdapterSites)]` (feature `derive`, on by default) makes a Burn module of your own
+//! adaptable: see the guide's page on custom models.
 #![deny(missing_docs)]
 
 #[cfg(feature = "models")]
@@ -34,6 +36,10 @@ pub use peft_core::{
     TargetModules, TaskModel, TaskOutput, TaskType, BASE_ONLY,
 };
 pub use trainable::thousands;
+/// `#[derive(AdapterSites)]`: the trait of the same name, implemented from the struct's fields
+/// (crate `peft-derive`). The trait and the derive share the name, as serde's do.
+#[cfg(feature = "derive")]
+pub use peft_derive::AdapterSites;
 #[cfg(feature = "lora")]
 pub use peft_lora::Combination;
 
@@ -65,6 +71,8 @@ mod guide {
     mod installation {}
     #[doc = include_str!("../../../docs/architectures.md")]
     mod architectures {}
+    #[doc = include_str!("../../../docs/custom-models.md")]
+    mod custom_models {}
     #[doc = include_str!("../../../docs/lora.md")]
     mod lora {}
     #[doc = include_str!("../../../docs/adalora.md")]
