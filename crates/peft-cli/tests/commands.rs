@@ -178,3 +178,33 @@ fn train_a_classifier_from_csv_with_a_config_file() {
     method.extend(["--method", "ia4"]);
     assert!(one_line_error(&peft(&method)).contains("supports: lora"));
 }
+
+#[test]
+fn logits_serve_prompt_methods_written_by_python() {
+    for case in ["llama_prompt_tuning", "llama_p_tuning", "llama_prefix_tuning"] {
+        let e = expected(case);
+        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let len = e["input_ids"].shape()[1];
+        // Each row's real tokens; `peft logits` right-pads the shorter row and masks it, as the fixture does.
+        let rows: Vec<String> = (0..2)
+            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+            .collect();
+        let adapter = fixtures().join("cases").join(case).join("adapter");
+        let out = peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+        let (shape, got) = logits(&out);
+        // As in the Python library: prompt tuning and P-tuning logits include the virtual positions.
+        assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+        let keep: Vec<i64> = e["logits_mask"].clone().convert::<i64>().try_into_vec().expect("logits mask");
+        let want = floats(&e["adapted"]);
+        let vocab = shape[2];
+        let worst = keep
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == 1)
+            .flat_map(|(p, _)| (0..vocab).map(move |v| p * vocab + v))
+            .map(|i| (got[i] - want[i]).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{case}: max diff {worst}");
+    }
+}
