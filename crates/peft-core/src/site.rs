@@ -68,12 +68,14 @@ impl SiteMut<'_> {
         on_site!(self, s => s.adapters.param_ids(name))
     }
 
-    /// The id of a linear site's base bias, if it has one (what `bias="lora_only"` trains;
-    /// convolution biases are not covered yet, matching what the adapter files carry).
+    /// The id of the base layer's bias, if it has one (linear, convolution and batch norm sites).
     pub fn base_bias_id(&self) -> Option<burn::module::ParamId> {
         match self {
             SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-            _ => None,
+            SiteMut::Conv1d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+            SiteMut::Conv2d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
+            SiteMut::BatchNorm2d(s) => Some(s.base_layer.bias.id),
+            SiteMut::Embedding(_) | SiteMut::Attention(_) => None,
         }
     }
 

@@ -111,13 +111,7 @@ fn base_biases<M: AdapterSites>(model: &M, with_values: bool) -> Vec<BaseBias> {
     Module::visit(model, &mut collector);
     let mut site_of: HashMap<ParamId, String> = HashMap::new();
     model.visit_sites(&mut |path, site| {
-        let id = match site {
-            SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-            SiteMut::Conv1d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-            SiteMut::Conv2d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-            SiteMut::BatchNorm2d(s) => Some(s.base_layer.bias.id),
-            SiteMut::Embedding(_) | SiteMut::Attention(_) => None,
-        };
+        let id = site.base_bias_id();
         if let Some(id) = id {
             site_of.insert(id, path.to_string());
         }

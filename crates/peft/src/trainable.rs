@@ -8,7 +8,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
-use peft_core::{AdapterSites, Bias, SiteMut};
+use peft_core::{AdapterSites, Bias, SiteKind};
 use std::collections::HashSet;
 
 use crate::bias::{bias_mode, path_under};
@@ -119,7 +119,9 @@ impl<M: AdapterSites> PeftModel<M> {
         let lora_only: Vec<&String> = modes.iter().filter(|(m, _)| *m == Bias::LoraOnly).flat_map(|(_, t)| t.iter()).collect();
         if !lora_only.is_empty() {
             self.base_model.visit_sites(&mut |path, site| {
-                if lora_only.iter().any(|p| *p == path)
+                // `lora_only` covers linear sites only, the biases its adapter files carry.
+                if site.kind() == SiteKind::Linear
+                    && lora_only.iter().any(|p| *p == path)
                     && let Some(id) = site.base_bias_id()
                 {
                     ids.insert(id);
@@ -140,13 +142,7 @@ impl<M: AdapterSites> PeftModel<M> {
             if !copied.iter().any(|m| path_under(m, path).is_some()) {
                 return;
             }
-            let id = match site {
-                SiteMut::Linear(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-                SiteMut::Conv1d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-                SiteMut::Conv2d(s) => s.base_layer.bias.as_ref().map(|b| b.id),
-                SiteMut::BatchNorm2d(s) => Some(s.base_layer.bias.id),
-                SiteMut::Embedding(_) | SiteMut::Attention(_) => None,
-            };
+            let id = site.base_bias_id();
             out.extend(id);
         });
         out
