@@ -208,3 +208,49 @@ fn logits_serve_prompt_methods_written_by_python() {
         assert!(worst < 1e-4, "{case}: max diff {worst}");
     }
 }
+
+/// `peft logits` on a causal-LM case of the fixtures: each row's real tokens (the mask's ones) in,
+/// the logits at those positions compared with the Python library's `adapted`.
+fn assert_causal_logits_match(case: &str, model: &str) {
+    let e = expected(case);
+    let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+    let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+    let [batch, len] = [e["input_ids"].shape()[0], e["input_ids"].shape()[1]];
+    let real = |r: usize| -> Vec<usize> { (0..len).filter(|&t| mask[r * len + t] == 1).collect() };
+    let rows: Vec<String> =
+        (0..batch).map(|r| real(r).into_iter().map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(",")).collect();
+    let adapter = fixtures().join("cases").join(case).join("adapter");
+    let out = peft(&["logits", "--model", s(&fixtures().join("models").join(model)), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+    let (shape, got) = logits(&out);
+    let vocab = shape[2];
+    let want = floats(&e["adapted"]);
+    for r in 0..batch {
+        for t in real(r) {
+            let at = |v: &[f32], width: usize| v[(r * width + t) * vocab..(r * width + t + 1) * vocab].to_vec();
+            assert!(max_diff(&at(&got, shape[1]), &at(&want, len)) < 1e-4, "{case}: row {r}, position {t}");
+        }
+    }
+}
+
+#[test]
+fn logits_serve_dora_adapters_written_by_python() {
+    assert_causal_logits_match("llama_dora", "llama");
+    assert_causal_logits_match("gpt2_dora", "gpt2");
+}
+
+#[test]
+fn train_with_dora_writes_magnitudes_python_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    ok(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--r", "2", "--steps", "2", "--batch-size", "4", "--use-dora", "--output", s(&adapter)]));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!(config["use_dora"].as_bool(), Some(true));
+    let saved = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("adapter file");
+    let key = "base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector";
+    assert_eq!(saved.get(key).map(|t| t.shape().to_vec()), Some(vec![16]), "v_proj's magnitude, one per output feature");
+}

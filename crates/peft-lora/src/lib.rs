@@ -3,6 +3,7 @@
 
 mod combine;
 mod conv;
+pub mod dora;
 mod embedding;
 mod init;
 mod inject;

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_case(&fixtures, &out, "roberta_seq_cls", RobertaForSequenceClassification::from_pretrained(models.join("roberta"), &device)?, |m, ids, mask| {
         m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
-    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama")] {
+    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama"), ("llama_dora", "llama")] {
         let base = LlamaForCausalLM::from_pretrained(models.join(model), &device)?;
         write_case(&fixtures, &out, case, base, |m, ids, mask| {
             let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
@@ -39,6 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lm_labels = |ids: &Tensor<2, Int>, mask: &Tensor<2, Int>| ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
     // GPT-2's Conv1D sites (fan_in_fan_out) and BLOOM's fused projection with trained biases.
     write_case(&fixtures, &out, "gpt2_lora", Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
+    // DoRA's magnitudes on Conv1D sites.
+    write_case(&fixtures, &out, "gpt2_dora", Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?, |m, ids, mask| {
         let labels = lm_labels(&ids, &mask);
         m.forward_with_loss(ids, Some(mask), labels)
     })?;

@@ -48,6 +48,9 @@ pub struct Args {
     /// LoRA dropout.
     #[arg(long)]
     pub lora_dropout: Option<f64>,
+    /// DoRA: also train a magnitude per output feature (`use_dora` of LoRA).
+    #[arg(long)]
+    pub use_dora: bool,
     /// Modules to adapt, comma-separated, or `all-linear` (default: the architecture's).
     #[arg(long)]
     pub target_modules: Option<String>,
@@ -155,6 +158,9 @@ fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     }
     if let Some(p) = args.lora_dropout {
         json["lora_dropout"] = p.into();
+    }
+    if args.use_dora {
+        json["use_dora"] = true.into();
     }
     if let Some(targets) = &args.target_modules {
         json["target_modules"] = if targets == "all-linear" {

@@ -24,6 +24,13 @@ macro_rules! adapted_conv {
             #[doc = concat!("- `x` and `y`: `", $shape, "`")]
             fn adapt_output(&self, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank>;
 
+            /// `adapt_output` for adapters that also read the base layer (DoRA). The layer calls
+            /// this one; by default it forwards to `adapt_output`.
+            fn adapt_output_with_base(&self, base: &$conv, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank> {
+                let _ = base;
+                self.adapt_output(x, y)
+            }
+
             /// Folds the adapter into the base kernel `[channels_out, channels_in / groups, kernel...]`.
             fn merge(&self, weight: Tensor<$wrank>) -> Result<Tensor<$wrank>>;
 
@@ -75,9 +82,9 @@ macro_rules! adapted_conv {
                     // A batch of another size is recorded for the caller to report; the base output stands.
                     let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
                     let adapters: Vec<&dyn $adapter> = self.adapters.iter().map(|(_, a)| a).collect();
-                    return select_rows(y, rows, |i, y| adapters[i].adapt_output(&x, y));
+                    return select_rows(y, rows, |i, y| adapters[i].adapt_output_with_base(&self.base_layer, &x, y));
                 }
-                self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output(&x, y))
+                self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
             }
 
             /// Folds adapter `name` into the kernel.
