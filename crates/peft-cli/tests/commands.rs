@@ -222,7 +222,8 @@ fn logits_serve_ia3_adapters_written_by_python_on_every_family() {
             .collect();
         let adapter = fixtures().join("cases").join(case).join("adapter");
         let rows = rows.join(";");
-        let mut args = vec!["logits", "--model", s(&fixtures().join("models").join(model)), "--adapter", s(&adapter), "--input-ids", &rows];
+        let model_dir = fixtures().join("models").join(model);
+        let mut args = vec!["logits", "--model", s(&model_dir), "--adapter", s(&adapter), "--input-ids", &rows];
         let decoder = if e.contains_key("decoder_input_ids") { format!("{};{}", ids_text(&e["decoder_input_ids"], 0), ids_text(&e["decoder_input_ids"], 1)) } else { String::new() };
         if !decoder.is_empty() {
             args.extend(["--decoder-input-ids", &decoder]);
