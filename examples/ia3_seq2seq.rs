@@ -16,7 +16,7 @@ fn main() -> Result<()> {
     println!("{}", r.trainable);
     println!("targets {:?}, feed-forward (input scaled) {:?}", r.targets.0, r.targets.1);
     println!("loss {:.3} -> {:.3}", r.loss.0, r.loss.1);
-    println!("held-out rows copied exactly: {} -> {} of {}", r.copied.0, r.copied.1, r.held_out);
+    println!("held-out loss {:.3} -> {:.3}", r.held_out_loss.0, r.held_out_loss.1);
     ensure!(r.reload_diff < 1e-4 && r.merge_diff < 1e-4, "reloaded {:.1e}, merged {:.1e}", r.reload_diff, r.merge_diff);
     println!("saved to {}; reloaded: max logit diff {:.1e}; merged: {:.1e}", options.out_dir.display(), r.reload_diff, r.merge_diff);
     Ok(())

@@ -4,7 +4,8 @@
 //! On T5 the defaults are `k`, `v` and `wo`, with `wo` feed-forward: the vectors scale the keys
 //! and values of every attention and the input of every feed-forward output layer. The model is
 //! a T5 folder (default: the tiny `fixtures/models/t5`), the task is to copy the source sentence,
-//! as in the quicktour. Training moves only the vectors; the adapter is saved, reloaded onto a
+//! as in the quicktour (one vector per layer learns far less than LoRA: the loss falls, the copies
+//! stay wrong on this tiny random model). Training moves only the vectors; the adapter is saved, reloaded onto a
 //! fresh base, and merged, and each copy must give the trained model's logits.
 
 use anyhow::{Context, Result};
@@ -31,7 +32,7 @@ pub struct Options {
 impl Options {
     /// The guide's settings (fewer steps in smoke mode).
     pub fn new(model_dir: impl Into<PathBuf>, out_dir: impl Into<PathBuf>, smoke: bool) -> Self {
-        Options { model_dir: model_dir.into(), out_dir: out_dir.into(), steps: if smoke { 20 } else { 150 } }
+        Options { model_dir: model_dir.into(), out_dir: out_dir.into(), steps: if smoke { 20 } else { 300 } }
     }
 }
 
@@ -44,10 +45,8 @@ pub struct Report {
     pub targets: (Vec<String>, Vec<String>),
     /// The first and last training loss.
     pub loss: (f32, f32),
-    /// Held-out rows whose greedy copy is exact, before and after training.
-    pub copied: (usize, usize),
-    /// Held-out rows.
-    pub held_out: usize,
+    /// The mean loss on held-out rows, before and after training.
+    pub held_out_loss: (f32, f32),
     /// Largest logit difference of the reloaded adapter, and of the merged model, to the trained one.
     pub reload_diff: f32,
     /// See `reload_diff`.
@@ -67,15 +66,16 @@ fn tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
 }
 
-/// How many rows' greedy output starts with their source.
-fn exact_copies(model: &T5ForConditionalGeneration, sources: &[Vec<u32>], device: &Device) -> usize {
-    let out = model.generate_greedy(tensor(sources, device), None, 5);
-    out.iter().zip(sources).filter(|(o, s)| o.iter().skip_while(|t| **t == 0).take(5).eq(s.iter())).count()
+/// The seq2seq loss of `model` on `(sources, labels)`.
+fn loss_on(model: &T5ForConditionalGeneration, sources: &[Vec<u32>], labels: &[Vec<u32>], device: &Device) -> Result<f32> {
+    scalar(model.forward_with_loss(tensor(sources, device), None, tensor(labels, device)).1)
 }
 
 /// Runs the guide.
 pub fn run(options: &Options) -> Result<Report> {
     let device = peft::device::default_device()?.autodiff();
+    // T5's dropout (0.1) draws from the device's generator: seeded, the run repeats.
+    device.seed(5);
     let load = |device: &Device| {
         T5ForConditionalGeneration::from_pretrained(&options.model_dir, device).with_context(|| format!("loading {}", options.model_dir.display()))
     };
@@ -90,9 +90,9 @@ pub fn run(options: &Options) -> Result<Report> {
     let mut rng = Rng::new(11);
     let (sources, labels) = copy_rows(&mut rng, 16, vocab, eos);
     let (train_src, train_tgt) = (tensor(&sources[..12], &device), tensor(&labels[..12], &device));
-    let held_out = &sources[12..];
+    let (held_out, held_out_labels) = (&sources[12..], &labels[12..]);
     let plain = device.clone().inner();
-    let before = exact_copies(model.valid().model(), held_out, &plain);
+    let before = loss_on(model.valid().model(), held_out, held_out_labels, &plain)?;
     let mut optim = AdamWConfig::new().init();
     let bar = progress_bar(options.steps, true)?;
     let mut losses = Vec::with_capacity(options.steps);
@@ -103,16 +103,16 @@ pub fn run(options: &Options) -> Result<Report> {
         bar.set_message(format!("{:.3}", losses[losses.len() - 1]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         // (IA)³ vectors start at one and need a larger step than LoRA's factors.
-        model = optim.step(3e-2, model, grads);
+        model = optim.step(1e-1, model, grads);
         bar.inc(1);
     }
     bar.finish_and_clear();
     model.save_pretrained(&options.out_dir)?;
 
     let trained = model.valid();
-    let after = exact_copies(trained.model(), held_out, &plain);
+    let after = loss_on(trained.model(), held_out, held_out_labels, &plain)?;
     let ids = tensor(held_out, &plain);
-    let decoder = tensor(&labels[12..], &plain);
+    let decoder = tensor(held_out_labels, &plain);
     let logits = |m: &T5ForConditionalGeneration| m.forward(ids.clone(), None, decoder.clone());
     let reference = logits(trained.model());
     let reloaded = PeftModel::from_pretrained(load(&plain)?, &options.out_dir)?;
@@ -122,8 +122,7 @@ pub fn run(options: &Options) -> Result<Report> {
         trainable,
         targets,
         loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),
-        copied: (before, after),
-        held_out: held_out.len(),
+        held_out_loss: (before, after),
         reload_diff,
         merge_diff,
     })

@@ -141,5 +141,6 @@ fn ia3_seq2seq_trains_python_s_count_and_round_trips() {
     assert!(case.contains(&format!("\"print_trainable_parameters\": \"{}\"", report.trainable)), "{}", report.trainable);
     assert_eq!(report.targets, (vec!["k".to_string(), "v".into(), "wo".into()], vec!["wo".to_string()]));
     assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.held_out_loss.1 < report.held_out_loss.0, "and on held-out rows: {:?}", report.held_out_loss);
     assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
 }
