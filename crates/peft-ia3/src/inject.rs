@@ -20,10 +20,16 @@ pub struct Ia3Method<'a> {
 }
 
 impl<'a> Ia3Method<'a> {
-    /// The method for `config` (checked with [`Ia3Config::validate`]; unset `target_modules` /
-    /// `feedforward_modules` must have been filled, see [`Ia3Config::complete_for`]).
+    /// The method for `config`, whose unset `target_modules` / `feedforward_modules` must have
+    /// been filled (see [`Ia3Config::complete_for`]).
+    ///
+    /// Only the patterns are checked here, not [`Ia3Config::validate`]'s subset rule: as in the
+    /// Python library, defaults filled in for `feedforward_modules` (`down_proj` on a Llama) need
+    /// not be among explicitly given targets (they then scale nothing).
     pub fn new(config: &'a Ia3Config) -> Result<Self> {
-        config.validate()?;
+        config.target_modules.validate("target_modules")?;
+        config.exclude_modules.validate("exclude_modules")?;
+        config.feedforward_modules.validate("feedforward_modules")?;
         if config.target_modules.is_none() {
             return Err(Error::config("target_modules", "null", "name the layers to adapt (or let get_peft_model fill the architecture's defaults)"));
         }

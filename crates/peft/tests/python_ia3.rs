@@ -189,8 +189,8 @@ fn several_adapters_combinations_and_mixed_batches() {
     let mixed = peft.with_batch_adapters(&["other", BASE_ONLY], |m| m.forward(ids.clone(), Some(mask.clone()))).expect("mixed");
     let expected = Tensor::cat(
         vec![
-            Tensor::<3>::from_data(case.expected["adapted_other"].clone(), &device).slice([0..1]),
-            Tensor::<3>::from_data(case.expected["base"].clone(), &device).slice([1..2]),
+            Tensor::<3>::from_data(case.expected["adapted_other"].clone(), &device).narrow(0, 0, 1),
+            Tensor::<3>::from_data(case.expected["base"].clone(), &device).narrow(0, 1, 1),
         ],
         0,
     );
@@ -290,6 +290,11 @@ fn fresh_vectors_start_at_one_or_at_random() {
     let model = get_peft_model(llama(), Ia3Config::default().with_task_type(TaskType::CausalLm)).expect("defaults");
     assert_close(&case, "base", model.model().forward(ids.clone(), Some(mask.clone())).into_data(), "ones: the base model");
     assert_eq!(model.trainable_parameters_line(), case.meta["print_trainable_parameters"].as_str().expect("line"));
+    // As in Python, given targets keep the default feed-forward modules even when they miss them.
+    let q_only = get_peft_model(llama(), Ia3Config::new(["q_proj"])).expect("q_proj only");
+    let PeftConfig::Ia3(config) = q_only.peft_config("default").expect("default") else { panic!("IA3") };
+    assert_eq!((config.target_modules.names(), config.feedforward_modules.names()), (&["q_proj".to_string()][..], &["down_proj".to_string()][..]));
+    assert_eq!(q_only.trainable_parameters().0, 2 * 32, "q_proj's outputs in two layers");
     let random = get_peft_model(llama(), Ia3Config::default().with_init_ia3_weights(false)).expect("defaults");
     let diff = max_abs_diff(random.model().forward(ids, Some(mask)).into_data(), &case.expected["base"]);
     assert!(diff > 1e-2, "init_ia3_weights = false draws the vectors");
