@@ -3,6 +3,8 @@
 mod commands;
 mod data;
 mod input;
+mod labels;
+mod metrics;
 mod models;
 mod plot;
 mod rng;
@@ -35,6 +37,8 @@ enum Command {
     Merge(commands::merge::Args),
     /// Run a model (with adapters) on token ids and print its head's output as JSON.
     Logits(commands::logits::Args),
+    /// Apply a trained adapter to texts: labels and probabilities, word labels, or completions.
+    Predict(commands::predict::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Logits(args) => commands::logits::run(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Predict(args) => commands::predict::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

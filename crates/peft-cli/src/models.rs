@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result, bail};
 use peft::PeftModel;
-use peft::PeftConfig;
 use peft::TaskModel;
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::auto::{AutoInputs, AutoModel, Head, ModelInfo};
@@ -71,15 +70,13 @@ impl Loaded {
 
 /// Loads the base with the head the adapter's task asks for, then the adapters.
 pub fn load(spec: &LoadSpec<'_>, device: &Device) -> Result<Loaded> {
-    let task = match spec.adapters.first() {
-        Some(dir) => PeftConfig::from_dir(dir)?.task_type(),
-        None => None,
-    };
-    let head = spec.head.or(task.map(Head::from_task));
     let base = if is_gguf(spec.model) {
         AutoModel::from_gguf(spec.model, device)?
+    } else if let Some(first) = spec.adapters.first() {
+        // The adapter's task picks the head; a head it saves (modules_to_save) sizes it.
+        peft::base_for_adapter(spec.model, first, spec.head, device)?
     } else {
-        AutoModel::from_pretrained(spec.model, head, device)?
+        AutoModel::from_pretrained(spec.model, spec.head, device)?
     };
     let Some(first) = spec.adapters.first() else {
         return Ok(Loaded::Base(base));

@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 use peft_core::{Error, PeftConfig, Result};
-use peft_models::auto::AutoModel;
+use peft_models::auto::{AutoModel, Head};
 use std::path::{Path, PathBuf};
 
 use crate::PeftModel;
@@ -27,9 +27,12 @@ impl PeftModel<AutoModel> {
     }
 
     /// Like [`PeftModel::from_pretrained_auto`] with the base model folder given.
+    ///
+    /// A classifier head saved in the adapter's `modules_to_save` (the usual case when a bare
+    /// encoder such as MiniLM was fine-tuned) is built at the size of the saved tensors when the
+    /// base folder lacks it; see [`base_for_adapter`].
     pub fn from_pretrained_auto_with_base(adapter_dir: impl AsRef<Path>, base_dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let config = PeftConfig::from_dir(adapter_dir.as_ref())?;
-        let model = AutoModel::from_pretrained_for_task(base_dir, config.task_type(), device)?;
+        let model = base_for_adapter(base_dir, adapter_dir.as_ref(), None, device)?;
         PeftModel::from_pretrained(model, adapter_dir)
     }
 }
@@ -54,4 +57,65 @@ pub fn resolve_base(adapter_dir: &Path, config: &PeftConfig) -> Result<PathBuf> 
         adapter_dir.join(peft_core::CONFIG_FILE).display(),
         adapter_dir.display()
     )))
+}
+
+/// Loads the base model folder an adapter is attached to: with `head` (else the head the
+/// adapter's `task_type` asks for, else the folder's own), and, when the adapter saves its
+/// classification head in `modules_to_save`, a head with as many outputs as the saved tensors
+/// have (the folder may lack the head: the adapter's copy computes the output).
+///
+/// # Errors
+/// The adapter config's and the base's loading errors.
+pub fn base_for_adapter(base_dir: impl AsRef<Path>, adapter_dir: &Path, head: Option<Head>, device: &Device) -> Result<AutoModel> {
+    let config = PeftConfig::from_dir(adapter_dir)?;
+    let head = head.or(config.task_type().map(Head::from_task));
+    match saved_head_size(adapter_dir, &config)? {
+        Some(num_labels) => AutoModel::from_pretrained_with_num_labels(base_dir, head, num_labels, device),
+        None => AutoModel::from_pretrained(base_dir, head, device),
+    }
+}
+
+/// The number of outputs of the classification head an adapter saves in `modules_to_save`
+/// (`classifier.weight` `[num_labels, hidden]`, RoBERTa's `classifier.out_proj.weight`, GPT-2's
+/// `score.weight`), or `None` when it saves no head.
+///
+/// # Errors
+/// The config's errors; [`Error::Io`] / [`Error::Format`] when the weights file cannot be read.
+pub fn saved_head_size(adapter_dir: &Path, config: &PeftConfig) -> Result<Option<usize>> {
+    let mut names = config.modules_to_save();
+    if matches!(config.task_type(), Some(peft_core::TaskType::SeqCls | peft_core::TaskType::TokenCls)) {
+        // The Python library saves these for classification tasks even when the config omits them.
+        names.extend(["classifier".to_string(), "score".to_string()]);
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let weights = adapter_dir.join(peft_io::adapter::WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Ok(None);
+    }
+    let tensors = peft_io::tensors::describe_safetensors(&weights)?;
+    let mut best: Option<(u8, usize)> = None;
+    for t in &tensors {
+        let Some(path) = t.name.strip_prefix(peft_io::adapter::KEY_PREFIX).and_then(|k| k.strip_suffix(".weight")) else { continue };
+        if t.shape.len() != 2 {
+            continue;
+        }
+        let covered = names.iter().any(|n| path == n || path.ends_with(&format!(".{n}")) || path.starts_with(&format!("{n}.")) || path.contains(&format!(".{n}.")));
+        if !covered {
+            continue;
+        }
+        // RoBERTa's head is `dense` then `out_proj`: the labels are `out_proj`'s outputs; other
+        // saved modules (embeddings, say) are no head.
+        let last = path.rsplit('.').next().unwrap_or(path);
+        let rank = match last {
+            "out_proj" => 2,
+            "classifier" | "score" => 1,
+            _ => continue,
+        };
+        if best.is_none_or(|(was, _)| rank > was) {
+            best = Some((rank, t.shape[0]));
+        }
+    }
+    Ok(best.map(|(_, n)| n))
 }

@@ -29,7 +29,7 @@ mod tensors;
 mod trainable;
 
 #[cfg(feature = "models")]
-pub use auto::resolve_base;
+pub use auto::{base_for_adapter, resolve_base, saved_head_size};
 pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_method};
 pub use peft_core::generation::{GenerationConfig, Generated};
 pub use peft_core::{

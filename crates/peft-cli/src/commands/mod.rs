@@ -6,4 +6,5 @@ pub mod inspect;
 pub mod logits;
 pub mod merge;
 pub mod model_args;
+pub mod predict;
 pub mod train;

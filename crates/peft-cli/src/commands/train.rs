@@ -6,8 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use peft::burn::module::Module;
-use peft::models::auto::AutoModel;
-use peft::models::bert::{BertConfig, BertForSequenceClassification, RobertaForSequenceClassification};
+use peft::models::auto::{AutoModel, Head};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
 use peft::{PeftConfig, TaskType, get_peft_model};
@@ -82,15 +81,19 @@ pub struct Args {
     /// Tokens per example at most.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
-    /// Share of the rows held out for evaluation.
+    /// Share of the rows held out for evaluation (when there is no --eval-data).
     #[arg(long, default_value_t = 0.1)]
     pub eval_fraction: f64,
-    /// Seed of the split and the data order.
+    /// Seed of the whole run: the split, the data order, the fresh head, the adapter's init and
+    /// dropout (two runs with the same seed write the same adapter on one backend).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Evaluation data (same columns as --data); without it, --eval-fraction of --data is held out.
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
 }
 
 /// What the model folder is trained as.
@@ -109,15 +112,11 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => Tokenizer::from_file(path)?,
         None => Tokenizer::from_dir(&args.model)?,
     };
-    let mut rows = read_rows(&args.data)?;
-    if rows.len() < 2 {
-        bail!("{}: {} rows; at least 2 are needed (one to train on, one held out)", args.data.display(), rows.len());
-    }
-    Rng::new(args.seed).shuffle(&mut rows);
-    let held_out = ((rows.len() as f64 * args.eval_fraction).round() as usize).clamp(1, rows.len() - 1);
-    let (eval_rows, train_rows) = rows.split_at(held_out);
+    let (train_rows, eval_rows) = &split_rows(&args)?;
     let options = TrainOptions { steps: args.steps, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.01, seed: args.seed };
     let device = peft::device::device(&args.device)?.autodiff();
+    // The backend's generator draws the fresh head, the adapter's init and dropout masks.
+    device.seed(args.seed);
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     let losses = match family {
         Family::Classifier { roberta } => train_classifier(&args, roberta, &tokenizer, train_rows, eval_rows, &options, &device)?,
@@ -127,6 +126,27 @@ pub fn run(args: Args) -> Result<()> {
     crate::plot::write_loss_curve(&losses, &plot)?;
     println!("saved the adapter and {} to {}", plot.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), args.output.display());
     Ok(())
+}
+
+/// The rows to train on and the rows to evaluate on: the `--eval-data` file when given, else a
+/// seeded `--eval-fraction` of the shuffled `--data` rows.
+fn split_rows(args: &Args) -> Result<(Vec<Row>, Vec<Row>)> {
+    let mut rows = read_rows(&args.data)?;
+    let needed = if args.eval_data.is_some() { 1 } else { 2 };
+    if rows.len() < needed {
+        bail!("{}: {} rows; at least {needed} are needed (to train on, and to hold out without --eval-data)", args.data.display(), rows.len());
+    }
+    Rng::new(args.seed).shuffle(&mut rows);
+    if let Some(path) = &args.eval_data {
+        let eval = read_rows(path)?;
+        if eval.is_empty() {
+            bail!("{}: the --eval-data file has no rows", path.display());
+        }
+        return Ok((rows, eval));
+    }
+    let held_out = ((rows.len() as f64 * args.eval_fraction).round() as usize).clamp(1, rows.len() - 1);
+    let train = rows.split_off(held_out);
+    Ok((train, rows))
 }
 
 fn family(model: &Path) -> Result<Family> {
@@ -218,15 +238,9 @@ fn train_classifier(
         Ok(classify::Examples { ids, labels, pad_id: tokenizer.pad_token_id().unwrap_or(if roberta { 1 } else { 0 }) })
     };
     let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
-    let mut config = BertConfig::from_file(&args.model)?;
-    let fresh_head = config.num_labels != classes.len();
-    config.num_labels = classes.len();
     let method = method_config(args, TaskType::SeqCls)?;
-    let base = if roberta {
-        AutoModel::RobertaSeqCls(RobertaForSequenceClassification::from_pretrained_with_config(&args.model, config, device, fresh_head)?)
-    } else {
-        AutoModel::BertSeqCls(BertForSequenceClassification::from_pretrained_with_config(&args.model, config, device, fresh_head)?)
-    };
+    // The folder's head when it has one of this size, else a fresh one (a bare encoder).
+    let base = AutoModel::from_pretrained_with_num_labels(&args.model, Some(Head::SequenceClassification), classes.len(), device)?;
     let model = get_peft_model(base, method)?;
     model.print_trainable_parameters();
     let plain = device.clone().inner();
@@ -236,6 +250,8 @@ fn train_classifier(
     let after = classify::accuracy(classify::predict(&trained, &eval_set, 32, &plain)?, &eval_set)?;
     println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
     trained.save_pretrained(&args.output)?;
+    // The class names travel with the adapter (`peft predict` and `peft inspect` show them).
+    crate::labels::write(&args.output, &classes)?;
     Ok(losses)
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::head::{Head, ModelInfo};
 use super::inputs::{AutoInputs, AutoOutput};
 use crate::bert::{
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
+    BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
     RobertaForSequenceClassification, RobertaForTokenClassification,
 };
 use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
@@ -175,6 +175,47 @@ impl AutoModel {
                 return Err(Error::Unsupported { what: format!("the {} head for `{other}`", head.name()), supported: "see peft_models::auto::SUPPORTED".into() });
             }
         })
+    }
+
+    /// Loads `dir` with a classification head of `num_labels` outputs: the size of an adapter's
+    /// `modules_to_save` copy of the head, for a base folder saved without that head (a bare
+    /// encoder such as MiniLM) or with one of another size. The head's weights come from the
+    /// folder when it has them at that size; otherwise the head keeps a fresh initialisation
+    /// (the adapter's copy is what computes the output while the adapter is active).
+    ///
+    /// Heads other than BERT / RoBERTa sequence and token classification load as
+    /// [`AutoModel::from_pretrained`] does.
+    ///
+    /// # Errors
+    /// As [`AutoModel::from_pretrained`]; [`Error::InvalidConfig`] for `num_labels == 0`.
+    pub fn from_pretrained_with_num_labels(dir: impl AsRef<Path>, head: Option<Head>, num_labels: usize, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let info = ModelInfo::from_dir(dir)?;
+        let head = info.head(head)?;
+        let sized = matches!(head, Head::SequenceClassification | Head::TokenClassification);
+        if !sized || !matches!(info.model_type.as_str(), "bert" | "roberta") {
+            return Self::from_pretrained(dir, Some(head), device);
+        }
+        if num_labels == 0 {
+            return Err(Error::config("num_labels", 0, "a classification head needs at least one label"));
+        }
+        let mut config = BertConfig::from_file(dir)?;
+        config.num_labels = num_labels;
+        let roberta = info.model_type == "roberta";
+        let load = |new_head: bool| -> Result<Self> {
+            let config = config.clone();
+            Ok(match (head, roberta) {
+                (Head::SequenceClassification, false) => AutoModel::BertSeqCls(BertForSequenceClassification::from_pretrained_with_config(dir, config, device, new_head)?),
+                (Head::SequenceClassification, true) => AutoModel::RobertaSeqCls(RobertaForSequenceClassification::from_pretrained_with_config(dir, config, device, new_head)?),
+                (_, false) => AutoModel::BertTokenCls(BertForTokenClassification::from_pretrained_with_config(dir, config, device, new_head)?),
+                (_, true) => AutoModel::RobertaTokenCls(RobertaForTokenClassification::from_pretrained_with_config(dir, config, device, new_head)?),
+            })
+        };
+        match load(false) {
+            // The folder has no head, or one for another number of labels: a fresh one.
+            Err(Error::MissingTensor { .. } | Error::ShapeMismatch { .. }) => load(true),
+            other => other,
+        }
     }
 
     /// Loads a llama.cpp GGUF file (Llama architecture, dequantized to f32) as a causal LM.

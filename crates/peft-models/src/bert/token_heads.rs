@@ -51,9 +51,14 @@ macro_rules! token_head {
             /// (absent, or for another number of labels) and keeps its fresh initialisation.
             pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
                 let dir = dir.as_ref();
-                let config = BertConfig::from_file(dir)?;
+                Self::from_pretrained_with_config(dir, BertConfig::from_file(dir)?, device, new_head)
+            }
+
+            /// Like `from_pretrained_with` with a config given in code, e.g. the folder's
+            /// `config.json` with another `num_labels` for a fresh head.
+            pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: BertConfig, device: &Device, new_head: bool) -> Result<Self> {
                 config.validate()?;
-                super::load::load_head(Self::new(&config, device), dir, &config, new_head)
+                super::load::load_head(Self::new(&config, device), dir.as_ref(), &config, new_head)
             }
 
             /// The head's output on every token.
