@@ -54,6 +54,7 @@ pub fn summary(dir: &std::path::Path) -> Result<serde_json::Value> {
         "targeted_modules": modules.keys().collect::<Vec<_>>(),
         "ranks": ranks,
         "modules_to_save": config.modules_to_save(),
+        "labels": crate::labels::read(dir)?,
         "parameters": params,
         "tensors": tensors.len(),
         "size_bytes": size,
@@ -76,6 +77,10 @@ pub fn run(args: Args) -> Result<()> {
     println!("parameters:       {}", peft::thousands(field("parameters").as_u64().unwrap_or(0) as usize));
     println!("size:             {} bytes in {} tensors ({})", field("size_bytes"), field("tensors"), field("dtypes"));
     println!("modules to save:  {}", field("modules_to_save"));
+    if let Some(labels) = field("labels").as_array() {
+        let names: Vec<&str> = labels.iter().filter_map(|l| l.as_str()).collect();
+        println!("labels:           {}", names.join(", "));
+    }
     println!("targeted modules:");
     for m in field("targeted_modules").as_array().into_iter().flatten() {
         println!("  {}", m.as_str().unwrap_or(""));

