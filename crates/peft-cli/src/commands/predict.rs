@@ -359,7 +359,7 @@ fn generation_config(args: &Args, model_dir: &Path) -> Result<GenerationConfig> 
 /// Where predictions go: JSON Lines (stdout or a .jsonl file) or a CSV file.
 enum Sink {
     Lines(Box<dyn Write>),
-    Csv { writer: csv::Writer<std::fs::File>, header: Option<Vec<String>> },
+    Csv { writer: Box<csv::Writer<std::fs::File>>, header: Option<Vec<String>> },
 }
 
 impl Sink {
@@ -367,7 +367,7 @@ impl Sink {
         let Some(path) = path else { return Ok(Sink::Lines(Box::new(std::io::BufWriter::new(std::io::stdout())))) };
         let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("csv") => Ok(Sink::Csv { writer: csv::Writer::from_writer(file), header: None }),
+            Some("csv") => Ok(Sink::Csv { writer: Box::new(csv::Writer::from_writer(file)), header: None }),
             Some("jsonl" | "json") => Ok(Sink::Lines(Box::new(std::io::BufWriter::new(file)))),
             _ => bail!("{}: --output must end in .jsonl or .csv", path.display()),
         }
