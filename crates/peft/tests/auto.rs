@@ -99,3 +99,43 @@ fn missing_base_folder_says_how_to_pass_it() {
     let peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(dir.path(), common::fixtures::root().join("models/llama"), &common::device());
     assert!(peft.is_ok());
 }
+
+/// A copy of the fixture model `name` saved as a bare encoder: no classifier tensors, no label
+/// names, `architectures` the base class (what MiniLM's folder looks like).
+fn headless(name: &str, base_class: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let src = common::fixtures::root().join("models").join(name);
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let mut tensors = peft::io::tensors::read_safetensors(&src.join("model.safetensors")).expect("weights");
+    tensors.retain(|k, _| !k.starts_with("classifier."));
+    peft::io::tensors::write_safetensors(&out.join("model.safetensors"), tensors.into_iter().collect()).expect("write");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).expect("config")).expect("json");
+    config["architectures"] = serde_json::json!([base_class]);
+    let object = config.as_object_mut().expect("object");
+    object.remove("id2label");
+    object.remove("label2id");
+    std::fs::write(out.join("config.json"), config.to_string()).expect("write config");
+    out
+}
+
+/// A classifier head saved only in the adapter's `modules_to_save` (Python's
+/// `AutoModelForSequenceClassification(num_labels=N)` + LoRA on a bare encoder): the base is
+/// built with a head of the saved size and the adapter's copy computes the output.
+#[test]
+fn a_head_that_lives_only_in_the_adapter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = common::device();
+    for (case_name, model, class) in [("bert_seq_cls", "bert", "BertModel"), ("roberta_seq_cls", "roberta", "RobertaModel")] {
+        let case = Case::load(case_name);
+        let base = headless(model, class, dir.path());
+        let err = AutoModel::from_pretrained(&base, Some(Head::SequenceClassification), &device).expect_err("the folder has no head");
+        assert!(err.to_string().contains("classifier"), "{err}");
+        let config = peft::PeftConfig::from_dir(case.adapter()).expect("config");
+        assert_eq!(peft::saved_head_size(&case.adapter(), &config).expect("reads"), Some(3), "{case_name}");
+        let peft = PeftModel::<AutoModel>::from_pretrained_auto_with_base(case.adapter(), &base, &device).expect("the head comes from the adapter");
+        let mut inputs = AutoInputs::ids(case.ints("input_ids", &device));
+        inputs.attention_mask = case.has("attention_mask").then(|| case.ints("attention_mask", &device));
+        let out = peft.forward(inputs).expect("runs").logits.into_data();
+        assert_close(&case, "adapted", out, &format!("{case_name} on a headless base"));
+    }
+}
