@@ -324,3 +324,51 @@ fn train_ia3_then_python_s_keys_are_saved() {
     assert_eq!(saved["base_model.model.model.layers.0.mlp.up_proj.ia3_l"].shape().to_vec(), [1, 32], "up_proj's input is scaled");
     assert_eq!(saved["base_model.model.model.layers.0.self_attn.q_proj.ia3_l"].shape().to_vec(), [32, 1]);
 }
+
+#[test]
+fn train_prompt_methods_on_a_causal_lm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let model = fixtures().join("models/llama");
+    let train = |method: &str, extra: &[&str]| -> (PathBuf, String) {
+        let adapter = dir.path().join(method);
+        let mut args = vec!["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data),
+            "--steps", "2", "--batch-size", "4", "--method", method, "--output", s(&adapter)];
+        args.extend_from_slice(extra);
+        let out = ok(&peft(&args));
+        (adapter, out)
+    };
+    let config = |adapter: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json")
+    };
+
+    // Prompt tuning from a text: 5 virtual tokens of width 32 are all that trains.
+    let (adapter, out) = train("prompt-tuning", &["--num-virtual-tokens", "5", "--prompt-tuning-init-text", "w7 w8"]);
+    assert!(out.contains("trainable params: 160 ||"), "{out}");
+    let saved = config(&adapter);
+    assert_eq!((saved["peft_type"].as_str(), saved["prompt_tuning_init"].as_str()), (Some("PROMPT_TUNING"), Some("TEXT")));
+    assert_eq!(saved["num_virtual_tokens"].as_u64(), Some(5));
+    assert!(saved["tokenizer_name_or_path"].is_string(), "Python refuses TEXT without a tokenizer path");
+    let table = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("file");
+    assert_eq!(table["prompt_embeddings"].shape().to_vec(), [5, 32]);
+    // `peft logits` serves it (virtual positions included, as Python returns them).
+    let (shape, _) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "3,4,5"]));
+    assert_eq!(shape, [1, 8, 96]);
+
+    let (adapter, _) = train("prefix-tuning", &["--num-virtual-tokens", "3", "--prefix-projection", "--encoder-hidden-size", "16"]);
+    let saved = config(&adapter);
+    assert_eq!((saved["prefix_projection"].as_bool(), saved["encoder_hidden_size"].as_u64()), (Some(true), Some(16)));
+    let (adapter, _) = train("p-tuning", &[]);
+    assert_eq!(config(&adapter)["peft_type"].as_str(), Some("P_TUNING"));
+
+    // A flag of another method names the methods it belongs to.
+    let mut wrong = vec!["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--method", "p-tuning", "--r", "4"];
+    let err = one_line_error(&peft(&wrong));
+    assert!(err.contains("--r") && err.contains("lora"), "{err}");
+    wrong.truncate(7);
+    wrong.extend(["--method", "prompt-tuning", "--prefix-projection"]);
+    assert!(one_line_error(&peft(&wrong)).contains("prefix-tuning"));
+}

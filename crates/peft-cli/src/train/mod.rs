@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod causal;
 pub mod classify;
+pub mod method;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,0 +1,113 @@
+//! The method config `peft train` fits: the method's starting config, then `--config`, then the
+//! flags, each flag checked against the methods it belongs to.
+
+use anyhow::{Context, Result, bail};
+use peft::{PeftConfig, TaskType};
+use std::path::Path;
+
+use crate::commands::train::Args;
+
+/// The methods `peft train` can fit: the name on the command line and the config it starts from
+/// (the Python library's defaults, with LoRA's rank and alpha as its guides use them).
+pub const METHODS: &[(&str, &str)] = &[
+    ("lora", r#"{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05}"#),
+    ("ia3", r#"{"peft_type": "IA3"}"#),
+    ("prompt-tuning", r#"{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 8}"#),
+    ("p-tuning", r#"{"peft_type": "P_TUNING", "num_virtual_tokens": 8}"#),
+    ("prefix-tuning", r#"{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 8}"#),
+];
+
+/// The names of [`METHODS`], for messages.
+pub fn method_names() -> String {
+    METHODS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// A method-specific flag: its name, whether it was given, and the methods it applies to.
+struct Flag {
+    name: &'static str,
+    given: bool,
+    methods: &'static [&'static str],
+}
+
+const PROMPT: &[&str] = &["prompt-tuning", "p-tuning", "prefix-tuning"];
+
+fn flags(args: &Args) -> [Flag; 10] {
+    let lora = &["lora"][..];
+    [
+        Flag { name: "--r", given: args.r.is_some(), methods: lora },
+        Flag { name: "--lora-alpha", given: args.lora_alpha.is_some(), methods: lora },
+        Flag { name: "--lora-dropout", given: args.lora_dropout.is_some(), methods: lora },
+        Flag { name: "--use-dora", given: args.use_dora, methods: lora },
+        Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "ia3"] },
+        Flag { name: "--feedforward-modules", given: args.feedforward_modules.is_some(), methods: &["ia3"] },
+        Flag { name: "--num-virtual-tokens", given: args.num_virtual_tokens.is_some(), methods: PROMPT },
+        Flag { name: "--prompt-tuning-init-text", given: args.prompt_tuning_init_text.is_some(), methods: &["prompt-tuning"] },
+        Flag { name: "--encoder-hidden-size", given: args.encoder_hidden_size.is_some(), methods: &["p-tuning", "prefix-tuning"] },
+        Flag { name: "--prefix-projection", given: args.prefix_projection, methods: &["prefix-tuning"] },
+    ]
+}
+
+/// The config: the method's start, then `--config`, then the flags and `--set`.
+///
+/// # Errors
+/// An unknown method, a flag of another method (named with the methods it belongs to), a
+/// `--config` file that is not a JSON object, a config the method refuses.
+pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
+    let method = args.method.to_ascii_lowercase();
+    let Some((_, start)) = METHODS.iter().find(|(name, _)| *name == method) else {
+        bail!("unknown method `{}`; `peft train` supports: {}", args.method, method_names());
+    };
+    if let Some(flag) = flags(args).iter().find(|f| f.given && !f.methods.contains(&method.as_str())) {
+        bail!("{} is a setting of {}, not of --method {method} (set other fields with --set or --config)", flag.name, flag.methods.join(", "));
+    }
+    let mut json: serde_json::Value = serde_json::from_str(start)?;
+    json["task_type"] = serde_json::to_value(task)?;
+    // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
+    json["base_model_name_or_path"] = args.model.display().to_string().into();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?;
+        let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let Some(object) = file.as_object() else { bail!("{} must hold a JSON object", path.display()) };
+        for (k, v) in object {
+            json[k] = v.clone();
+        }
+    }
+    let list = |text: &str| -> serde_json::Value {
+        text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>().into()
+    };
+    set(&mut json, "r", args.r);
+    set(&mut json, "lora_alpha", args.lora_alpha);
+    set(&mut json, "lora_dropout", args.lora_dropout);
+    if args.use_dora {
+        json["use_dora"] = true.into();
+    }
+    if let Some(targets) = &args.target_modules {
+        json["target_modules"] = if targets == "all-linear" { targets.as_str().into() } else { list(targets) };
+    }
+    if let Some(modules) = &args.feedforward_modules {
+        json["feedforward_modules"] = list(modules);
+    }
+    set(&mut json, "num_virtual_tokens", args.num_virtual_tokens);
+    if let Some(text) = &args.prompt_tuning_init_text {
+        json["prompt_tuning_init"] = "TEXT".into();
+        json["prompt_tuning_init_text"] = text.as_str().into();
+        // The Python library refuses a TEXT config without the tokenizer it names.
+        let tokenizer = args.tokenizer.as_ref().and_then(|t| t.parent()).unwrap_or(&args.model);
+        json["tokenizer_name_or_path"] = tokenizer.display().to_string().into();
+    }
+    set(&mut json, "encoder_hidden_size", args.encoder_hidden_size);
+    if args.prefix_projection {
+        json["prefix_projection"] = true.into();
+    }
+    for pair in &args.set {
+        let Some((key, value)) = pair.split_once('=') else { bail!("--set `{pair}`: write KEY=VALUE, e.g. --set use_rslora=true") };
+        json[key.trim()] = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    }
+    Ok(PeftConfig::from_json_str(&json.to_string(), Path::new("the --config file and flags"))?)
+}
+
+fn set<T: Into<serde_json::Value>>(json: &mut serde_json::Value, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        json[key] = v.into();
+    }
+}
