@@ -9,11 +9,19 @@ use peft_core::{AdapterSites, Error, ModelAdapter, PeftConfig, PeftType, Result}
 
 use crate::tensors::TensorMap;
 
-/// The site part of the built-in method `config` names.
-pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMethod + 'a>> {
+/// The site part of the built-in method `config` names, for `model` (LLaMA-Adapter picks the
+/// model's top layers).
+pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M) -> Result<Box<dyn SiteMethod + 'a>> {
+    let _ = model;
     match config {
         #[cfg(feature = "lora")]
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
+        #[cfg(feature = "prompt")]
+        PeftConfig::AdaptionPrompt(c) => {
+            let device = model.devices().into_iter().next().unwrap_or_default();
+            let hidden = model.model_dims().map(|d| d.hidden_size);
+            Ok(Box::new(peft_prompt::AdaptionPromptMethod::new(c, &model.site_paths(), hidden, &device)?))
+        }
         PeftConfig::Custom(c) => Err(Error::Unsupported {
             what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
             supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
@@ -28,6 +36,13 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
+    #[cfg(feature = "prompt")]
+    if let PeftConfig::AdaptionPrompt(c) = config
+        && c.target_modules.is_none()
+    {
+        // Python writes the architecture's attention module name into the saved config.
+        c.target_modules = peft_prompt::default_target(&model.site_paths());
+    }
     #[allow(irrefutable_let_patterns)]
     let PeftConfig::Lora(lora) = config else { return Ok(()) };
     if !lora.target_modules.is_none() {
@@ -92,7 +107,7 @@ fn built_methods() -> Vec<&'static str> {
         out.push("LORA");
     }
     if cfg!(feature = "prompt") {
-        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
+        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"]);
     }
     out
 }
@@ -105,7 +120,7 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
     // Features of this version of the `peft` crate, and whether each is on.
     let feature_state = match feature {
         "lora" => Some(cfg!(feature = "lora")),
-        "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
+        "prompt" => Some(cfg!(feature = "prompt")),
         _ => None,
     };
     let built = if built.is_empty() { "no method".to_string() } else { built.join(", ") };
