@@ -19,7 +19,7 @@ use crate::train::batch::truncate_keep_last;
 use crate::train::{TrainOptions, causal, classify};
 
 /// The methods `peft train` can fit.
-const METHODS: &[&str] = &["lora"];
+const METHODS: &[&str] = &["lora", "llama-adapter"];
 
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
@@ -51,6 +51,12 @@ pub struct Args {
     /// Modules to adapt, comma-separated, or `all-linear` (default: the architecture's).
     #[arg(long)]
     pub target_modules: Option<String>,
+    /// LLaMA-Adapter: prompt tokens per adapted layer (default 10).
+    #[arg(long)]
+    pub adapter_len: Option<usize>,
+    /// LLaMA-Adapter: how many layers, counted from the top, get a prompt (required).
+    #[arg(long)]
+    pub adapter_layers: Option<usize>,
     /// Where the adapter and loss.png go.
     #[arg(long, default_value = "peft-adapter")]
     pub output: PathBuf,
@@ -134,7 +140,19 @@ fn family(model: &Path) -> Result<Family> {
 
 /// The method config: defaults for the task, then `--config`, then the flags.
 fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
-    let mut json = serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 });
+    let llama_adapter = args.method.eq_ignore_ascii_case("llama-adapter");
+    let mut json = if llama_adapter {
+        // The paper's prompt length; the layer count has no sensible default (Python has none).
+        serde_json::json!({ "peft_type": "ADAPTION_PROMPT", "adapter_len": 10 })
+    } else {
+        serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 })
+    };
+    if llama_adapter && (args.r.is_some() || args.lora_alpha.is_some() || args.lora_dropout.is_some()) {
+        bail!("--r, --lora-alpha and --lora-dropout are LoRA's; LLaMA-Adapter takes --adapter-len and --adapter-layers");
+    }
+    if !llama_adapter && (args.adapter_len.is_some() || args.adapter_layers.is_some()) {
+        bail!("--adapter-len and --adapter-layers are LLaMA-Adapter's: add --method llama-adapter");
+    }
     let task_json = serde_json::to_value(task)?;
     json["task_type"] = task_json;
     // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
@@ -156,7 +174,16 @@ fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     if let Some(p) = args.lora_dropout {
         json["lora_dropout"] = p.into();
     }
-    if let Some(targets) = &args.target_modules {
+    if let Some(len) = args.adapter_len {
+        json["adapter_len"] = len.into();
+    }
+    if let Some(layers) = args.adapter_layers {
+        json["adapter_layers"] = layers.into();
+    }
+    if let (true, Some(target)) = (llama_adapter, &args.target_modules) {
+        // One attention module name, not a list, in Python's AdaptionPromptConfig.
+        json["target_modules"] = target.as_str().into();
+    } else if let Some(targets) = &args.target_modules {
         json["target_modules"] = if targets == "all-linear" {
             targets.as_str().into()
         } else {
