@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 use peft_core::attach::{AdapterTensors, SiteAdapter, SiteInfo, SiteMethod, file_tensor};
 use peft_core::targets::closest_names;
 use peft_core::{AdaptionPromptConfig, AttentionAdapter, AttentionInputs, Error, Result, SiteKind, SiteMut};
@@ -75,7 +75,9 @@ impl AdaptionPrompt {
         let query = inputs.query.clone().reshape([batch, kv, group * len, d]);
         let scores = query.matmul(keys.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5));
         let gate = self.adaption_gate.val().reshape([1, 1, 1, 1]);
-        let probs = softmax(scores, 3) * gate;
+        // The softmax in fp32 whatever the model's float type, as the Python library upcasts it.
+        let dtype = scores.dtype();
+        let probs = softmax(scores.cast(FloatDType::F32), 3).cast(dtype) * gate;
         let out = probs.matmul(values).reshape([batch, heads, len, d]).swap_dims(1, 2).reshape([batch, len, heads * d]);
         inputs.o_proj.forward(out)
     }
