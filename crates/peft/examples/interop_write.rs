@@ -6,6 +6,7 @@
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
 
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{read_safetensors, write_safetensors};
@@ -63,6 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_case(&fixtures, &out, "ia3_bert_seq_cls", BertForSequenceClassification::from_pretrained(models.join("bert"), &device)?, |m, ids, mask| {
         m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
+    // LLaMA-Adapter: fresh prompts and zero gates, trained until the gates are open.
+    for (case, model) in [("llama_adaption_prompt", "llama"), ("smollm_adaption_prompt", "smollm")] {
+        write_adaption_prompt_case(&fixtures, &out, case, LlamaForCausalLM::from_pretrained(models.join(model), &device)?)?;
+    }
     println!("wrote Rust adapters under {}", out.display());
     Ok(())
 }
@@ -113,4 +118,33 @@ fn write_case<M: AdapterSites, const D: usize>(
 fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json"))?)?;
     Ok(meta["model"].as_str().unwrap_or_default().to_string())
+}
+
+/// A LLaMA-Adapter case: the case's config attached fresh (the gates start at zero), four AdamW
+/// steps of the causal LM loss so the gates open, then the adapter and the outputs as above.
+fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = fixtures.join("cases").join(case);
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
+    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
+    let mut config = PeftConfig::from_dir(dir.join("adapter"))?;
+    config.set_inference_mode(false);
+    let mut model = get_peft_model(base, config)?;
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..4 {
+        let (_, loss) = model.model().forward_with_loss(ids.clone(), Some(mask.clone()), labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(5e-2, model, grads);
+    }
+    let target = out.join(case);
+    model.save_pretrained(target.join("adapter"))?;
+    let (output, _) = model.model().valid().forward_with_loss(ids.clone().inner(), Some(mask.clone().inner()), labels.inner());
+    write_safetensors(
+        &target.join("outputs.safetensors"),
+        vec![("input_ids".into(), ids.into_data()), ("attention_mask".into(), mask.into_data()), ("adapted".into(), output.into_data())],
+    )?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
 }

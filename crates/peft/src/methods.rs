@@ -9,13 +9,21 @@ use peft_core::{AdapterSites, Error, ModelAdapter, PeftConfig, PeftType, Result}
 
 use crate::tensors::TensorMap;
 
-/// The site part of the built-in method `config` names.
-pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMethod + 'a>> {
+/// The site part of the built-in method `config` names, for `model` (LLaMA-Adapter picks the
+/// model's top layers).
+pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M) -> Result<Box<dyn SiteMethod + 'a>> {
+    let _ = model;
     match config {
         #[cfg(feature = "lora")]
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
         #[cfg(feature = "ia3")]
         PeftConfig::Ia3(c) => Ok(Box::new(peft_ia3::Ia3Method::new(c)?)),
+        #[cfg(feature = "prompt")]
+        PeftConfig::AdaptionPrompt(c) => {
+            let device = model.devices().into_iter().next().unwrap_or_default();
+            let hidden = model.model_dims().map(|d| d.hidden_size);
+            Ok(Box::new(peft_prompt::AdaptionPromptMethod::new(c, &model.site_paths(), hidden, &device)?))
+        }
         PeftConfig::Custom(c) => Err(Error::Unsupported {
             what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
             supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
@@ -31,6 +39,13 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
+    #[cfg(feature = "prompt")]
+    if let PeftConfig::AdaptionPrompt(c) = config
+        && c.target_modules.is_none()
+    {
+        // Python writes the architecture's attention module name into the saved config.
+        c.target_modules = peft_prompt::default_target(&model.site_paths());
+    }
     #[cfg(feature = "ia3")]
     if let PeftConfig::Ia3(ia3) = config {
         return ia3.complete_for(model.model_type().as_deref());
@@ -102,7 +117,7 @@ fn built_methods() -> Vec<&'static str> {
         out.push("IA3");
     }
     if cfg!(feature = "prompt") {
-        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
+        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"]);
     }
     out
 }
@@ -116,7 +131,7 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
     let feature_state = match feature {
         "lora" => Some(cfg!(feature = "lora")),
         "ia3" => Some(cfg!(feature = "ia3")),
-        "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
+        "prompt" => Some(cfg!(feature = "prompt")),
         _ => None,
     };
     let built = if built.is_empty() { "no method".to_string() } else { built.join(", ") };

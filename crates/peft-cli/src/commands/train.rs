@@ -28,7 +28,7 @@ pub struct Args {
     /// Training data: .csv with a header row, or .jsonl with one object per line.
     #[arg(long)]
     pub data: PathBuf,
-    /// The PEFT method: lora, ia3, prompt-tuning, p-tuning, prefix-tuning.
+    /// The PEFT method: lora, ia3, prompt-tuning, p-tuning, prefix-tuning, llama-adapter.
     #[arg(long, default_value = "lora")]
     pub method: String,
     /// A method config (adapter_config.json fields); flags below override it.
@@ -68,6 +68,12 @@ pub struct Args {
     /// Prefix tuning: reparameterise the prefix through a two-layer MLP (`prefix_projection`).
     #[arg(long)]
     pub prefix_projection: bool,
+    /// LLaMA-Adapter: prompt tokens per adapted layer (default 10).
+    #[arg(long)]
+    pub adapter_len: Option<usize>,
+    /// LLaMA-Adapter: how many layers, counted from the top, get a prompt (required).
+    #[arg(long)]
+    pub adapter_layers: Option<usize>,
     /// Where the adapter and loss.png go.
     #[arg(long, default_value = "peft-adapter")]
     pub output: PathBuf,

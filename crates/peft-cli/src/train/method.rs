@@ -15,6 +15,8 @@ pub const METHODS: &[(&str, &str)] = &[
     ("prompt-tuning", r#"{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 8}"#),
     ("p-tuning", r#"{"peft_type": "P_TUNING", "num_virtual_tokens": 8}"#),
     ("prefix-tuning", r#"{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 8}"#),
+    // The paper's prompt length; the layer count has no sensible default (Python has none).
+    ("llama-adapter", r#"{"peft_type": "ADAPTION_PROMPT", "adapter_len": 10}"#),
 ];
 
 /// The names of [`METHODS`], for messages.
@@ -31,19 +33,21 @@ struct Flag {
 
 const PROMPT: &[&str] = &["prompt-tuning", "p-tuning", "prefix-tuning"];
 
-fn flags(args: &Args) -> [Flag; 10] {
+fn flags(args: &Args) -> [Flag; 12] {
     let lora = &["lora"][..];
     [
         Flag { name: "--r", given: args.r.is_some(), methods: lora },
         Flag { name: "--lora-alpha", given: args.lora_alpha.is_some(), methods: lora },
         Flag { name: "--lora-dropout", given: args.lora_dropout.is_some(), methods: lora },
         Flag { name: "--use-dora", given: args.use_dora, methods: lora },
-        Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "ia3"] },
+        Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "ia3", "llama-adapter"] },
         Flag { name: "--feedforward-modules", given: args.feedforward_modules.is_some(), methods: &["ia3"] },
         Flag { name: "--num-virtual-tokens", given: args.num_virtual_tokens.is_some(), methods: PROMPT },
         Flag { name: "--prompt-tuning-init-text", given: args.prompt_tuning_init_text.is_some(), methods: &["prompt-tuning"] },
         Flag { name: "--encoder-hidden-size", given: args.encoder_hidden_size.is_some(), methods: &["p-tuning", "prefix-tuning"] },
         Flag { name: "--prefix-projection", given: args.prefix_projection, methods: &["prefix-tuning"] },
+        Flag { name: "--adapter-len", given: args.adapter_len.is_some(), methods: &["llama-adapter"] },
+        Flag { name: "--adapter-layers", given: args.adapter_layers.is_some(), methods: &["llama-adapter"] },
     ]
 }
 
@@ -58,7 +62,8 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
         bail!("unknown method `{}`; `peft train` supports: {}", args.method, method_names());
     };
     if let Some(flag) = flags(args).iter().find(|f| f.given && !f.methods.contains(&method.as_str())) {
-        bail!("{} is a setting of {}, not of --method {method} (set other fields with --set or --config)", flag.name, flag.methods.join(", "));
+        let owners = flag.methods.join("|");
+        bail!("{} belongs to --method {owners}, not --method {method} (set other fields with --set or --config)", flag.name);
     }
     let mut json: serde_json::Value = serde_json::from_str(start)?;
     json["task_type"] = serde_json::to_value(task)?;
@@ -82,7 +87,9 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
         json["use_dora"] = true.into();
     }
     if let Some(targets) = &args.target_modules {
-        json["target_modules"] = if targets == "all-linear" { targets.as_str().into() } else { list(targets) };
+        // LLaMA-Adapter names one attention module, not a list (Python's AdaptionPromptConfig).
+        let single = targets == "all-linear" || method == "llama-adapter";
+        json["target_modules"] = if single { targets.as_str().into() } else { list(targets) };
     }
     if let Some(modules) = &args.feedforward_modules {
         json["feedforward_modules"] = list(modules);
@@ -99,6 +106,8 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     if args.prefix_projection {
         json["prefix_projection"] = true.into();
     }
+    set(&mut json, "adapter_len", args.adapter_len);
+    set(&mut json, "adapter_layers", args.adapter_layers);
     for pair in &args.set {
         let Some((key, value)) = pair.split_once('=') else { bail!("--set `{pair}`: write KEY=VALUE, e.g. --set use_rslora=true") };
         json[key.trim()] = serde_json::from_str(value).unwrap_or_else(|_| value.into());
