@@ -14,6 +14,8 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
     match config {
         #[cfg(feature = "lora")]
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
+        #[cfg(feature = "lora")]
+        PeftConfig::AdaLora(c) => Ok(Box::new(peft_lora::AdaLoraMethod::new(c)?)),
         PeftConfig::Custom(c) => Err(Error::Unsupported {
             what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
             supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
@@ -28,9 +30,14 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
-    #[allow(irrefutable_let_patterns)]
-    let PeftConfig::Lora(lora) = config else { return Ok(()) };
-    if !lora.target_modules.is_none() {
+    let targets = match config {
+        PeftConfig::Lora(lora) => &mut lora.target_modules,
+        // The Python library's AdaLoRA defaults equal LoRA's for the architectures built here
+        // except RoBERTa and T5, where it also adapts the key and feed-forward layers.
+        PeftConfig::AdaLora(adalora) => &mut adalora.target_modules,
+        _ => return Ok(()),
+    };
+    if !targets.is_none() {
         return Ok(());
     }
     let defaults = model.default_target_modules();
@@ -41,7 +48,7 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
             "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
         ));
     }
-    lora.target_modules = peft_core::TargetModules::Names(defaults);
+    *targets = peft_core::TargetModules::Names(defaults);
     Ok(())
 }
 
@@ -89,7 +96,7 @@ pub(crate) fn method_home(method: PeftType) -> (&'static str, &'static str) {
 fn built_methods() -> Vec<&'static str> {
     let mut out = Vec::new();
     if cfg!(feature = "lora") {
-        out.push("LORA");
+        out.extend(["LORA", "ADALORA"]);
     }
     if cfg!(feature = "prompt") {
         out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
