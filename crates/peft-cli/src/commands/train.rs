@@ -19,7 +19,7 @@ use crate::train::batch::truncate_keep_last;
 use crate::train::{TrainOptions, causal, classify};
 
 /// The methods `peft train` can fit.
-const METHODS: &[&str] = &["lora"];
+const METHODS: &[&str] = &["lora", "adalora"];
 
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
@@ -42,6 +42,15 @@ pub struct Args {
     /// LoRA rank.
     #[arg(long)]
     pub r: Option<usize>,
+    /// AdaLoRA: the rank every layer starts with (default 12).
+    #[arg(long)]
+    pub init_r: Option<usize>,
+    /// AdaLoRA: the average rank the allocator prunes towards (default 8).
+    #[arg(long)]
+    pub target_r: Option<usize>,
+    /// AdaLoRA: the steps the rank schedule is laid over (default: --steps).
+    #[arg(long)]
+    pub total_step: Option<usize>,
     /// LoRA alpha.
     #[arg(long)]
     pub lora_alpha: Option<f64>,
@@ -134,7 +143,13 @@ fn family(model: &Path) -> Result<Family> {
 
 /// The method config: defaults for the task, then `--config`, then the flags.
 fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
-    let mut json = serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 });
+    let adalora = args.method.eq_ignore_ascii_case("adalora");
+    let mut json = if adalora {
+        // AdaLoRA: the Python defaults (init_r 12 pruned towards 8, lora_alpha 8), over this run.
+        serde_json::json!({ "peft_type": "ADALORA", "lora_dropout": 0.05, "total_step": args.steps })
+    } else {
+        serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 })
+    };
     let task_json = serde_json::to_value(task)?;
     json["task_type"] = task_json;
     // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
@@ -148,7 +163,18 @@ fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
         }
     }
     if let Some(r) = args.r {
+        if adalora {
+            bail!("--r is LoRA's rank; AdaLoRA starts at --init-r and prunes towards --target-r");
+        }
         json["r"] = r.into();
+    }
+    let adalora_flags = [("init_r", args.init_r), ("target_r", args.target_r), ("total_step", args.total_step)];
+    for (key, value) in adalora_flags {
+        let Some(value) = value else { continue };
+        if !adalora {
+            bail!("--{} is an AdaLoRA setting; add --method adalora", key.replace('_', "-"));
+        }
+        json[key] = value.into();
     }
     if let Some(alpha) = args.lora_alpha {
         json["lora_alpha"] = alpha.into();
