@@ -6,8 +6,8 @@
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{read_safetensors, write_safetensors};
 use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassification};
