@@ -57,7 +57,7 @@ pub struct Allocation {
 }
 
 /// The AdaLoRA adapters named `name`, by site path, mutably.
-fn each_layer<M: AdapterSites + ?Sized>(model: &mut M, name: &str, f: &mut dyn FnMut(&str, &mut AdaLoraLinear)) {
+fn each_layer<M: AdapterSites>(model: &mut M, name: &str, f: &mut dyn FnMut(&str, &mut AdaLoraLinear)) {
     model.visit_sites_mut(&mut |path, site| {
         if let SiteMut::Linear(s) = site
             && let Some(layer) = s.adapters.get_mut(name).and_then(|a| a.downcast_mut::<AdaLoraLinear>())
@@ -83,7 +83,7 @@ pub fn rank_pattern_key(path: &str) -> String {
 /// [`Error::InvalidState`] when a factor has no gradient while scores are updated (call it after
 /// `backward`, with the gradients of the adapter's parameters), when the adapter has no AdaLoRA
 /// layer, or when a step after `total_step - tfinal` finds no rank pattern.
-pub fn update_and_allocate<M: AdapterSites + ?Sized>(
+pub fn update_and_allocate<M: AdapterSites>(
     model: &mut M,
     name: &str,
     config: &mut AdaLoraConfig,
@@ -125,7 +125,7 @@ pub fn update_and_allocate<M: AdapterSites + ?Sized>(
 }
 
 /// `Ī` and `Ū` of every factor, updated with this step's `|w * grad|`.
-fn update_importance<M: AdapterSites + ?Sized>(
+fn update_importance<M: AdapterSites>(
     model: &mut M,
     name: &str,
     config: &AdaLoraConfig,
@@ -177,7 +177,7 @@ fn rank_scores(importance: &Importance) -> Vec<f32> {
 }
 
 /// Masks every rank scoring at or below the `(init_budget - budget)`-th smallest score.
-fn mask_to_budget<M: AdapterSites + ?Sized>(model: &mut M, name: &str, init_budget: usize, budget: usize) -> Result<IndexMap<String, Vec<bool>>> {
+fn mask_to_budget<M: AdapterSites>(model: &mut M, name: &str, init_budget: usize, budget: usize) -> Result<IndexMap<String, Vec<bool>>> {
     let mut scores: Vec<(String, Vec<f32>)> = Vec::new();
     let mut unscored = None;
     each_layer(model, name, &mut |path, layer| match &layer.importance {
@@ -203,7 +203,7 @@ fn mask_to_budget<M: AdapterSites + ?Sized>(model: &mut M, name: &str, init_budg
 
 /// Zeroes the singular values `pattern` drops and records the kept ranks for saving; layers
 /// without an entry (or whose rank differs from the entry's length) are left alone.
-pub fn apply_rank_pattern<M: AdapterSites + ?Sized>(model: &mut M, name: &str, pattern: &IndexMap<String, Vec<bool>>) {
+pub fn apply_rank_pattern<M: AdapterSites>(model: &mut M, name: &str, pattern: &IndexMap<String, Vec<bool>>) {
     each_layer(model, name, &mut |path, layer| {
         if let Some(keep) = pattern.get(&rank_pattern_key(path)).filter(|k| k.len() == layer.rank()) {
             layer.mask_singular_values(keep);

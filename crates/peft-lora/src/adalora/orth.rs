@@ -12,7 +12,7 @@ use super::AdaLoraLinear;
 ///
 /// # Shapes
 /// - output: `[1]`
-pub fn orth_regularization<M: AdapterSites + ?Sized>(model: &M, name: &str) -> Option<Tensor<1>> {
+pub fn orth_regularization<M: AdapterSites>(model: &M, name: &str) -> Option<Tensor<1>> {
     let mut total: Option<Tensor<1>> = None;
     let mut count = 0usize;
     model.visit_sites(&mut |_, site| {
