@@ -3,11 +3,13 @@
 //! Each guide is a library function returning a small report, run by a thin binary in this
 //! package's `examples/` and, in smoke mode, by the tests in `tests/guides.rs`:
 //! [`image_classification`], [`semantic_segmentation`], [`whisper_auto`], [`quicktour`],
-//! [`smollm2_tweets`], and [`custom_model`] (the guide on models of your own).
+//! [`smollm2_tweets`], [`custom_model`] (the guide on models of your own), and [`ia3_seq2seq`]
+//! ((IA)³ instead of LoRA).
 #![deny(missing_docs)]
 
 pub mod common;
 pub mod custom_model;
+pub mod ia3_seq2seq;
 pub mod image_classification;
 pub mod quicktour;
 pub mod semantic_segmentation;

@@ -2,7 +2,7 @@
 //! must give the trained model's outputs.
 
 use peft_examples::common::fixtures_dir;
-use peft_examples::{custom_model, image_classification, quicktour, semantic_segmentation, whisper_auto};
+use peft_examples::{custom_model, ia3_seq2seq, image_classification, quicktour, semantic_segmentation, whisper_auto};
 
 #[test]
 fn image_classification_learns_and_round_trips() {
@@ -129,4 +129,18 @@ fn smollm2_fine_tune_runs_on_the_real_model() {
     assert!(report.loss.0.is_finite() && report.loss.1.is_finite());
     assert!(report.reload_diff < 1e-3, "{report:?}");
     assert!(out.path().join("adapter/adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn ia3_seq2seq_trains_python_s_count_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let report = ia3_seq2seq::run(&ia3_seq2seq::Options::new(fixtures_dir().join("models/t5"), out.path(), true)).expect("the guide runs");
+    eprintln!("{report:?}");
+    // The line Python prints for the same config and model (fixtures/cases/ia3_t5).
+    let case = std::fs::read_to_string(fixtures_dir().join("cases/ia3_t5/case.json")).expect("case");
+    assert!(case.contains(&format!("\"print_trainable_parameters\": \"{}\"", report.trainable)), "{}", report.trainable);
+    assert_eq!(report.targets, (vec!["k".to_string(), "v".into(), "wo".into()], vec!["wo".to_string()]));
+    assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.held_out_loss.1 < report.held_out_loss.0, "and on held-out rows: {:?}", report.held_out_loss);
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
 }

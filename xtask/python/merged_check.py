@@ -17,6 +17,8 @@ CASES = {
     "bert_seq_cls": "BertForSequenceClassification",
     "vit_qv": "ViTForImageClassification",
     "segformer_qv": "SegformerForSemanticSegmentation",
+    "ia3_llama": "LlamaForCausalLM",
+    "ia3_gpt2": "GPT2LMHeadModel",
 }
 
 

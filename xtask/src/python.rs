@@ -71,7 +71,7 @@ pub fn interop(root: &Path) -> Result<()> {
     // `peft merge` folders load in transformers with the Python library's merged outputs.
     let merged = root.join("target/interop-merged");
     let _ = std::fs::remove_dir_all(&merged);
-    let cases = [("llama_qv", "llama"), ("gpt2_lora", "gpt2"), ("bert_seq_cls", "bert"), ("vit_qv", "vit"), ("segformer_qv", "segformer")];
+    let cases = [("llama_qv", "llama"), ("gpt2_lora", "gpt2"), ("bert_seq_cls", "bert"), ("vit_qv", "vit"), ("segformer_qv", "segformer"), ("ia3_llama", "llama"), ("ia3_gpt2", "gpt2")];
     for (case, model) in cases {
         let fixtures = root.join("fixtures");
         run(Command::new("cargo")

@@ -209,6 +209,122 @@ fn logits_serve_prompt_methods_written_by_python() {
     }
 }
 
+/// `peft logits` on a causal-LM case of the fixtures: each row's real tokens (the mask's ones) in,
+/// the logits at those positions compared with the Python library's `adapted`.
+fn assert_causal_logits_match(case: &str, model: &str) {
+    let e = expected(case);
+    let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+    let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+    let [batch, len] = [e["input_ids"].shape()[0], e["input_ids"].shape()[1]];
+    let real = |r: usize| -> Vec<usize> { (0..len).filter(|&t| mask[r * len + t] == 1).collect() };
+    let rows: Vec<String> =
+        (0..batch).map(|r| real(r).into_iter().map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(",")).collect();
+    let adapter = fixtures().join("cases").join(case).join("adapter");
+    let out = peft(&["logits", "--model", s(&fixtures().join("models").join(model)), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+    let (shape, got) = logits(&out);
+    let vocab = shape[2];
+    let want = floats(&e["adapted"]);
+    for r in 0..batch {
+        for t in real(r) {
+            let at = |v: &[f32], width: usize| v[(r * width + t) * vocab..(r * width + t + 1) * vocab].to_vec();
+            assert!(max_diff(&at(&got, shape[1]), &at(&want, len)) < 1e-4, "{case}: row {r}, position {t}");
+        }
+    }
+}
+
+#[test]
+fn logits_serve_ia3_adapters_written_by_python_on_every_family() {
+    // (case, model folder, whether the output's positions are the input's tokens)
+    for (case, model, per_token) in [("ia3_llama", "llama", true), ("ia3_gpt2", "gpt2", true), ("ia3_bert_seq_cls", "bert", false), ("ia3_t5", "t5", false)] {
+        let e = expected(case);
+        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let len = e["input_ids"].shape()[1];
+        let rows: Vec<String> = (0..2)
+            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+            .collect();
+        let adapter = fixtures().join("cases").join(case).join("adapter");
+        let rows = rows.join(";");
+        let model_dir = fixtures().join("models").join(model);
+        let mut args = vec!["logits", "--model", s(&model_dir), "--adapter", s(&adapter), "--input-ids", &rows];
+        let decoder = if e.contains_key("decoder_input_ids") { format!("{};{}", ids_text(&e["decoder_input_ids"], 0), ids_text(&e["decoder_input_ids"], 1)) } else { String::new() };
+        if !decoder.is_empty() {
+            args.extend(["--decoder-input-ids", &decoder]);
+        }
+        let (shape, got) = logits(&peft(&args));
+        assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+        let want = floats(&e["adapted"]);
+        let per_row = got.len() / 2;
+        let width = per_row / len;
+        let worst = (0..got.len())
+            .filter(|i| !per_token || mask[i / width] == 1)
+            .map(|i| (got[i] - want[i]).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{case}: max diff {worst}");
+    }
+}
+
+#[test]
+fn logits_serve_dora_adapters_written_by_python() {
+    assert_causal_logits_match("llama_dora", "llama");
+    assert_causal_logits_match("gpt2_dora", "gpt2");
+}
+
+#[test]
+fn train_with_dora_writes_magnitudes_python_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    ok(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--r", "2", "--steps", "2", "--batch-size", "4", "--use-dora", "--output", s(&adapter)]));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!(config["use_dora"].as_bool(), Some(true));
+    let saved = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("adapter file");
+    let key = "base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector";
+    assert_eq!(saved.get(key).map(|t| t.shape().to_vec()), Some(vec![16]), "v_proj's magnitude, one per output feature");
+}
+
+#[test]
+fn train_ia3_then_python_s_keys_are_saved() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("texts.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"text": "w{} w{} w{} w{}"}}"#, 3 + i, 4 + i, 5 + i, 6 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    let model = fixtures().join("models/llama");
+    let base = ["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--method", "ia3",
+        "--steps", "3", "--batch-size", "4", "--lr", "0.05", "--output", s(&adapter)];
+    let mut with_rank = base.to_vec();
+    with_rank.extend(["--r", "4"]);
+    assert!(one_line_error(&peft(&with_rank)).contains("--r"), "LoRA's flags are refused for IA3");
+    let out = ok(&peft(&base));
+    assert!(out.contains("trainable params: 192 ||"), "{out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!((config["peft_type"].as_str(), config["task_type"].as_str()), (Some("IA3"), Some("CAUSAL_LM")));
+    assert_eq!(config["feedforward_modules"], serde_json::json!(["down_proj"]), "the architecture's defaults");
+    // The keys and shapes Python saved for the same defaults (fixtures/cases/ia3_llama).
+    let ours = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("saved");
+    let python = peft::io::tensors::read_safetensors(&fixtures().join("cases/ia3_llama/adapter/adapter_model.safetensors")).expect("python");
+    let shapes = |m: &peft::io::tensors::TensorMap| m.iter().map(|(k, v)| (k.clone(), v.shape().to_vec())).collect::<std::collections::BTreeMap<_, _>>();
+    assert_eq!(shapes(&ours), shapes(&python));
+    assert!(floats(&ours["base_model.model.model.layers.0.mlp.down_proj.ia3_l"]).iter().any(|v| (v - 1.0).abs() > 1e-4), "the vectors trained");
+
+    // Explicit targets and feed-forward modules.
+    let explicit = dir.path().join("explicit");
+    let mut args = base.to_vec();
+    args.extend(["--target-modules", "q_proj,up_proj", "--feedforward-modules", "up_proj"]);
+    let output_at = args.iter().position(|a| *a == s(&adapter)).expect("output");
+    args[output_at] = s(&explicit);
+    ok(&peft(&args));
+    let saved = peft::io::tensors::read_safetensors(&explicit.join("adapter_model.safetensors")).expect("saved");
+    assert_eq!(saved["base_model.model.model.layers.0.mlp.up_proj.ia3_l"].shape().to_vec(), [1, 32], "up_proj's input is scaled");
+    assert_eq!(saved["base_model.model.model.layers.0.self_attn.q_proj.ia3_l"].shape().to_vec(), [32, 1]);
+}
+
 #[test]
 fn logits_serve_adalora_adapters_written_by_python() {
     // A fresh AdaLoRA adapter, and one the allocator cut to fewer ranks (one layer to none).

@@ -21,11 +21,8 @@ use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 /// # Shapes
 /// - `x`: any, and the same out.
 pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    if !layer.training.is_enabled() || layer.prob == 0.0 {
-        return x;
-    }
     let device = x.device();
-    if !device.is_autodiff() {
+    if !dropout_active(layer, &device) {
         return x;
     }
     if x.dtype() != DType::F32 || !host_memory(&device) {
@@ -34,6 +31,12 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let keep = 1.0 - layer.prob;
     let mask = keep_mask(x.shape().dims::<D>(), keep, seed(&device));
     x * Tensor::from_data(mask, &device)
+}
+
+/// Whether `layer` drops anything on `device`: it is training, `p > 0`, and the device is an
+/// autodiff one. (DoRA computes its base term differently when it does, as the Python library.)
+pub fn dropout_active(layer: &Dropout, device: &Device) -> bool {
+    layer.training.is_enabled() && layer.prob > 0.0 && device.is_autodiff()
 }
 
 /// Whether tensors on `device` live in host memory (flex, ndarray), where a mask built on the

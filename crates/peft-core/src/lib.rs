@@ -23,7 +23,7 @@ pub use config::{
     MethodConfig, PeftConfig, PrefixTuningConfig, PrefixTuningInit, PromptEncoderConfig, PromptEncoderReparameterizationType,
     PromptLearningFields, PromptTuningConfig, PromptTuningInit,
 };
-pub use dropout::dropout;
+pub use dropout::{dropout, dropout_active};
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
 pub use site_visit::{SiteVisit, join_path, site_paths_under};

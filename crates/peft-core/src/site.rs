@@ -153,6 +153,13 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
         Vec::new()
     }
 
+    /// transformers' `model_type` of the architecture (`"llama"`, `"t5"`, ...), which keys the
+    /// Python library's per-method default targets (IA3's `target_modules` and
+    /// `feedforward_modules`). `None`: not a transformers architecture, no defaults.
+    fn model_type(&self) -> Option<String> {
+        None
+    }
+
     /// Module names trained in full by default for a task (`classifier`/`score` for SEQ_CLS).
     fn default_modules_to_save(&self, task: crate::TaskType) -> Vec<String> {
         match task {

@@ -4,6 +4,7 @@ use peft_core::attach::{SiteAdapter, SiteInfo, SiteMethod, TargetRule, attach, f
 use peft_core::{AdapterSites, Error, LoraConfig, Result, SiteMut};
 
 use crate::init::factors;
+use crate::dora::{DoraConv1d, DoraConv2d, DoraEmbedding, DoraLinear};
 use crate::{LoraConv1d, LoraConv2d, LoraEmbedding, LoraLinear};
 
 pub use peft_core::attach::AdapterTensors;
@@ -74,29 +75,37 @@ fn plan_site(
     let r = config.rank_for(path);
     let scaling = config.scaling_for(path);
     let dropout = config.lora_dropout;
+    let dora = config.use_dora;
     match site {
         SiteMut::Linear(site) => {
             let [d_in, d_out] = site.dims();
             let device = site.base_layer.weight.lazy_device();
-            let adapter = match tensors {
+            let (lora, mut keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, d_in], "lora_B.weight", [d_out, r])?;
-                    return Ok((SiteAdapter::linear(LoraLinear::from_torch(a, b, scaling, dropout, &device)), keys));
+                    (LoraLinear::from_torch(a, b, scaling, dropout, &device), keys)
                 }
                 None => {
                     let (a, b) = factors(&config.init_lora_weights, r, ([d_in, r], d_in), ([r, d_out], r), &device);
-                    LoraLinear::new(a, b, scaling, dropout)
+                    (LoraLinear::new(a, b, scaling, dropout), Vec::new())
                 }
             };
-            Ok((SiteAdapter::linear(adapter), Vec::new()))
+            if !dora {
+                return Ok((SiteAdapter::linear(lora), keys));
+            }
+            let adapter = match magnitude(tensors, path, &[d_out], &device, &mut keys)? {
+                Some(m) => DoraLinear::new(lora, m),
+                None => DoraLinear::initialised(lora, site.base_layer.weight.val()),
+            };
+            Ok((SiteAdapter::linear(adapter), keys))
         }
         SiteMut::Embedding(site) => {
             let [n, d] = site.dims();
             let device = site.base_layer.weight.lazy_device();
-            let adapter = match tensors {
+            let (lora, mut keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_embedding_A", [r, n], "lora_embedding_B", [d, r])?;
-                    return Ok((SiteAdapter::embedding(LoraEmbedding::from_torch(a, b, scaling, &device)), keys));
+                    (LoraEmbedding::from_torch(a, b, scaling, &device), keys)
                 }
                 None => {
                     use burn::tensor::{Distribution, Tensor};
@@ -107,16 +116,23 @@ fn plan_site(
                         peft_core::InitLoraWeights::Random => Tensor::random([n, r], Distribution::Normal(0.0, 1.0), &device),
                         _ => Tensor::zeros([n, r], &device),
                     };
-                    LoraEmbedding::new(a, b, scaling)
+                    (LoraEmbedding::new(a, b, scaling), Vec::new())
                 }
             };
-            Ok((SiteAdapter::embedding(adapter), Vec::new()))
+            if !dora {
+                return Ok((SiteAdapter::embedding(lora), keys));
+            }
+            let adapter = match magnitude(tensors, path, &[d], &device, &mut keys)? {
+                Some(m) => DoraEmbedding::new(lora, m),
+                None => DoraEmbedding::initialised(lora, site.base_layer.weight.val()),
+            };
+            Ok((SiteAdapter::embedding(adapter), keys))
         }
         SiteMut::Conv1d(site) => {
             let base = &site.base_layer;
             let [c_out, c_in, k] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();
-            let (adapter, keys) = match tensors {
+            let (lora, mut keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) = pair(t, path, "lora_A.weight", [r, c_in, k], "lora_B.weight", [c_out, r, 1])?;
                     (LoraConv1d::from_torch(base, a, b, scaling, dropout, &device)?, keys)
@@ -126,13 +142,20 @@ fn plan_site(
                     (LoraConv1d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
             };
+            if !dora {
+                return Ok((SiteAdapter::conv1d(lora), keys));
+            }
+            let adapter = match magnitude(tensors, path, &[1, c_out, 1], &device, &mut keys)? {
+                Some(m) => DoraConv1d::new(lora, m),
+                None => DoraConv1d::initialised(lora, base.weight.val()),
+            };
             Ok((SiteAdapter::conv1d(adapter), keys))
         }
         SiteMut::Conv2d(site) => {
             let base = &site.base_layer;
             let [c_out, c_in, kh, kw] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();
-            let (adapter, keys) = match tensors {
+            let (lora, mut keys) = match tensors {
                 Some(t) => {
                     let (a, b, keys) =
                         pair(t, path, "lora_A.weight", [r, c_in, kh, kw], "lora_B.weight", [c_out, r, 1, 1])?;
@@ -143,6 +166,13 @@ fn plan_site(
                         factors(&config.init_lora_weights, r, ([r, c_in, kh, kw], c_in * kh * kw), ([c_out, r, 1, 1], r), &device);
                     (LoraConv2d::new(base, a, b, scaling, dropout)?, Vec::new())
                 }
+            };
+            if !dora {
+                return Ok((SiteAdapter::conv2d(lora), keys));
+            }
+            let adapter = match magnitude(tensors, path, &[1, c_out, 1, 1], &device, &mut keys)? {
+                Some(m) => DoraConv2d::new(lora, m),
+                None => DoraConv2d::initialised(lora, base.weight.val()),
             };
             Ok((SiteAdapter::conv2d(adapter), keys))
         }
@@ -156,6 +186,25 @@ fn plan_site(
             supported: "linear, embedding and convolution layers (list the module in modules_to_save to train it in full)".into(),
         }),
     }
+}
+
+/// DoRA's magnitude `{path}.lora_magnitude_vector` from the file (its file shape checked, held
+/// flat), or `None` for a fresh adapter. A file without it is not a DoRA adapter: an error.
+fn magnitude(
+    tensors: Option<&AdapterTensors>,
+    path: &str,
+    file_shape: &[usize],
+    device: &burn::tensor::Device,
+    keys: &mut Vec<String>,
+) -> Result<Option<burn::tensor::Tensor<1>>> {
+    let Some(tensors) = tensors else { return Ok(None) };
+    let fix = "the config says use_dora = true but the file lacks DoRA's magnitudes: save the adapter again, or set use_dora = false for a plain LoRA file";
+    let (data, key) = file_tensor(tensors, path, crate::dora::MAGNITUDE_KEY, file_shape, fix)?;
+    // Convolutions store it `[1, c_out, 1..]`; the adapter holds it flat.
+    let n = data.num_elements();
+    let values = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::InvalidState(format!("`{key}`: {e:?}")))?;
+    keys.push(key);
+    Ok(Some(burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(values, [n]), device)))
 }
 
 /// Looks up `{path}.{a}` and `{path}.{b}` and checks their shapes.

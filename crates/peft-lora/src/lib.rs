@@ -4,6 +4,7 @@
 pub mod adalora;
 mod combine;
 mod conv;
+pub mod dora;
 mod embedding;
 mod init;
 mod inject;

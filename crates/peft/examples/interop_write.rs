@@ -1,7 +1,7 @@
 //! The Rust half of `cargo xtask interop`: adapters trained here, for the Python library to load.
 //!
 //! For each fixture case it attaches a fresh adapter with the case's config (random factors, as
-//! `init_lora_weights = false`), takes two AdamW steps so the weights are really Rust-made, saves
+//! `init_lora_weights = false`; random IA3 vectors, as `init_ia3_weights = false`), takes two AdamW steps so the weights are really Rust-made, saves
 //! the adapter with `save_pretrained`, and writes the inputs and this crate's outputs next to it:
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_case(&fixtures, &out, "roberta_seq_cls", RobertaForSequenceClassification::from_pretrained(models.join("roberta"), &device)?, |m, ids, mask| {
         m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
-    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama")] {
+    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama"), ("llama_dora", "llama")] {
         let base = LlamaForCausalLM::from_pretrained(models.join(model), &device)?;
         write_case(&fixtures, &out, case, base, |m, ids, mask| {
             let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
@@ -43,9 +43,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let labels = lm_labels(&ids, &mask);
         m.forward_with_loss(ids, Some(mask), labels)
     })?;
+    // DoRA's magnitudes on Conv1D sites.
+    write_case(&fixtures, &out, "gpt2_dora", Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
     write_case(&fixtures, &out, "bloom_lora_only", BloomForCausalLM::from_pretrained(models.join("bloom"), &device)?, |m, ids, mask| {
         let labels = lm_labels(&ids, &mask);
         m.forward_with_loss(ids, Some(mask), labels)
+    })?;
+    // (IA)³: output and input scaling, GPT-2's Conv1D, a classifier copy.
+    write_case(&fixtures, &out, "ia3_llama", LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
+    write_case(&fixtures, &out, "ia3_gpt2", Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?, |m, ids, mask| {
+        let labels = lm_labels(&ids, &mask);
+        m.forward_with_loss(ids, Some(mask), labels)
+    })?;
+    write_case(&fixtures, &out, "ia3_bert_seq_cls", BertForSequenceClassification::from_pretrained(models.join("bert"), &device)?, |m, ids, mask| {
+        m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
     write_adalora_case(&fixtures, &out, LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?)?;
     println!("wrote Rust adapters under {}", out.display());
@@ -66,8 +83,12 @@ fn write_case<M: AdapterSites, const D: usize>(
     let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
     let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
 
-    let config = PeftConfig::from_dir(dir.join("adapter"))?.into_lora(&dir.join("adapter"))?;
-    let config = config.with_inference_mode(false).with_init_lora_weights(InitLoraWeights::Random);
+    // Fresh random weights (B non-zero, IA3 vectors away from one) so the outputs show them.
+    let config: PeftConfig = match PeftConfig::from_dir(dir.join("adapter"))? {
+        PeftConfig::Lora(c) => c.with_inference_mode(false).with_init_lora_weights(InitLoraWeights::Random).into(),
+        PeftConfig::Ia3(c) => c.with_inference_mode(false).with_init_ia3_weights(false).into(),
+        other => return Err(format!("{case}: interop writes LoRA and IA3 adapters, not {}", other.method_name()).into()),
+    };
     let mut model = get_peft_model(base, config)?;
     let mut optim = AdamWConfig::new().init();
     for _ in 0..2 {

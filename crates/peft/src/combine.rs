@@ -8,9 +8,21 @@ use crate::model::{AdapterEntry, PeftModel};
 impl<M: AdapterSites> PeftModel<M> {
     /// Adds adapter `new_name` combining `(name, weight)` LoRA adapters (see [`Combination`]);
     /// it is not activated. Fails, adding nothing, for unknown or non-LoRA adapters.
+    ///
+    /// IA3 adapters combine too, as the weighted sum of their vectors (only
+    /// [`Combination::Linear`] applies; see [`PeftModel::add_weighted_ia3_adapter`]).
     pub fn add_weighted_adapter(&mut self, adapters: &[(&str, f64)], new_name: &str, how: Combination) -> Result<()> {
         if self.registry.entries.contains_key(new_name) {
             return Err(Error::InvalidAdapterName { name: new_name.into(), reason: "is already used by this model" });
+        }
+        #[cfg(feature = "ia3")]
+        if let Some((first, _)) = adapters.first()
+            && matches!(self.entry(first)?.config, PeftConfig::Ia3(_))
+        {
+            if how != Combination::Linear {
+                return Err(Error::config("combination_type", format!("{how:?}"), "IA3 adapters combine as a weighted sum only: use Combination::Linear"));
+            }
+            return self.add_weighted_ia3_adapter(adapters, new_name);
         }
         let mut configs = Vec::new();
         for (name, _) in adapters {

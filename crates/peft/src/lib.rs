@@ -4,7 +4,7 @@
 //! Hugging Face's Python PEFT library: a config, [`get_peft_model`], train, [`PeftModel::save_pretrained`],
 //! [`PeftModel::from_pretrained`], merge.
 //!
-//! Methods are features (`lora`); architectures come with `models`; backends are features too
+//! Methods are features (`lora`, `ia3`, `prompt`); architectures come with `models`; backends are features too
 //! (`flex`, the default CPU backend; `cuda`, `wgpu`, `vulkan`, `metal`, `cpu`, `tch`).
 //! `#[derive(AdapterSites)]` (feature `derive`, on by default) makes a Burn module of your own
 //! adaptable: see the guide's page on custom models.
@@ -17,6 +17,8 @@ mod auto;
 mod bias;
 #[cfg(feature = "lora")]
 mod combine;
+#[cfg(feature = "ia3")]
+mod combine_ia3;
 pub mod device;
 mod files;
 mod forward;
@@ -54,6 +56,9 @@ pub use peft_io as io;
 /// LoRA.
 #[cfg(feature = "lora")]
 pub use peft_lora as lora;
+/// (IA)³ (crate `peft-ia3`).
+#[cfg(feature = "ia3")]
+pub use peft_ia3 as ia3;
 /// Architectures.
 #[cfg(feature = "models")]
 pub use peft_models as models;

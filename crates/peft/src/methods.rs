@@ -16,6 +16,8 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
         #[cfg(feature = "lora")]
         PeftConfig::AdaLora(c) => Ok(Box::new(peft_lora::AdaLoraMethod::new(c)?)),
+        #[cfg(feature = "ia3")]
+        PeftConfig::Ia3(c) => Ok(Box::new(peft_ia3::Ia3Method::new(c)?)),
         PeftConfig::Custom(c) => Err(Error::Unsupported {
             what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
             supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
@@ -26,10 +28,15 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 }
 
 /// Fills what the method takes from the model when the config leaves it unset, as the Python
-/// library does before saving the config: LoRA's per-architecture default `target_modules`.
+/// library does before saving the config: LoRA's per-architecture default `target_modules`,
+/// IA3's `target_modules` and `feedforward_modules` (keyed by the model's `model_type`).
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
+    #[cfg(feature = "ia3")]
+    if let PeftConfig::Ia3(ia3) = config {
+        return ia3.complete_for(model.model_type().as_deref());
+    }
     let targets = match config {
         PeftConfig::Lora(lora) => &mut lora.target_modules,
         // The Python library's AdaLoRA defaults equal LoRA's for the architectures built here
@@ -98,6 +105,9 @@ fn built_methods() -> Vec<&'static str> {
     if cfg!(feature = "lora") {
         out.extend(["LORA", "ADALORA"]);
     }
+    if cfg!(feature = "ia3") {
+        out.push("IA3");
+    }
     if cfg!(feature = "prompt") {
         out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
     }
@@ -112,6 +122,7 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
     // Features of this version of the `peft` crate, and whether each is on.
     let feature_state = match feature {
         "lora" => Some(cfg!(feature = "lora")),
+        "ia3" => Some(cfg!(feature = "ia3")),
         "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
         _ => None,
     };

@@ -38,6 +38,10 @@ pub fn summary(dir: &std::path::Path) -> Result<serde_json::Value> {
                 modules.entry(module.to_string()).or_default().push(t.shape.first().copied().unwrap_or(0));
             }
         }
+        // (IA)³: one vector per module, no rank.
+        if let Some(module) = key.strip_suffix(".ia3_l") {
+            modules.entry(module.to_string()).or_default();
+        }
     }
     let mut ranks: Vec<usize> = modules.values().flatten().copied().collect();
     ranks.sort_unstable();

@@ -19,7 +19,7 @@ use crate::train::batch::truncate_keep_last;
 use crate::train::{TrainOptions, causal, classify};
 
 /// The methods `peft train` can fit.
-const METHODS: &[&str] = &["lora", "adalora"];
+const METHODS: &[&str] = &["lora", "ia3", "adalora"];
 
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
@@ -57,9 +57,16 @@ pub struct Args {
     /// LoRA dropout.
     #[arg(long)]
     pub lora_dropout: Option<f64>,
+    /// DoRA: also train a magnitude per output feature (`use_dora` of LoRA).
+    #[arg(long)]
+    pub use_dora: bool,
     /// Modules to adapt, comma-separated, or `all-linear` (default: the architecture's).
     #[arg(long)]
     pub target_modules: Option<String>,
+    /// IA3: the targets whose input, not output, is scaled, comma-separated (default: the
+    /// architecture's, e.g. `down_proj`).
+    #[arg(long)]
+    pub feedforward_modules: Option<String>,
     /// Where the adapter and loss.png go.
     #[arg(long, default_value = "peft-adapter")]
     pub output: PathBuf,
@@ -143,11 +150,24 @@ fn family(model: &Path) -> Result<Family> {
 
 /// The method config: defaults for the task, then `--config`, then the flags.
 fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
+    let ia3 = args.method.eq_ignore_ascii_case("ia3");
     let adalora = args.method.eq_ignore_ascii_case("adalora");
-    let mut json = if adalora {
+    let mut json = if ia3 {
+        let lora_flags = [("--r", args.r.is_some()), ("--lora-alpha", args.lora_alpha.is_some()), ("--lora-dropout", args.lora_dropout.is_some())];
+        if let Some((flag, _)) = lora_flags.iter().find(|(_, given)| *given) {
+            bail!("{flag} is a LoRA setting; IA3 learns one vector per layer (set its fields with --set or --config)");
+        }
+        serde_json::json!({ "peft_type": "IA3" })
+    } else if adalora {
+        if args.feedforward_modules.is_some() {
+            bail!("--feedforward-modules is an IA3 setting; add --method ia3");
+        }
         // AdaLoRA: the Python defaults (init_r 12 pruned towards 8, lora_alpha 8), over this run.
         serde_json::json!({ "peft_type": "ADALORA", "lora_dropout": 0.05, "total_step": args.steps })
     } else {
+        if args.feedforward_modules.is_some() {
+            bail!("--feedforward-modules is an IA3 setting; add --method ia3");
+        }
         serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 })
     };
     let task_json = serde_json::to_value(task)?;
@@ -182,12 +202,18 @@ fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     if let Some(p) = args.lora_dropout {
         json["lora_dropout"] = p.into();
     }
+    if args.use_dora {
+        json["use_dora"] = true.into();
+    }
     if let Some(targets) = &args.target_modules {
         json["target_modules"] = if targets == "all-linear" {
             targets.as_str().into()
         } else {
             targets.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>().into()
         };
+    }
+    if let Some(modules) = &args.feedforward_modules {
+        json["feedforward_modules"] = modules.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>().into();
     }
     for pair in &args.set {
         let Some((key, value)) = pair.split_once('=') else { bail!("--set `{pair}`: write KEY=VALUE, e.g. --set use_rslora=true") };

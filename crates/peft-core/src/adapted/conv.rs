@@ -18,11 +18,27 @@ macro_rules! adapted_conv {
         #[doc = concat!("An adapter on a `", stringify!($conv), "` layer.")]
         pub trait $adapter: super::erased::AdapterObject {
 
-            /// Transforms the base output given the input (LoRA adds `s * conv_B(conv_A(x))`).
+            /// Transforms the input the base convolution sees (IA3 on feed-forward layers).
+            /// Identity by default.
+            ///
+            /// # Shapes
+            #[doc = concat!("- `x`: `", $shape, "`, and the same out")]
+            fn adapt_input(&self, x: Tensor<$rank>) -> Tensor<$rank> {
+                x
+            }
+
+            /// Transforms the base output given the (unadapted) input (LoRA adds `s * conv_B(conv_A(x))`).
             ///
             /// # Shapes
             #[doc = concat!("- `x` and `y`: `", $shape, "`")]
             fn adapt_output(&self, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank>;
+
+            /// `adapt_output` for adapters that also read the base layer (DoRA). The layer calls
+            /// this one; by default it forwards to `adapt_output`.
+            fn adapt_output_with_base(&self, base: &$conv, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank> {
+                let _ = base;
+                self.adapt_output(x, y)
+            }
 
             /// Folds the adapter into the base kernel `[channels_out, channels_in / groups, kernel...]`.
             fn merge(&self, weight: Tensor<$wrank>) -> Result<Tensor<$wrank>>;
@@ -67,17 +83,25 @@ macro_rules! adapted_conv {
             /// # Shapes
             #[doc = concat!("- `x`: `", $shape, "`, output likewise")]
             pub fn forward(&self, x: Tensor<$rank>) -> Tensor<$rank> {
-                let y = self.base_layer.forward(x.clone());
                 if self.adapters.is_empty() || self.adapters.is_disabled() {
-                    return y;
+                    return self.base_layer.forward(x);
                 }
                 if let Some(rows) = self.adapters.rows() {
+                    let y = self.base_layer.forward(x.clone());
                     // A batch of another size is recorded for the caller to report; the base output stands.
                     let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
                     let adapters: Vec<&dyn $adapter> = self.adapters.iter().map(|(_, a)| a).collect();
-                    return select_rows(y, rows, |i, y| adapters[i].adapt_output(&x, y));
+                    // Each adapter's whole forward, as if it were the only active one (its input
+                    // scaling needs a base forward of its own).
+                    return select_rows(y, rows, |i, _| {
+                        let a = adapters[i];
+                        a.adapt_output_with_base(&self.base_layer, &x, self.base_layer.forward(a.adapt_input(x.clone())))
+                    });
                 }
-                self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output(&x, y))
+                let adapters: Vec<&dyn $adapter> = self.adapters.forward_adapters().collect();
+                let input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
+                let y = self.base_layer.forward(input);
+                adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
             }
 
             /// Folds adapter `name` into the kernel.

@@ -20,6 +20,13 @@ pub trait EmbeddingAdapter: super::erased::AdapterObject {
     /// - `y`: `[batch, tokens, d_model]`, and the same out.
     fn adapt_output(&self, ids: &Tensor<2, Int>, y: Tensor<3>) -> Tensor<3>;
 
+    /// [`adapt_output`](Self::adapt_output) for adapters that also read the base table (DoRA).
+    /// The layer calls this one; by default it forwards to `adapt_output`.
+    fn adapt_output_with_base(&self, base: &Embedding, ids: &Tensor<2, Int>, y: Tensor<3>) -> Tensor<3> {
+        let _ = base;
+        self.adapt_output(ids, y)
+    }
+
     /// Folds the adapter into the table `[n_embedding, d_model]`.
     fn merge(&self, weight: Tensor<2>) -> Result<Tensor<2>>;
 
@@ -71,9 +78,9 @@ impl AdaptedEmbedding {
             // A batch of another size is recorded for the caller to report; the base output stands.
             let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
             let adapters: Vec<&dyn EmbeddingAdapter> = self.adapters.iter().map(|(_, a)| a).collect();
-            return select_rows(y, rows, |i, y| adapters[i].adapt_output(&ids, y));
+            return select_rows(y, rows, |i, y| adapters[i].adapt_output_with_base(&self.base_layer, &ids, y));
         }
-        self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output(&ids, y))
+        self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &ids, y))
     }
 
     /// Folds adapter `name` into the table.

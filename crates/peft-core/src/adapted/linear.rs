@@ -43,6 +43,17 @@ pub trait LinearAdapter: super::erased::AdapterObject {
     /// - `y`: `[batch, tokens, d_output]`, and the same out.
     fn adapt_output(&self, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3>;
 
+    /// [`adapt_output`](Self::adapt_output) for adapters that also read the base layer (DoRA
+    /// normalises by the column norms of `W0 + s A B`). The layer calls this one; by default it
+    /// forwards to `adapt_output`.
+    ///
+    /// # Shapes
+    /// As `adapt_output`.
+    fn adapt_output_with_base(&self, base: &Linear, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        let _ = base;
+        self.adapt_output(x, y)
+    }
+
     /// The update as low-rank factors, for adapters that have that form (mixed-adapter batches).
     fn low_rank(&self) -> Option<LowRank> {
         None
@@ -143,7 +154,7 @@ impl AdaptedLinear {
         let adapters: Vec<&dyn LinearAdapter> = self.adapters.forward_adapters().collect();
         let base_input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
         let y = self.base_layer.forward(base_input);
-        adapters.iter().fold(y, |y, a| a.adapt_output(&x, y))
+        adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
     }
 
     /// One adapter per row (`rows[i]` indexes the set; `None` is the base alone).
@@ -177,7 +188,7 @@ impl AdaptedLinear {
             let full_rows: Vec<Option<usize>> = rows.iter().map(|r| r.filter(|i| full.contains(i))).collect();
             y = select_rows(y, &full_rows, |i, _| match self.adapters.at(i) {
                 // The adapter's whole forward, as if it were the only active one.
-                Some((_, a)) => a.adapt_output(&x, self.base_layer.forward(a.adapt_input(x.clone()))),
+                Some((_, a)) => a.adapt_output_with_base(&self.base_layer, &x, self.base_layer.forward(a.adapt_input(x.clone()))),
                 None => self.base_layer.forward(x.clone()),
             });
         }

@@ -53,7 +53,9 @@ impl Default for Ia3Config {
 pub(crate) const PYTHON_IA3_KEYS: &[&str] = &["auto_mapping", "peft_version"];
 
 impl Ia3Config {
-    /// A config adapting `target_modules`, none of them feed-forward, vectors starting at one.
+    /// A config adapting `target_modules`, vectors starting at one. `feedforward_modules` is
+    /// left unset, so (as in the Python library) the architecture's defaults fill it when
+    /// attaching: set it, `[]` for none, on a model without defaults.
     pub fn new(target_modules: impl Into<TargetModules>) -> Self {
         Ia3Config { target_modules: target_modules.into(), ..Default::default() }
     }
@@ -105,8 +107,60 @@ impl Ia3Config {
     }
 
     /// Whether the module at `path` is a feed-forward target (its input is scaled).
+    ///
+    /// The Python library's own rule, which differs from `target_modules` matching: a name
+    /// matches any path that *ends with* it (`"proj"` matches `mlp.down_proj`), a single string
+    /// is a regular expression matched against the whole path.
     pub fn is_feedforward(&self, path: &str) -> bool {
-        self.feedforward_modules.matches(path)
+        match &self.feedforward_modules {
+            TargetModules::Names(names) => names.iter().any(|name| path.ends_with(name.as_str())),
+            other => other.matches(path),
+        }
+    }
+
+    /// The Python library's default `(target_modules, feedforward_modules)` for transformers'
+    /// `model_type` (`TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING` and
+    /// `..._FEEDFORWARD_MODULES_MAPPING`), for the architectures this workspace builds; `None`
+    /// for the others, where both must be named.
+    pub fn defaults_for(model_type: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+        Some(match model_type {
+            "t5" => (&["k", "v", "wo"], &["wo"]),
+            "mt5" => (&["k", "v", "wi_1"], &[]),
+            "gpt2" => (&["c_attn", "mlp.c_proj"], &["mlp.c_proj"]),
+            "bloom" => (&["query_key_value", "mlp.dense_4h_to_h"], &["mlp.dense_4h_to_h"]),
+            "bert" | "roberta" => (&["key", "value", "output.dense"], &["output.dense"]),
+            "llama" | "mistral" => (&["k_proj", "v_proj", "down_proj"], &["down_proj"]),
+            "qwen2" => (&["q_proj", "v_proj", "down_proj"], &["down_proj"]),
+            _ => return None,
+        })
+    }
+
+    /// Fills unset `target_modules` and `feedforward_modules` from [`Ia3Config::defaults_for`],
+    /// as the Python library does when attaching (`model_type` `None`: a model without defaults).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field left unset when the architecture has no default.
+    pub fn complete_for(&mut self, model_type: Option<&str>) -> Result<()> {
+        let defaults = model_type.and_then(Self::defaults_for);
+        let names = |list: &[&str]| TargetModules::Names(list.iter().map(|s| s.to_string()).collect());
+        let about = model_type.map_or("this model".to_string(), |t| format!("model_type `{t}`"));
+        if self.target_modules.is_none() {
+            let (targets, _) = defaults.ok_or_else(|| {
+                Error::config("target_modules", format!("null ({about} has no IA3 default)"), "name the layers to adapt, e.g. [\"k_proj\", \"v_proj\", \"down_proj\"]")
+            })?;
+            self.target_modules = names(targets);
+        }
+        if self.feedforward_modules.is_none() {
+            let (_, feedforward) = defaults.ok_or_else(|| {
+                Error::config(
+                    "feedforward_modules",
+                    format!("null ({about} has no IA3 default)"),
+                    "name the targets whose input is scaled, e.g. [\"down_proj\"], or [] for none",
+                )
+            })?;
+            self.feedforward_modules = names(feedforward);
+        }
+        Ok(())
     }
 }
 
@@ -136,5 +190,33 @@ mod tests {
         Ia3Config::new(".*(k|v|wo)").with_feedforward_modules(["wo"]).validate().expect("regex targets");
         let regex = Ia3Config::new(["k"]).with_feedforward_modules("(wo").validate().expect_err("bad regex");
         assert!(regex.to_string().contains("feedforward_modules"), "{regex}");
+    }
+
+    #[test]
+    fn feedforward_names_match_as_python_s_plain_suffix() {
+        let c = Ia3Config::new(["down_proj"]).with_feedforward_modules(["proj"]);
+        assert!(c.is_feedforward("model.layers.0.mlp.down_proj"), "a plain suffix, no dot needed");
+        assert!(!c.is_feedforward("model.layers.0.mlp.proj_in"));
+        let regex = Ia3Config::new(".*").with_feedforward_modules(".*mlp.*");
+        assert!(regex.is_feedforward("model.layers.0.mlp.down_proj"));
+        assert!(!regex.is_feedforward("model.layers.0.self_attn.k_proj"), "the whole path must match");
+    }
+
+    #[test]
+    fn unset_fields_take_the_architecture_s_defaults() {
+        let mut c = Ia3Config::default();
+        c.complete_for(Some("llama")).expect("llama has defaults");
+        assert_eq!(c.target_modules.names(), ["k_proj", "v_proj", "down_proj"]);
+        assert_eq!(c.feedforward_modules.names(), ["down_proj"]);
+        // Given targets stay; the feed-forward default still fills, as in Python.
+        let mut mt5 = Ia3Config::new(["q"]);
+        mt5.complete_for(Some("mt5")).expect("mt5 has defaults");
+        assert_eq!(mt5.target_modules.names(), ["q"]);
+        assert_eq!(mt5.feedforward_modules, TargetModules::Names(Vec::new()));
+        let e = Ia3Config::default().complete_for(Some("vit")).expect_err("no defaults");
+        assert!(matches!(e, Error::InvalidConfig { field: "target_modules", .. }), "{e:?}");
+        let e = Ia3Config::new(["fc"]).complete_for(None).expect_err("no defaults");
+        assert!(matches!(e, Error::InvalidConfig { field: "feedforward_modules", .. }), "{e:?}");
+        assert!(e.to_string().contains("[] for none"), "{e}");
     }
 }

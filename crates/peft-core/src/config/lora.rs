@@ -135,7 +135,8 @@ pub struct LoraConfig {
     pub alpha_pattern: IndexMap<String, f64>,
     /// Rank-stabilised scaling `alpha / sqrt(r)`.
     pub use_rslora: bool,
-    /// DoRA (weight-decomposed LoRA); not supported, must stay `false`.
+    /// DoRA (weight-decomposed LoRA, Liu et al. 2024): a trained magnitude per output feature
+    /// times the normalised direction `W0 + s A B`.
     pub use_dora: bool,
     /// The fields every method shares (`task_type`, `modules_to_save`, ...).
     #[serde(flatten)]
@@ -264,6 +265,11 @@ impl LoraConfig {
         self.use_rslora = yes;
         self
     }
+    /// Turns DoRA on or off.
+    pub fn with_use_dora(mut self, yes: bool) -> Self {
+        self.use_dora = yes;
+        self
+    }
 
     /// Checks every field a user can get wrong; each error names the field and the fix.
     pub fn validate(&self) -> Result<()> {
@@ -290,9 +296,6 @@ impl LoraConfig {
                 what: format!("init_lora_weights = {name:?}"),
                 supported: "true, false and \"gaussian\"".into(),
             });
-        }
-        if self.use_dora {
-            return Err(Error::Unsupported { what: "use_dora = true (DoRA)".into(), supported: "plain LoRA".into() });
         }
         self.extra.reject_enabled(PYTHON_LORA_KEYS)?;
         Ok(())

@@ -245,6 +245,10 @@ impl AdapterSites for AutoModel {
         on_model!(self, m => m.default_target_modules())
     }
 
+    fn model_type(&self) -> Option<String> {
+        on_model!(self, m => m.model_type())
+    }
+
     fn default_modules_to_save(&self, task: TaskType) -> Vec<String> {
         on_model!(self, m => m.default_modules_to_save(task))
     }

@@ -112,6 +112,10 @@ impl AdapterSites for BertForSequenceClassification {
         vec!["query", "value"].into_iter().map(String::from).collect()
     }
 
+    fn model_type(&self) -> Option<String> {
+        Some("bert".into())
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
     }
@@ -234,6 +238,10 @@ impl AdapterSites for RobertaForSequenceClassification {
 
     fn default_target_modules(&self) -> Vec<String> {
         vec!["query", "value"].into_iter().map(String::from).collect()
+    }
+
+    fn model_type(&self) -> Option<String> {
+        Some("roberta".into())
     }
 
     fn output_head_paths(&self) -> Vec<String> {

@@ -175,4 +175,8 @@ impl AdapterSites for BertModel {
     fn default_target_modules(&self) -> Vec<String> {
         vec!["query".into(), "value".into()]
     }
+
+    fn model_type(&self) -> Option<String> {
+        Some("bert".into())
+    }
 }

@@ -77,6 +77,10 @@ macro_rules! token_head {
                 vec!["query".into(), "value".into()]
             }
 
+            fn model_type(&self) -> Option<String> {
+                Some("bert".into())
+            }
+
             fn output_head_paths(&self) -> Vec<String> {
                 vec![stringify!($head).into()]
             }

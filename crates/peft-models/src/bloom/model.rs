@@ -203,6 +203,10 @@ impl AdapterSites for BloomModel {
     fn default_target_modules(&self) -> Vec<String> {
         <Self as DecoderStack>::default_targets()
     }
+
+    fn model_type(&self) -> Option<String> {
+        DecoderStack::model_type(self)
+    }
 }
 
 /// ALiBi counts positions over real tokens, so the default cached forward already places a
@@ -210,6 +214,10 @@ impl AdapterSites for BloomModel {
 impl DecoderStack for BloomModel {
     type Config = BloomConfig;
     const EMBEDDINGS: &'static str = "word_embeddings";
+
+    fn model_type(&self) -> Option<String> {
+        Some("bloom".into())
+    }
 
     fn build(config: &BloomConfig, device: &Device) -> Self {
         BloomModel::new(config, device)

@@ -118,6 +118,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForSequenceClassification<S> {
         S::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        self.transformer.model_type()
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["score".into()]
     }
@@ -180,6 +184,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForTokenClassification<S> {
 
     fn default_target_modules(&self) -> Vec<String> {
         S::default_targets()
+    }
+
+    fn model_type(&self) -> Option<String> {
+        self.transformer.model_type()
     }
 
     /// The Python library trains `classifier` / `score` in full for TOKEN_CLS as for SEQ_CLS.
@@ -264,6 +272,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForQuestionAnswering<S> {
 
     fn default_target_modules(&self) -> Vec<String> {
         S::default_targets()
+    }
+
+    fn model_type(&self) -> Option<String> {
+        self.transformer.model_type()
     }
 
     fn output_head_paths(&self) -> Vec<String> {

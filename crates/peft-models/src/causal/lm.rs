@@ -202,6 +202,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForCausalLm<S> {
         S::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        self.transformer.model_type()
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["lm_head".into()]
     }

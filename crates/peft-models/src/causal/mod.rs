@@ -156,6 +156,11 @@ pub trait DecoderStack: Module + ModuleDisplay + Debug + Sized {
 
     /// The Python library's default LoRA targets for the family.
     fn default_targets() -> Vec<String>;
+
+    /// transformers' `model_type` of the family (`AdapterSites::model_type`); `None` by default.
+    fn model_type(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Loads a model whose stack sits at `transformer.` (GPT-2 and BLOOM task models): keys may

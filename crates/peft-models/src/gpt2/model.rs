@@ -206,11 +206,19 @@ impl AdapterSites for Gpt2Model {
     fn default_target_modules(&self) -> Vec<String> {
         <Self as DecoderStack>::default_targets()
     }
+
+    fn model_type(&self) -> Option<String> {
+        DecoderStack::model_type(self)
+    }
 }
 
 impl DecoderStack for Gpt2Model {
     type Config = Gpt2Config;
     const EMBEDDINGS: &'static str = "wte";
+
+    fn model_type(&self) -> Option<String> {
+        Some("gpt2".into())
+    }
 
     fn build(config: &Gpt2Config, device: &Device) -> Self {
         Gpt2Model::new(config, device)

@@ -175,6 +175,10 @@ impl AdapterSites for LlamaForCausalLM {
         <LlamaModel as DecoderStack>::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        Some(self.config.model_type.clone())
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["lm_head".into()]
     }

@@ -227,6 +227,10 @@ impl AdapterSites for T5ForConditionalGeneration {
         super::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        Some(self.config.model_type.clone())
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["lm_head".into()]
     }

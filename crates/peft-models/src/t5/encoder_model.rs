@@ -89,4 +89,8 @@ impl AdapterSites for T5EncoderModel {
     fn default_target_modules(&self) -> Vec<String> {
         super::default_targets()
     }
+
+    fn model_type(&self) -> Option<String> {
+        Some(self.config.model_type.clone())
+    }
 }

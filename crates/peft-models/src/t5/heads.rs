@@ -136,6 +136,10 @@ impl AdapterSites for T5ForSequenceClassification {
         super::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        Some(self.config.model_type.clone())
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classification_head.dense".into(), "classification_head.out_proj".into()]
     }
@@ -191,6 +195,10 @@ impl AdapterSites for T5ForTokenClassification {
 
     fn default_target_modules(&self) -> Vec<String> {
         super::default_targets()
+    }
+
+    fn model_type(&self) -> Option<String> {
+        Some(self.transformer.config.model_type.clone())
     }
 
     fn output_head_paths(&self) -> Vec<String> {

@@ -77,6 +77,10 @@ impl AdapterSites for T5ForQuestionAnswering {
         super::default_targets()
     }
 
+    fn model_type(&self) -> Option<String> {
+        Some(self.config.model_type.clone())
+    }
+
     fn output_head_paths(&self) -> Vec<String> {
         vec!["qa_outputs".into()]
     }
