@@ -258,3 +258,33 @@ impl ModuleMapper for DropoutOff {
         flag.with_value(false)
     }
 }
+
+#[test]
+fn beside_a_lora_adapter_switching_and_mixed_batches() {
+    let case = Case::load("adalora_llama");
+    let lora = Case::load("llama_qv");
+    let (ids, mask) = ids_mask(&case);
+    let mut peft = PeftModel::from_pretrained(llama(), case.adapter()).expect("AdaLoRA");
+    peft.load_adapter(lora.adapter(), "lora").expect("LoRA beside it");
+    peft.set_adapter("default").expect("default");
+    assert_close(&case, "adapted", logits(&peft, &ids, &mask), "AdaLoRA active");
+    peft.set_adapter("lora").expect("lora");
+    assert!(max_abs_diff(logits(&peft, &ids, &mask), &case.expected["adapted"]) > 1e-2, "the LoRA adapter differs");
+    // Row 0 through AdaLoRA (its low-rank form, gathered per row), row 1 through the base alone.
+    let rows = peft
+        .with_batch_adapters(&["default", peft::BASE_ONLY], |m| m.forward(ids.clone(), Some(mask.clone())).into_data())
+        .expect("mixed batch");
+    let values: Vec<f32> = rows.convert::<f32>().try_into_vec().expect("f32");
+    let half = values.len() / 2;
+    let adapted: Vec<f32> = case.expected["adapted"].clone().convert::<f32>().try_into_vec().expect("f32");
+    let base: Vec<f32> = case.expected["base"].clone().convert::<f32>().try_into_vec().expect("f32");
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst(&values[..half], &adapted[..half]) < TOL, "row 0: AdaLoRA");
+    // Row 1's real tokens (its last two are padding).
+    let vocab = 96;
+    let real = half - 2 * vocab;
+    assert!(worst(&values[half..half + real], &base[half..half + real]) < TOL, "row 1: the base model");
+    // Unloading gives the base model back.
+    let base_model = peft.unload();
+    assert_close(&case, "base", base_model.forward(ids, Some(mask)).into_data(), "unloaded");
+}
