@@ -288,3 +288,40 @@ fn beside_a_lora_adapter_switching_and_mixed_batches() {
     let base_model = peft.unload();
     assert_close(&case, "base", base_model.forward(ids, Some(mask)).into_data(), "unloaded");
 }
+
+/// Collects the warnings logged through the `log` facade.
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata())
+            && let Ok(mut seen) = self.0.lock()
+        {
+            seen.push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Warnings = Warnings(std::sync::Mutex::new(Vec::new()));
+
+#[test]
+fn training_past_tinit_without_allocation_warns_once() {
+    log::set_logger(&WARNINGS).expect("the only logger of this test process");
+    log::set_max_level(log::LevelFilter::Warn);
+    let device = common::device().autodiff();
+    let base = LlamaForCausalLM::from_pretrained(root().join("models/llama"), &device).expect("model");
+    let config = AdaLoraConfig::new(10).with_init_r(4).with_target_r(2).with_tinit(2).with_target_modules(["q_proj"]);
+    let model = get_peft_model(base, config).expect("attaches");
+    let ids = Tensor::<2, Int>::from_data(TensorData::new((3..17).collect::<Vec<i64>>(), [2, 7]), &device);
+    let count = || WARNINGS.0.lock().map(|w| w.iter().filter(|m| m.contains("update_and_allocate")).count()).unwrap_or(0);
+    for forward in 1..=6 {
+        let inputs = ModelInputs { labels: Some(Labels::Tokens(ids.clone())), ..ModelInputs::ids(ids.clone()) };
+        model.forward(inputs).expect("forward");
+        // tinit + 1 forwards are fine; the next one warns, and only once.
+        assert_eq!(count(), usize::from(forward > 3), "after {forward} forwards");
+    }
+}
