@@ -449,3 +449,60 @@ fn train_a_llama_adapter_writes_python_keys() {
     lora.retain(|a| *a != "llama-adapter" && *a != "--method");
     assert!(one_line_error(&peft(&lora)).contains("--method llama-adapter"));
 }
+
+#[test]
+fn logits_serve_adalora_adapters_written_by_python() {
+    // A fresh AdaLoRA adapter, and one the allocator cut to fewer ranks (one layer to none).
+    for case in ["adalora_llama", "adalora_trained"] {
+        let e = expected(case);
+        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let len = e["input_ids"].shape()[1];
+        let rows: Vec<String> = (0..2)
+            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+            .collect();
+        let adapter = fixtures().join("cases").join(case).join("adapter");
+        let (shape, got) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]));
+        assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+        let want = floats(&e["adapted"]);
+        let vocab = shape[2];
+        let worst = mask
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == 1)
+            .flat_map(|(p, _)| (0..vocab).map(move |v| p * vocab + v))
+            .map(|i| (got[i] - want[i]).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{case}: max diff {worst}");
+    }
+}
+
+#[test]
+fn train_adalora_prunes_ranks_and_saves_the_rank_pattern() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("text.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"text": "w{} w{} w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    let out = ok(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--method", "adalora", "--init-r", "4", "--target-r", "2", "--steps", "6", "--batch-size", "4", "--lr", "0.01",
+        "--set", "tinit=1", "--set", "tfinal=2", "--output", s(&adapter)]));
+    assert!(out.contains("held-out loss"), "{out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!((config["peft_type"].as_str(), config["total_step"].as_u64(), config["init_r"].as_u64()), (Some("ADALORA"), Some(6), Some(4)));
+    let pattern = config["rank_pattern"].as_object().expect("the allocator's rank_pattern");
+    assert_eq!(pattern.len(), 4, "q_proj and v_proj of 2 layers");
+    let kept: usize = pattern.values().map(|v| v.as_array().expect("flags").iter().filter(|b| b.as_bool() == Some(true)).count()).sum();
+    assert_eq!(kept, 8, "target_r 2 on 4 layers");
+    let file = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("file");
+    let ranks: usize = file.iter().filter(|(k, _)| k.ends_with("lora_E")).map(|(_, v)| v.shape()[0]).sum();
+    assert_eq!(ranks, 8, "the file holds the kept ranks only");
+    // The pruned adapter serves.
+    let (shape, _) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", "5,6,7"]));
+    assert_eq!(shape, [1, 3, 96]);
+    // LoRA's rank flag is refused for AdaLoRA, naming the right flags.
+    let err = one_line_error(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--method", "adalora", "--r", "4", "--output", s(&dir.path().join("x"))]));
+    assert!(err.contains("--init-r"), "{err}");
+}

@@ -16,6 +16,8 @@ pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M
     match config {
         #[cfg(feature = "lora")]
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
+        #[cfg(feature = "lora")]
+        PeftConfig::AdaLora(c) => Ok(Box::new(peft_lora::AdaLoraMethod::new(c)?)),
         #[cfg(feature = "ia3")]
         PeftConfig::Ia3(c) => Ok(Box::new(peft_ia3::Ia3Method::new(c)?)),
         #[cfg(feature = "prompt")]
@@ -50,9 +52,14 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
     if let PeftConfig::Ia3(ia3) = config {
         return ia3.complete_for(model.model_type().as_deref());
     }
-    #[allow(irrefutable_let_patterns)]
-    let PeftConfig::Lora(lora) = config else { return Ok(()) };
-    if !lora.target_modules.is_none() {
+    let targets = match config {
+        PeftConfig::Lora(lora) => &mut lora.target_modules,
+        // The Python library's AdaLoRA defaults equal LoRA's for the architectures built here
+        // except RoBERTa and T5, where it also adapts the key and feed-forward layers.
+        PeftConfig::AdaLora(adalora) => &mut adalora.target_modules,
+        _ => return Ok(()),
+    };
+    if !targets.is_none() {
         return Ok(());
     }
     let defaults = model.default_target_modules();
@@ -63,7 +70,7 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
             "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
         ));
     }
-    lora.target_modules = peft_core::TargetModules::Names(defaults);
+    *targets = peft_core::TargetModules::Names(defaults);
     Ok(())
 }
 
@@ -111,7 +118,7 @@ pub(crate) fn method_home(method: PeftType) -> (&'static str, &'static str) {
 fn built_methods() -> Vec<&'static str> {
     let mut out = Vec::new();
     if cfg!(feature = "lora") {
-        out.push("LORA");
+        out.extend(["LORA", "ADALORA"]);
     }
     if cfg!(feature = "ia3") {
         out.push("IA3");

@@ -25,6 +25,9 @@ pub struct AdapterRegistry {
     pub(crate) entries: IndexMap<String, AdapterEntry>,
     pub(crate) active: Vec<String>,
     pub(crate) disabled: bool,
+    /// Whether AdaLoRA training calls the rank allocator.
+    #[cfg(feature = "lora")]
+    pub(crate) adalora: crate::adalora::AllocationWatch,
 }
 
 /// A model with one or more named adapters, as the Python library's `PeftModel`.

@@ -28,7 +28,7 @@ pub struct Args {
     /// Training data: .csv with a header row, or .jsonl with one object per line.
     #[arg(long)]
     pub data: PathBuf,
-    /// The PEFT method: lora, ia3, prompt-tuning, p-tuning, prefix-tuning, llama-adapter.
+    /// The PEFT method: lora, adalora, ia3, prompt-tuning, p-tuning, prefix-tuning, llama-adapter.
     #[arg(long, default_value = "lora")]
     pub method: String,
     /// A method config (adapter_config.json fields); flags below override it.
@@ -40,6 +40,15 @@ pub struct Args {
     /// LoRA rank.
     #[arg(long)]
     pub r: Option<usize>,
+    /// AdaLoRA: the rank every layer starts with (default 12).
+    #[arg(long)]
+    pub init_r: Option<usize>,
+    /// AdaLoRA: the average rank the allocator prunes towards (default 8).
+    #[arg(long)]
+    pub target_r: Option<usize>,
+    /// AdaLoRA: the steps the rank schedule is laid over (default: --steps).
+    #[arg(long)]
+    pub total_step: Option<usize>,
     /// LoRA alpha.
     #[arg(long)]
     pub lora_alpha: Option<f64>,

@@ -11,6 +11,8 @@ use crate::commands::train::Args;
 /// (the Python library's defaults, with LoRA's rank and alpha as its guides use them).
 pub const METHODS: &[(&str, &str)] = &[
     ("lora", r#"{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05}"#),
+    // The Python defaults (init_r 12 pruned towards 8, lora_alpha 8); `total_step` is the run's.
+    ("adalora", r#"{"peft_type": "ADALORA", "lora_dropout": 0.05}"#),
     ("ia3", r#"{"peft_type": "IA3"}"#),
     ("prompt-tuning", r#"{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 8}"#),
     ("p-tuning", r#"{"peft_type": "P_TUNING", "num_virtual_tokens": 8}"#),
@@ -33,14 +35,18 @@ struct Flag {
 
 const PROMPT: &[&str] = &["prompt-tuning", "p-tuning", "prefix-tuning"];
 
-fn flags(args: &Args) -> [Flag; 12] {
+fn flags(args: &Args) -> [Flag; 15] {
     let lora = &["lora"][..];
+    let lora_family = &["lora", "adalora"][..];
     [
         Flag { name: "--r", given: args.r.is_some(), methods: lora },
-        Flag { name: "--lora-alpha", given: args.lora_alpha.is_some(), methods: lora },
-        Flag { name: "--lora-dropout", given: args.lora_dropout.is_some(), methods: lora },
+        Flag { name: "--lora-alpha", given: args.lora_alpha.is_some(), methods: lora_family },
+        Flag { name: "--lora-dropout", given: args.lora_dropout.is_some(), methods: lora_family },
+        Flag { name: "--init-r", given: args.init_r.is_some(), methods: &["adalora"] },
+        Flag { name: "--target-r", given: args.target_r.is_some(), methods: &["adalora"] },
+        Flag { name: "--total-step", given: args.total_step.is_some(), methods: &["adalora"] },
         Flag { name: "--use-dora", given: args.use_dora, methods: lora },
-        Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "ia3", "llama-adapter"] },
+        Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "adalora", "ia3", "llama-adapter"] },
         Flag { name: "--feedforward-modules", given: args.feedforward_modules.is_some(), methods: &["ia3"] },
         Flag { name: "--num-virtual-tokens", given: args.num_virtual_tokens.is_some(), methods: PROMPT },
         Flag { name: "--prompt-tuning-init-text", given: args.prompt_tuning_init_text.is_some(), methods: &["prompt-tuning"] },
@@ -63,10 +69,18 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     };
     if let Some(flag) = flags(args).iter().find(|f| f.given && !f.methods.contains(&method.as_str())) {
         let owners = flag.methods.join("|");
-        bail!("{} belongs to --method {owners}, not --method {method} (set other fields with --set or --config)", flag.name);
+        let instead = match (flag.name, method.as_str()) {
+            ("--r", "adalora") => "AdaLoRA starts at --init-r and prunes towards --target-r",
+            (_, "llama-adapter") => "LLaMA-Adapter takes --adapter-len and --adapter-layers",
+            _ => "set other fields with --set or --config",
+        };
+        bail!("{} belongs to --method {owners}, not --method {method} ({instead})", flag.name);
     }
     let mut json: serde_json::Value = serde_json::from_str(start)?;
     json["task_type"] = serde_json::to_value(task)?;
+    if method == "adalora" {
+        json["total_step"] = args.steps.into();
+    }
     // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
     json["base_model_name_or_path"] = args.model.display().to_string().into();
     if let Some(path) = &args.config {
@@ -106,6 +120,9 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     if args.prefix_projection {
         json["prefix_projection"] = true.into();
     }
+    set(&mut json, "init_r", args.init_r);
+    set(&mut json, "target_r", args.target_r);
+    set(&mut json, "total_step", args.total_step);
     set(&mut json, "adapter_len", args.adapter_len);
     set(&mut json, "adapter_layers", args.adapter_layers);
     for pair in &args.set {
