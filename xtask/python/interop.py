@@ -25,7 +25,9 @@ def main() -> int:
     for case_dir in cases:
         meta = json.loads((fixtures / "cases" / case_dir.name / "case.json").read_text())
         model_cls = getattr(transformers, meta["model_class"])
-        base = model_cls.from_pretrained(fixtures / "models" / meta["model"], attn_implementation="eager")
+        # LoRA cases name the model folder (`llama`), prompt-method cases its path (`models/llama`).
+        model_dir = fixtures / meta["model"] if meta["model"].startswith("models/") else fixtures / "models" / meta["model"]
+        base = model_cls.from_pretrained(model_dir, attn_implementation="eager")
         model = PeftModel.from_pretrained(base, case_dir / "adapter").eval()
         rust = load_file(case_dir / "outputs.safetensors")
         with torch.no_grad():

@@ -324,3 +324,185 @@ fn train_ia3_then_python_s_keys_are_saved() {
     assert_eq!(saved["base_model.model.model.layers.0.mlp.up_proj.ia3_l"].shape().to_vec(), [1, 32], "up_proj's input is scaled");
     assert_eq!(saved["base_model.model.model.layers.0.self_attn.q_proj.ia3_l"].shape().to_vec(), [32, 1]);
 }
+
+#[test]
+fn train_prompt_methods_on_a_causal_lm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let model = fixtures().join("models/llama");
+    let train = |method: &str, extra: &[&str]| -> (PathBuf, String) {
+        let adapter = dir.path().join(method);
+        let mut args = vec!["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data),
+            "--steps", "2", "--batch-size", "4", "--method", method, "--output", s(&adapter)];
+        args.extend_from_slice(extra);
+        let out = ok(&peft(&args));
+        (adapter, out)
+    };
+    let config = |adapter: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json")
+    };
+
+    // Prompt tuning from a text: 5 virtual tokens of width 32 are all that trains.
+    let (adapter, out) = train("prompt-tuning", &["--num-virtual-tokens", "5", "--prompt-tuning-init-text", "w7 w8"]);
+    assert!(out.contains("trainable params: 160 ||"), "{out}");
+    let saved = config(&adapter);
+    assert_eq!((saved["peft_type"].as_str(), saved["prompt_tuning_init"].as_str()), (Some("PROMPT_TUNING"), Some("TEXT")));
+    assert_eq!(saved["num_virtual_tokens"].as_u64(), Some(5));
+    assert!(saved["tokenizer_name_or_path"].is_string(), "Python refuses TEXT without a tokenizer path");
+    let table = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("file");
+    assert_eq!(table["prompt_embeddings"].shape().to_vec(), [5, 32]);
+    // `peft logits` serves it (virtual positions included, as Python returns them).
+    let (shape, _) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "3,4,5"]));
+    assert_eq!(shape, [1, 8, 96]);
+
+    let (adapter, _) = train("prefix-tuning", &["--num-virtual-tokens", "3", "--prefix-projection", "--encoder-hidden-size", "16"]);
+    let saved = config(&adapter);
+    assert_eq!((saved["prefix_projection"].as_bool(), saved["encoder_hidden_size"].as_u64()), (Some(true), Some(16)));
+    let (adapter, _) = train("p-tuning", &[]);
+    assert_eq!(config(&adapter)["peft_type"].as_str(), Some("P_TUNING"));
+
+    // A flag of another method names the methods it belongs to.
+    let mut wrong = vec!["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--method", "p-tuning", "--r", "4"];
+    let err = one_line_error(&peft(&wrong));
+    assert!(err.contains("--r") && err.contains("lora"), "{err}");
+    wrong.truncate(7);
+    wrong.extend(["--method", "prompt-tuning", "--prefix-projection"]);
+    assert!(one_line_error(&peft(&wrong)).contains("prefix-tuning"));
+}
+
+#[test]
+fn logits_and_generate_serve_a_llama_adapter_written_by_python() {
+    for (case, model) in [("llama_adaption_prompt", "llama"), ("smollm_adaption_prompt", "smollm")] {
+        let e = expected(case);
+        let adapter = fixtures().join("cases").join(case).join("adapter");
+        let model = fixtures().join("models").join(model);
+        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let len = e["input_ids"].shape()[1];
+        let rows: Vec<String> = (0..2)
+            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+            .collect();
+        let (shape, got) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]));
+        assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+        let want = floats(&e["adapted"]);
+        let vocab = shape[2];
+        let worst = (0..mask.len())
+            .filter(|p| mask[*p] == 1)
+            .flat_map(|p| (0..vocab).map(move |v| p * vocab + v))
+            .map(|i| (got[i] - want[i]).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{case}: max diff {worst}");
+
+        // Python's greedy tokens, from text prompts through a word-level tokenizer (`wN` is id N).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tokenizer = word_tokenizer(dir.path());
+        let gen_ids: Vec<i64> = e["gen.input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let gen_mask: Vec<i64> = e["gen.attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let width = e["gen.input_ids"].shape()[1];
+        let prompts: Vec<String> = (0..2)
+            .map(|r| (0..width).filter(|&t| gen_mask[r * width + t] == 1).map(|t| format!("w{}", gen_ids[r * width + t])).collect::<Vec<_>>().join(" "))
+            .collect();
+        let out = ok(&peft(&["generate", "--model", s(&model), "--tokenizer", s(&tokenizer), "--adapter", s(&adapter),
+            "--prompt", &prompts[0], "--prompt", &prompts[1], "--max-new-tokens", "6", "--json"]));
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let generated: Vec<i64> = e["generated"].clone().convert::<i64>().try_into_vec().expect("generated");
+        for row in 0..2 {
+            // Python fills a finished row with the pad id 95.
+            let want: Vec<i64> = generated[row * 6..(row + 1) * 6].iter().copied().filter(|t| *t != 95).collect();
+            let got: Vec<i64> = json["ids"][row].as_array().expect("ids").iter().filter_map(|v| v.as_i64()).collect();
+            assert_eq!(got, want, "{case}: row {row}");
+        }
+    }
+}
+
+#[test]
+fn train_a_llama_adapter_writes_python_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("text.jsonl");
+    let rows: Vec<String> = (0..20).map(|i| format!(r#"{{"text": "w{} w{} w{} w{}"}}"#, 3 + i, 4 + i, 5 + i, 6 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    let model = fixtures().join("models/llama");
+    let base = ["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--method", "llama-adapter",
+        "--steps", "4", "--batch-size", "4", "--lr", "0.01", "--output", s(&adapter)];
+    let err = one_line_error(&peft(&base));
+    assert!(err.contains("adapter_layers"), "the layer count is required: {err}");
+    let mut args = base.to_vec();
+    args.extend(["--adapter-len", "3", "--adapter-layers", "1"]);
+    let out = ok(&peft(&args));
+    assert!(out.contains("trainable params: 97 ||") && out.contains("held-out loss"), "3 x 32 + 1 trainable: {out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!(config["peft_type"], "ADAPTION_PROMPT");
+    assert_eq!((config["adapter_len"].as_u64(), config["adapter_layers"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(config["target_modules"], "self_attn", "Python's default, written out");
+    let weights = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("weights");
+    let keys: Vec<&String> = weights.keys().collect();
+    assert_eq!(keys, ["base_model.model.model.layers.1.self_attn.adaption_gate", "base_model.model.model.layers.1.self_attn.adaption_prompt"]);
+    assert_eq!(weights["base_model.model.model.layers.1.self_attn.adaption_prompt"].shape().to_vec(), vec![1, 3, 32]);
+    let gate: Vec<f32> = floats(&weights["base_model.model.model.layers.1.self_attn.adaption_gate"]);
+    assert!(gate[0] != 0.0, "training opened the gate");
+    let mut lora = args.clone();
+    lora.retain(|a| *a != "llama-adapter" && *a != "--method");
+    assert!(one_line_error(&peft(&lora)).contains("--method llama-adapter"));
+}
+
+#[test]
+fn logits_serve_adalora_adapters_written_by_python() {
+    // A fresh AdaLoRA adapter, and one the allocator cut to fewer ranks (one layer to none).
+    for case in ["adalora_llama", "adalora_trained"] {
+        let e = expected(case);
+        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+        let len = e["input_ids"].shape()[1];
+        let rows: Vec<String> = (0..2)
+            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+            .collect();
+        let adapter = fixtures().join("cases").join(case).join("adapter");
+        let (shape, got) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]));
+        assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+        let want = floats(&e["adapted"]);
+        let vocab = shape[2];
+        let worst = mask
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == 1)
+            .flat_map(|(p, _)| (0..vocab).map(move |v| p * vocab + v))
+            .map(|i| (got[i] - want[i]).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{case}: max diff {worst}");
+    }
+}
+
+#[test]
+fn train_adalora_prunes_ranks_and_saves_the_rank_pattern() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("text.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"text": "w{} w{} w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    let out = ok(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--method", "adalora", "--init-r", "4", "--target-r", "2", "--steps", "6", "--batch-size", "4", "--lr", "0.01",
+        "--set", "tinit=1", "--set", "tfinal=2", "--output", s(&adapter)]));
+    assert!(out.contains("held-out loss"), "{out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!((config["peft_type"].as_str(), config["total_step"].as_u64(), config["init_r"].as_u64()), (Some("ADALORA"), Some(6), Some(4)));
+    let pattern = config["rank_pattern"].as_object().expect("the allocator's rank_pattern");
+    assert_eq!(pattern.len(), 4, "q_proj and v_proj of 2 layers");
+    let kept: usize = pattern.values().map(|v| v.as_array().expect("flags").iter().filter(|b| b.as_bool() == Some(true)).count()).sum();
+    assert_eq!(kept, 8, "target_r 2 on 4 layers");
+    let file = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("file");
+    let ranks: usize = file.iter().filter(|(k, _)| k.ends_with("lora_E")).map(|(_, v)| v.shape()[0]).sum();
+    assert_eq!(ranks, 8, "the file holds the kept ranks only");
+    // The pruned adapter serves.
+    let (shape, _) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", "5,6,7"]));
+    assert_eq!(shape, [1, 3, 96]);
+    // LoRA's rank flag is refused for AdaLoRA, naming the right flags.
+    let err = one_line_error(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--method", "adalora", "--r", "4", "--output", s(&dir.path().join("x"))]));
+    assert!(err.contains("--init-r"), "{err}");
+}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod adalora;
 mod combine;
 mod conv;
 pub mod dora;
@@ -14,4 +15,5 @@ pub use conv::{LoraConv1d, LoraConv2d};
 pub use embedding::LoraEmbedding;
 pub use inject::{AdapterTensors, Injection, LoraMethod, inject};
 pub use linear::LoraLinear;
-pub use peft_core::{LoraConfig, TaskType};
+pub use adalora::{AdaLoraLinear, AdaLoraMethod};
+pub use peft_core::{AdaLoraConfig, LoraConfig, TaskType};

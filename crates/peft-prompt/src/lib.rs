@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod adaption;
 mod build;
 mod p_tuning;
 mod prefix;
 mod prompt_tuning;
 
+pub use adaption::{ADAPTION_GATE, ADAPTION_PROMPT, AdaptionPrompt, AdaptionPromptMethod, default_target};
 pub use build::{build, complete_config};
 pub use p_tuning::{PromptEncoder, PromptMlp};
 pub use prefix::{PrefixEncoder, PrefixLayout, PrefixProjection};

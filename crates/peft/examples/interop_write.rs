@@ -6,6 +6,7 @@
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
 
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{read_safetensors, write_safetensors};
@@ -13,7 +14,7 @@ use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassi
 use peft::models::bloom::BloomForCausalLM;
 use peft::models::gpt2::Gpt2LMHeadModel;
 use peft::models::llama::LlamaForCausalLM;
-use peft::{AdapterSites, InitLoraWeights, PeftConfig, get_peft_model};
+use peft::{AdapterSites, InitLoraWeights, Labels, ModelInputs, PeftConfig, get_peft_model};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,6 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_case(&fixtures, &out, "ia3_bert_seq_cls", BertForSequenceClassification::from_pretrained(models.join("bert"), &device)?, |m, ids, mask| {
         m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
+    // LLaMA-Adapter: fresh prompts and zero gates, trained until the gates are open.
+    for (case, model) in [("llama_adaption_prompt", "llama"), ("smollm_adaption_prompt", "smollm")] {
+        write_adaption_prompt_case(&fixtures, &out, case, LlamaForCausalLM::from_pretrained(models.join(model), &device)?)?;
+    }
+    write_adalora_case(&fixtures, &out, LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?)?;
     println!("wrote Rust adapters under {}", out.display());
     Ok(())
 }
@@ -109,8 +115,84 @@ fn write_case<M: AdapterSites, const D: usize>(
     Ok(())
 }
 
+/// AdaLoRA, trained here with the rank allocator so the saved folder has a `rank_pattern` and
+/// factors cut to the kept ranks: the case `adalora_llama`'s config with init_r 4 pruned to an
+/// average of 2 over 6 steps (tinit 1, tfinal 2), random A, E and B.
+fn write_adalora_case(fixtures: &Path, out: &Path, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
+    let case = "adalora_llama";
+    let dir = fixtures.join("cases").join(case);
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
+    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let PeftConfig::AdaLora(config) = PeftConfig::from_dir(dir.join("adapter"))? else { return Err("an AdaLoRA case".into()) };
+    let steps = 6;
+    let config = config
+        .with_total_step(steps)
+        .with_tinit(1)
+        .with_tfinal(2)
+        .with_delta_t(1)
+        .with_init_r(4)
+        .with_target_r(2)
+        .with_init_lora_weights(InitLoraWeights::Random);
+    let mut config = config;
+    config.common.inference_mode = false;
+    let mut model = get_peft_model(base, config)?;
+    let mut optim = AdamWConfig::new().init();
+    for step in 0..steps {
+        let labels = Labels::Tokens(ids.clone().mask_fill(mask.clone().equal_elem(0), -100));
+        let loss = model.forward(ModelInputs::ids_with_mask(ids.clone(), mask.clone()).with_labels(labels))?.loss.ok_or("no loss")?;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let kept = model.copy_adalora_gradients(&grads);
+        model = optim.step(1e-2, model, grads);
+        model.update_and_allocate(step, &kept)?;
+    }
+    let target = out.join(case);
+    model.save_pretrained(target.join("adapter"))?;
+    let output = model.valid().logits(ids.clone().inner(), Some(mask.clone().inner()))?;
+    write_safetensors(
+        &target.join("outputs.safetensors"),
+        vec![
+            ("input_ids".into(), ids.into_data()),
+            ("attention_mask".into(), mask.into_data()),
+            ("adapted".into(), output.into_data()),
+        ],
+    )?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
+}
+
 /// The fixture model folder name of a case.
 fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json"))?)?;
     Ok(meta["model"].as_str().unwrap_or_default().to_string())
+}
+
+/// A LLaMA-Adapter case: the case's config attached fresh (the gates start at zero), four AdamW
+/// steps of the causal LM loss so the gates open, then the adapter and the outputs as above.
+fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = fixtures.join("cases").join(case);
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
+    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
+    let mut config = PeftConfig::from_dir(dir.join("adapter"))?;
+    config.set_inference_mode(false);
+    let mut model = get_peft_model(base, config)?;
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..4 {
+        let (_, loss) = model.model().forward_with_loss(ids.clone(), Some(mask.clone()), labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(5e-2, model, grads);
+    }
+    let target = out.join(case);
+    model.save_pretrained(target.join("adapter"))?;
+    let (output, _) = model.model().valid().forward_with_loss(ids.clone().inner(), Some(mask.clone().inner()), labels.inner());
+    write_safetensors(
+        &target.join("outputs.safetensors"),
+        vec![("input_ids".into(), ids.into_data()), ("attention_mask".into(), mask.into_data()), ("adapted".into(), output.into_data())],
+    )?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
 }

@@ -14,6 +14,9 @@ use crate::model::PeftModel;
 impl<M: TaskModel> PeftModel<M> {
     /// The task's output with the active adapters, and its loss when `inputs.labels` is set.
     ///
+    /// With a training AdaLoRA adapter the loss includes its orthogonality penalty
+    /// ([`PeftModel::adalora_orth_reg`]), as the Python library's forward returns it.
+    ///
     /// As in the Python library, a causal LM's logits include the positions of the virtual tokens
     /// prompt tuning and P-tuning put in front (`[batch, num_virtual_tokens + len, vocab]`;
     /// [`ModelAdapter::virtual_positions`] says how many); prefix tuning adds none.
@@ -25,7 +28,12 @@ impl<M: TaskModel> PeftModel<M> {
     /// A missing input; an input the model cannot take; labels that do not fit the head.
     pub fn forward(&self, inputs: ModelInputs) -> Result<TaskOutput> {
         let (inputs, _) = self.prepare_inputs(inputs)?;
-        self.base_model.forward_task(inputs)
+        #[allow(unused_mut)]
+        let mut output = self.base_model.forward_task(inputs)?;
+        // AdaLoRA's orthogonality penalty joins the loss, as in the Python library.
+        #[cfg(feature = "lora")]
+        self.adalora_after_forward(&mut output);
+        Ok(output)
     }
 
     /// New tokens after `inputs` with the active adapters (see

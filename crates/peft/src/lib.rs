@@ -10,6 +10,8 @@
 //! adaptable: see the guide's page on custom models.
 #![deny(missing_docs)]
 
+#[cfg(feature = "lora")]
+mod adalora;
 #[cfg(feature = "models")]
 mod auto;
 mod bias;
@@ -30,6 +32,8 @@ mod trainable;
 
 #[cfg(feature = "models")]
 pub use auto::{base_for_adapter, resolve_base, saved_head_size};
+#[cfg(feature = "lora")]
+pub use adalora::Allocation;
 pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_method};
 pub use peft_core::generation::{GenerationConfig, Generated};
 pub use peft_core::{

@@ -9,13 +9,23 @@ use peft_core::{AdapterSites, Error, ModelAdapter, PeftConfig, PeftType, Result}
 
 use crate::tensors::TensorMap;
 
-/// The site part of the built-in method `config` names.
-pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMethod + 'a>> {
+/// The site part of the built-in method `config` names, for `model` (LLaMA-Adapter picks the
+/// model's top layers).
+pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M) -> Result<Box<dyn SiteMethod + 'a>> {
+    let _ = model;
     match config {
         #[cfg(feature = "lora")]
         PeftConfig::Lora(c) => Ok(Box::new(peft_lora::LoraMethod::new(c)?)),
+        #[cfg(feature = "lora")]
+        PeftConfig::AdaLora(c) => Ok(Box::new(peft_lora::AdaLoraMethod::new(c)?)),
         #[cfg(feature = "ia3")]
         PeftConfig::Ia3(c) => Ok(Box::new(peft_ia3::Ia3Method::new(c)?)),
+        #[cfg(feature = "prompt")]
+        PeftConfig::AdaptionPrompt(c) => {
+            let device = model.devices().into_iter().next().unwrap_or_default();
+            let hidden = model.model_dims().map(|d| d.hidden_size);
+            Ok(Box::new(peft_prompt::AdaptionPromptMethod::new(c, &model.site_paths(), hidden, &device)?))
+        }
         PeftConfig::Custom(c) => Err(Error::Unsupported {
             what: format!("`peft_type` {:?}: no method of that name is built in", c.peft_type),
             supported: "LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, ADAPTION_PROMPT; for a method of your own, use PeftModel::add_adapter_with_method / load_adapter_with_method".into(),
@@ -31,13 +41,25 @@ pub(crate) fn site_method<'a>(config: &'a PeftConfig) -> Result<Box<dyn SiteMeth
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
+    #[cfg(feature = "prompt")]
+    if let PeftConfig::AdaptionPrompt(c) = config
+        && c.target_modules.is_none()
+    {
+        // Python writes the architecture's attention module name into the saved config.
+        c.target_modules = peft_prompt::default_target(&model.site_paths());
+    }
     #[cfg(feature = "ia3")]
     if let PeftConfig::Ia3(ia3) = config {
         return ia3.complete_for(model.model_type().as_deref());
     }
-    #[allow(irrefutable_let_patterns)]
-    let PeftConfig::Lora(lora) = config else { return Ok(()) };
-    if !lora.target_modules.is_none() {
+    let targets = match config {
+        PeftConfig::Lora(lora) => &mut lora.target_modules,
+        // The Python library's AdaLoRA defaults equal LoRA's for the architectures built here
+        // except RoBERTa and T5, where it also adapts the key and feed-forward layers.
+        PeftConfig::AdaLora(adalora) => &mut adalora.target_modules,
+        _ => return Ok(()),
+    };
+    if !targets.is_none() {
         return Ok(());
     }
     let defaults = model.default_target_modules();
@@ -48,7 +70,7 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
             "name the layers to adapt, e.g. [\"q_proj\", \"v_proj\"], or \"all-linear\"",
         ));
     }
-    lora.target_modules = peft_core::TargetModules::Names(defaults);
+    *targets = peft_core::TargetModules::Names(defaults);
     Ok(())
 }
 
@@ -96,13 +118,13 @@ pub(crate) fn method_home(method: PeftType) -> (&'static str, &'static str) {
 fn built_methods() -> Vec<&'static str> {
     let mut out = Vec::new();
     if cfg!(feature = "lora") {
-        out.push("LORA");
+        out.extend(["LORA", "ADALORA"]);
     }
     if cfg!(feature = "ia3") {
         out.push("IA3");
     }
     if cfg!(feature = "prompt") {
-        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]);
+        out.extend(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"]);
     }
     out
 }
@@ -116,7 +138,7 @@ pub(crate) fn missing_method(method: PeftType) -> Error {
     let feature_state = match feature {
         "lora" => Some(cfg!(feature = "lora")),
         "ia3" => Some(cfg!(feature = "ia3")),
-        "prompt" if method != PeftType::AdaptionPrompt => Some(cfg!(feature = "prompt")),
+        "prompt" => Some(cfg!(feature = "prompt")),
         _ => None,
     };
     let built = if built.is_empty() { "no method".to_string() } else { built.join(", ") };

@@ -25,6 +25,9 @@ pub struct AdapterRegistry {
     pub(crate) entries: IndexMap<String, AdapterEntry>,
     pub(crate) active: Vec<String>,
     pub(crate) disabled: bool,
+    /// Whether AdaLoRA training calls the rank allocator.
+    #[cfg(feature = "lora")]
+    pub(crate) adalora: crate::adalora::AllocationWatch,
 }
 
 /// A model with one or more named adapters, as the Python library's `PeftModel`.
@@ -106,7 +109,10 @@ impl<M: AdapterSites> PeftModel<M> {
         }
         let Attached { targeted, mut consumed } = match method {
             Some(m) => attach(&mut self.base_model, name, m, tensors)?,
-            None => attach(&mut self.base_model, name, &*crate::methods::site_method(&config)?, tensors)?,
+            None => {
+                let method = crate::methods::site_method(&config, &self.base_model)?;
+                attach(&mut self.base_model, name, &*method, tensors)?
+            }
         };
         let to_save = config.modules_to_save();
         let saved = match attach_modules_to_save(&mut self.base_model, &to_save, name, tensors) {
@@ -154,6 +160,13 @@ impl<M: AdapterSites> PeftModel<M> {
         if model_level > 1 {
             return Err(Error::InvalidState(format!(
                 "{model_level} of the adapters {names:?} are prompt-style (model-level) adapters; activate one at a time"
+            )));
+        }
+        // Python's AdaptionPromptModel swaps one adapter's attention wrappers in at a time.
+        let llama_adapters: Vec<&str> = names.iter().copied().filter(|n| self.is_adaption_prompt(n)).collect();
+        if llama_adapters.len() > 1 {
+            return Err(Error::InvalidState(format!(
+                "the LLaMA-Adapters (ADAPTION_PROMPT) {llama_adapters:?} cannot be active together; activate one at a time, as in the Python library"
             )));
         }
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -275,6 +288,11 @@ impl<M: AdapterSites> PeftModel<M> {
                         "adapter `{name}` is a prompt-style (model-level) adapter; mixed-adapter batches take layer adapters only, as in the Python library"
                     )));
                 }
+                if self.is_adaption_prompt(name) {
+                    return Err(Error::InvalidState(format!(
+                        "adapter `{name}` is a LLaMA-Adapter (ADAPTION_PROMPT); mixed-adapter batches take LoRA-style layer adapters only, as in the Python library"
+                    )));
+                }
             }
         }
         let mut merged = None;
@@ -356,6 +374,11 @@ impl<M: AdapterSites> PeftModel<M> {
             remove_adapter(&mut self.base_model, &name);
         }
         self.base_model
+    }
+
+    /// Whether adapter `name` is a LLaMA-Adapter (unknown names are not).
+    fn is_adaption_prompt(&self, name: &str) -> bool {
+        self.registry.entries.get(name).is_some_and(|e| matches!(e.config, PeftConfig::AdaptionPrompt(_)))
     }
 
     pub(crate) fn entry(&self, name: &str) -> Result<&AdapterEntry> {

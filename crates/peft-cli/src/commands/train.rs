@@ -15,10 +15,8 @@ use std::path::{Path, PathBuf};
 use crate::data::{Row, column, label_ids, read_rows};
 use crate::rng::Rng;
 use crate::train::batch::truncate_keep_last;
+use crate::train::method::method_config;
 use crate::train::{TrainOptions, causal, classify};
-
-/// The methods `peft train` can fit.
-const METHODS: &[&str] = &["lora", "ia3"];
 
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
@@ -29,7 +27,7 @@ pub struct Args {
     /// Training data: .csv with a header row, or .jsonl with one object per line.
     #[arg(long)]
     pub data: PathBuf,
-    /// The PEFT method.
+    /// The PEFT method: lora, adalora, ia3, prompt-tuning, p-tuning, prefix-tuning, llama-adapter.
     #[arg(long, default_value = "lora")]
     pub method: String,
     /// A method config (adapter_config.json fields); flags below override it.
@@ -41,6 +39,15 @@ pub struct Args {
     /// LoRA rank.
     #[arg(long)]
     pub r: Option<usize>,
+    /// AdaLoRA: the rank every layer starts with (default 12).
+    #[arg(long)]
+    pub init_r: Option<usize>,
+    /// AdaLoRA: the average rank the allocator prunes towards (default 8).
+    #[arg(long)]
+    pub target_r: Option<usize>,
+    /// AdaLoRA: the steps the rank schedule is laid over (default: --steps).
+    #[arg(long)]
+    pub total_step: Option<usize>,
     /// LoRA alpha.
     #[arg(long)]
     pub lora_alpha: Option<f64>,
@@ -57,6 +64,24 @@ pub struct Args {
     /// architecture's, e.g. `down_proj`).
     #[arg(long)]
     pub feedforward_modules: Option<String>,
+    /// Prompt tuning, P-tuning, prefix tuning: the number of virtual tokens (default 8).
+    #[arg(long)]
+    pub num_virtual_tokens: Option<usize>,
+    /// Prompt tuning: start the prompt from this text's token embeddings (`prompt_tuning_init` TEXT).
+    #[arg(long)]
+    pub prompt_tuning_init_text: Option<String>,
+    /// P-tuning, prefix tuning: the prompt encoder's hidden size (default: the model's width).
+    #[arg(long)]
+    pub encoder_hidden_size: Option<usize>,
+    /// Prefix tuning: reparameterise the prefix through a two-layer MLP (`prefix_projection`).
+    #[arg(long)]
+    pub prefix_projection: bool,
+    /// LLaMA-Adapter: prompt tokens per adapted layer (default 10).
+    #[arg(long)]
+    pub adapter_len: Option<usize>,
+    /// LLaMA-Adapter: how many layers, counted from the top, get a prompt (required).
+    #[arg(long)]
+    pub adapter_layers: Option<usize>,
     /// Where the adapter and loss.png go.
     #[arg(long, default_value = "peft-adapter")]
     pub output: PathBuf,
@@ -104,9 +129,8 @@ enum Family {
 
 /// Runs `peft train`.
 pub fn run(args: Args) -> Result<()> {
-    if !METHODS.contains(&args.method.to_ascii_lowercase().as_str()) {
-        bail!("unknown method `{}`; `peft train` supports: {}", args.method, METHODS.join(", "));
-    }
+    // The config is checked before anything loads, so a wrong flag fails at once.
+    method_config(&args, TaskType::CausalLm)?;
     let family = family(&args.model)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
@@ -157,62 +181,6 @@ fn family(model: &Path) -> Result<Family> {
         "llama" | "mistral" | "qwen2" => Family::CausalLm,
         other => bail!("`peft train` does not train model_type `{other}` yet; supported: bert, roberta (classification), llama, mistral, qwen2 (causal LM)"),
     })
-}
-
-/// The method config: defaults for the task, then `--config`, then the flags.
-fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
-    let ia3 = args.method.eq_ignore_ascii_case("ia3");
-    let mut json = if ia3 {
-        let lora_flags = [("--r", args.r.is_some()), ("--lora-alpha", args.lora_alpha.is_some()), ("--lora-dropout", args.lora_dropout.is_some())];
-        if let Some((flag, _)) = lora_flags.iter().find(|(_, given)| *given) {
-            bail!("{flag} is a LoRA setting; IA3 learns one vector per layer (set its fields with --set or --config)");
-        }
-        serde_json::json!({ "peft_type": "IA3" })
-    } else {
-        if args.feedforward_modules.is_some() {
-            bail!("--feedforward-modules is an IA3 setting; add --method ia3");
-        }
-        serde_json::json!({ "peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05 })
-    };
-    let task_json = serde_json::to_value(task)?;
-    json["task_type"] = task_json;
-    // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
-    json["base_model_name_or_path"] = args.model.display().to_string().into();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?;
-        let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-        let Some(object) = file.as_object() else { bail!("{} must hold a JSON object", path.display()) };
-        for (k, v) in object {
-            json[k] = v.clone();
-        }
-    }
-    if let Some(r) = args.r {
-        json["r"] = r.into();
-    }
-    if let Some(alpha) = args.lora_alpha {
-        json["lora_alpha"] = alpha.into();
-    }
-    if let Some(p) = args.lora_dropout {
-        json["lora_dropout"] = p.into();
-    }
-    if args.use_dora {
-        json["use_dora"] = true.into();
-    }
-    if let Some(targets) = &args.target_modules {
-        json["target_modules"] = if targets == "all-linear" {
-            targets.as_str().into()
-        } else {
-            targets.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>().into()
-        };
-    }
-    if let Some(modules) = &args.feedforward_modules {
-        json["feedforward_modules"] = modules.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>().into();
-    }
-    for pair in &args.set {
-        let Some((key, value)) = pair.split_once('=') else { bail!("--set `{pair}`: write KEY=VALUE, e.g. --set use_rslora=true") };
-        json[key.trim()] = serde_json::from_str(value).unwrap_or_else(|_| value.into());
-    }
-    Ok(PeftConfig::from_json_str(&json.to_string(), Path::new("the --config file and flags"))?)
 }
 
 fn train_classifier(
@@ -294,7 +262,7 @@ fn train_causal(
     };
     let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
     println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
-    let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
+    let model = attach_causal(base, method_config(args, TaskType::CausalLm)?, tokenizer, device)?;
     model.print_trainable_parameters();
     let before = causal::mean_loss(&model.valid(), &eval_set, 8, &device.clone().inner())?;
     let (model, losses) = causal::train(model, &train_set, options, device)?;
@@ -303,4 +271,29 @@ fn train_causal(
     println!("held-out loss: {before:.3} -> {after:.3}");
     trained.save_pretrained(&args.output)?;
     Ok(losses)
+}
+
+/// `get_peft_model`, except for prompt tuning with `prompt_tuning_init` TEXT: the prompt starts
+/// from the token embeddings of `prompt_tuning_init_text` under the training tokenizer (cycled or
+/// cut to `num_virtual_tokens`), as the Python library does with `tokenizer_name_or_path`.
+fn attach_causal(
+    base: LlamaForCausalLM,
+    config: PeftConfig,
+    tokenizer: &Tokenizer,
+    device: &peft::burn::tensor::Device,
+) -> Result<peft::PeftModel<LlamaForCausalLM>> {
+    use peft::core::{AdapterSites, PromptTuningInit, TaskModel};
+    let text = match &config {
+        PeftConfig::PromptTuning(c) if c.prompt_tuning_init == PromptTuningInit::Text => c.prompt_tuning_init_text.clone().unwrap_or_default(),
+        _ => return Ok(get_peft_model(base, config)?),
+    };
+    let mut config = config;
+    peft::prompt::complete_config(&mut config, base.model_dims())?;
+    let PeftConfig::PromptTuning(tuning) = &config else { bail!("prompt tuning expected") };
+    let ids = tokenizer.encode(&text, false)?;
+    let embed = |ids| base.embed_tokens(ids);
+    let table = peft::prompt::PromptEmbedding::from_text_ids(tuning.prompt_learning.num_virtual_tokens, &ids, &embed, device)?;
+    let mut model = peft::PeftModel::new(base);
+    model.add_model_adapter(peft::io::adapter::DEFAULT_ADAPTER, config, peft::core::adapted::Erased::new(table))?;
+    Ok(model)
 }

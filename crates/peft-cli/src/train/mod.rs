@@ -3,12 +3,13 @@
 pub mod batch;
 pub mod causal;
 pub mod classify;
+pub mod method;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::Tensor;
-use peft::{AdapterSites, PeftModel};
+use peft::{AdapterSites, PeftConfig, PeftModel};
 
 use batch::Batches;
 
@@ -48,6 +49,10 @@ pub fn running_mean(losses: &[f32]) -> f32 {
 /// Trains the model's trainable parameters with AdamW: each step draws a batch of example
 /// indices (shuffled passes over `examples`) and minimises `loss(model, batch)`; returns the
 /// loss of every step. The model must live on an autodiff device.
+///
+/// With an AdaLoRA adapter, each step ends with its rank allocation (`update_and_allocate`,
+/// after the optimizer step as in the Python library), so the saved adapter holds the ranks the
+/// allocator kept.
 pub fn fit<M: AdapterSites>(
     mut model: PeftModel<M>,
     examples: usize,
@@ -58,12 +63,18 @@ pub fn fit<M: AdapterSites>(
     let mut batches = Batches::new(examples, options.batch_size, options.seed);
     let bar = loss_bar(options.steps, "training")?;
     let mut losses = Vec::with_capacity(options.steps);
-    for _ in 0..options.steps {
+    let adalora = model.active_adapters().iter().any(|n| matches!(model.peft_config(n), Ok(PeftConfig::AdaLora(_))));
+    for step in 0..options.steps {
         let step_loss = loss(&model, &batches.next_batch())?;
         losses.push(scalar(step_loss.clone())?);
         bar.set_message(format!("{:.3}", running_mean(&losses)));
         let grads = GradientsParams::from_grads(step_loss.backward(), &model);
+        // The optimizer consumes the gradients; the allocator needs the AdaLoRA factors' after it.
+        let kept = adalora.then(|| model.copy_adalora_gradients(&grads));
         model = optimizer.step(options.lr, model, grads);
+        if let Some(kept) = kept {
+            model.update_and_allocate(step, &kept)?;
+        }
         bar.inc(1);
     }
     bar.finish();
