@@ -171,6 +171,11 @@ fn train_then_predict_labels_probabilities_and_scores() {
     assert_eq!(cm[0] + cm[3], right as u64, "the diagonal counts the right predictions");
     assert_eq!(m["classes"]["pos"]["support"], 20);
 
+    // A text longer than the model's 64 positions is cut, not refused.
+    let long: Vec<String> = (0..100).map(|i| format!("w{}", 1 + i % 90)).collect();
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--text", &long.join(" ")])));
+    assert_eq!(rows.len(), 1);
+
     // Without labels.json the classes are LABEL_0, LABEL_1.
     std::fs::remove_file(adapter.join("labels.json")).expect("rm");
     let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--text", "w5 w60 w80", "--text", "w31 w61"])));

@@ -49,7 +49,8 @@ pub struct Args {
     /// Rows per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Tokens per row at most (classification; longer rows are cut, keeping the closing token).
+    /// Tokens per row at most (classifiers; longer rows are cut, keeping the closing token; never
+    /// more than the model's `max_position_embeddings`).
     #[arg(long, default_value_t = 512)]
     pub max_length: usize,
     /// The tokenizer file (default: MODEL/tokenizer.json).
@@ -177,6 +178,15 @@ fn pad_id(tokenizer: &Tokenizer, model: &Loaded) -> u32 {
     tokenizer.pad_token_id().unwrap_or(if model.base().family() == "roberta" { 1 } else { 0 })
 }
 
+/// `--max-length`, capped at the positions the model has (`max_position_embeddings`; RoBERTa
+/// keeps two of them for its padding offset), so a long text is cut rather than refused.
+fn max_tokens(args: &Args, model_dir: &Path, model: &Loaded) -> usize {
+    let config: Option<serde_json::Value> = std::fs::read_to_string(model_dir.join("config.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let positions = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|n| n as usize);
+    let reserved = if model.base().family() == "roberta" { 2 } else { 0 };
+    positions.map_or(args.max_length, |p| args.max_length.min(p.saturating_sub(reserved).max(1)))
+}
+
 /// Sequence classification: label and probabilities per row; a report when the rows have labels.
 fn classify(
     args: &Args,
@@ -189,11 +199,12 @@ fn classify(
 ) -> Result<Option<Report>> {
     let texts = texts(args, rows, &args.text_column)?;
     let pad = pad_id(tokenizer, model);
+    let max_length = max_tokens(args, model_dir, model);
     let bar = progress(rows.len())?;
     let mut names: Option<Vec<String>> = None;
     let mut predicted = Vec::with_capacity(rows.len());
     for (chunk_index, chunk) in texts.chunks(args.batch_size.max(1)).enumerate() {
-        let ids = chunk.iter().map(|t| Ok(truncate_keep_last(tokenizer.encode(t, true)?, args.max_length))).collect::<Result<Vec<_>>>()?;
+        let ids = chunk.iter().map(|t| Ok(truncate_keep_last(tokenizer.encode(t, true)?, max_length))).collect::<Result<Vec<_>>>()?;
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let (input_ids, mask) = pad_right(&refs, pad, device);
         let logits = model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask))?.rank2()?;
@@ -250,6 +261,7 @@ fn tag_words(
 ) -> Result<()> {
     let texts = texts(args, rows, &args.text_column)?;
     let pad = pad_id(tokenizer, model);
+    let max_length = max_tokens(args, model_dir, model);
     let bar = progress(rows.len())?;
     for (chunk_index, chunk) in texts.chunks(args.batch_size.max(1)).enumerate() {
         // Per row: its token ids and, per word, the position of the word's first token.
@@ -258,7 +270,7 @@ fn tag_words(
         for text in chunk {
             let words: Vec<&str> = text.split_whitespace().collect();
             let encoding = tokenizer.inner().encode(words.clone(), true).map_err(|e| anyhow::anyhow!("cannot tokenize `{text}`: {e}"))?;
-            let tokens: Vec<u32> = encoding.get_ids().iter().copied().take(args.max_length).collect();
+            let tokens: Vec<u32> = encoding.get_ids().iter().copied().take(max_length).collect();
             let mut first = vec![None; words.len()];
             for (position, word) in encoding.get_word_ids().iter().enumerate().take(tokens.len()) {
                 if let Some(w) = word.map(|w| w as usize).filter(|w| *w < words.len())
