@@ -183,8 +183,8 @@ impl AutoModel {
     /// folder when it has them at that size; otherwise the head keeps a fresh initialisation
     /// (the adapter's copy is what computes the output while the adapter is active).
     ///
-    /// Heads other than BERT / RoBERTa sequence and token classification load as
-    /// [`AutoModel::from_pretrained`] does.
+    /// Heads other than sequence and token classification on BERT, RoBERTa, GPT-2 and BLOOM load
+    /// as [`AutoModel::from_pretrained`] does.
     ///
     /// # Errors
     /// As [`AutoModel::from_pretrained`]; [`Error::InvalidConfig`] for `num_labels == 0`.
@@ -193,11 +193,19 @@ impl AutoModel {
         let info = ModelInfo::from_dir(dir)?;
         let head = info.head(head)?;
         let sized = matches!(head, Head::SequenceClassification | Head::TokenClassification);
-        if !sized || !matches!(info.model_type.as_str(), "bert" | "roberta") {
+        if !sized || !matches!(info.model_type.as_str(), "bert" | "roberta" | "gpt2" | "bloom") {
             return Self::from_pretrained(dir, Some(head), device);
         }
         if num_labels == 0 {
             return Err(Error::config("num_labels", 0, "a classification head needs at least one label"));
+        }
+        let sequence = head == Head::SequenceClassification;
+        match (info.model_type.as_str(), sequence) {
+            ("gpt2", true) => return Ok(AutoModel::Gpt2SeqCls(Gpt2ForSequenceClassification::from_pretrained_with_num_labels(dir, device, num_labels)?)),
+            ("gpt2", false) => return Ok(AutoModel::Gpt2TokenCls(Gpt2ForTokenClassification::from_pretrained_with_num_labels(dir, device, num_labels)?)),
+            ("bloom", true) => return Ok(AutoModel::BloomSeqCls(BloomForSequenceClassification::from_pretrained_with_num_labels(dir, device, num_labels)?)),
+            ("bloom", false) => return Ok(AutoModel::BloomTokenCls(BloomForTokenClassification::from_pretrained_with_num_labels(dir, device, num_labels)?)),
+            _ => {}
         }
         let mut config = BertConfig::from_file(dir)?;
         config.num_labels = num_labels;

@@ -17,6 +17,17 @@ fn load_head<M: AdapterSites>(model: M, dir: &Path, new_head: bool) -> Result<M>
     load_transformer(model, dir, optional)
 }
 
+/// Loads a classification head model with `num_labels` outputs: the folder's head when it has
+/// one of that size, else a fresh one (a bare or causal-LM checkpoint).
+fn load_sized<C: HeadConfig, M: AdapterSites>(dir: &Path, num_labels: usize, build: impl Fn(&C) -> M) -> Result<M> {
+    let mut config = C::read(dir)?;
+    config.set_num_labels(num_labels);
+    match load_head(build(&config), dir, false) {
+        Err(peft_core::Error::MissingTensor { .. } | peft_core::Error::ShapeMismatch { .. }) => load_head(build(&config), dir, true),
+        other => other,
+    }
+}
+
 /// Each row's logits at its last token that is not `pad_token_id`, as transformers' decoder
 /// sequence classifiers pool: index `argmax(t * (ids[t] != pad))`, so a row of padding only
 /// pools position 0. Without `input_ids` (embeddings given) or a pad id, the last position.
@@ -77,6 +88,12 @@ impl<S: DecoderStack<Config: HeadConfig>> DecoderForSequenceClassification<S> {
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         load_head(Self::new(&S::Config::read(dir)?, device), dir, new_head)
+    }
+
+    /// Loads with a head of `num_labels` outputs (the size of an adapter's saved head): the
+    /// folder's head when it has one of that size, else a fresh one.
+    pub fn from_pretrained_with_num_labels(dir: impl AsRef<Path>, device: &Device, num_labels: usize) -> Result<Self> {
+        load_sized(dir.as_ref(), num_labels, |config: &S::Config| Self::new(config, device))
     }
 
     /// Class logits at each row's last real token. Without a `pad_token_id` the last position is
@@ -157,6 +174,12 @@ impl<S: DecoderStack<Config: HeadConfig>> DecoderForTokenClassification<S> {
     pub fn from_pretrained_with(dir: impl AsRef<Path>, device: &Device, new_head: bool) -> Result<Self> {
         let dir = dir.as_ref();
         load_head(Self::new(&S::Config::read(dir)?, device), dir, new_head)
+    }
+
+    /// Loads with a head of `num_labels` outputs (the size of an adapter's saved head): the
+    /// folder's head when it has one of that size, else a fresh one.
+    pub fn from_pretrained_with_num_labels(dir: impl AsRef<Path>, device: &Device, num_labels: usize) -> Result<Self> {
+        load_sized(dir.as_ref(), num_labels, |config: &S::Config| Self::new(config, device))
     }
 
     /// Per-token class logits.

@@ -51,6 +51,8 @@ pub trait DecoderConfig: Clone + Debug + Send + Sync + 'static {
 pub trait HeadConfig: DecoderConfig {
     /// Outputs of a classification head.
     fn num_labels(&self) -> usize;
+    /// Sets the outputs of a classification head (a head of another size than the folder's).
+    fn set_num_labels(&mut self, num_labels: usize);
     /// The id sequence classification pools before (the last token that is not this one).
     fn pad_token_id(&self) -> Option<u32>;
     /// Dropout before the token classifier.
@@ -94,6 +96,10 @@ macro_rules! decoder_config {
         impl $crate::causal::HeadConfig for $config {
             fn num_labels(&self) -> usize {
                 self.num_labels
+            }
+
+            fn set_num_labels(&mut self, num_labels: usize) {
+                self.num_labels = num_labels;
             }
 
             fn pad_token_id(&self) -> Option<u32> {
