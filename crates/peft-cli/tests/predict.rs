@@ -171,6 +171,11 @@ fn train_then_predict_labels_probabilities_and_scores() {
     assert_eq!(cm[0] + cm[3], right as u64, "the diagonal counts the right predictions");
     assert_eq!(m["classes"]["pos"]["support"], 20);
 
+    // --json prints the scores as one object.
+    let out = peft(&["predict", "--adapter", s(&adapter), "--data", s(&data), "--output", s(&csv_out), "--json"]);
+    let scores: serde_json::Value = serde_json::from_str(&ok(&out)).expect("one JSON object");
+    assert_eq!(scores["accuracy"], m["accuracy"]);
+
     // A text longer than the model's 64 positions is cut, not refused.
     let long: Vec<String> = (0..100).map(|i| format!("w{}", 1 + i % 90)).collect();
     let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--text", &long.join(" ")])));
@@ -227,6 +232,24 @@ fn predict_labels_words_with_a_token_classifier() {
         let label = w["label"].as_str().expect("label");
         assert!(label.ends_with(&best.to_string()), "word {i}: {label} vs class {best}");
     }
+}
+
+#[test]
+fn a_tokenizer_given_to_train_travels_with_the_adapter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("words.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..12).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let adapter = dir.path().join("adapter");
+    let model = fixtures().join("models/llama");
+    ok(&peft(&["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--steps", "2", "--batch-size", "4", "--output", s(&adapter)]));
+    assert!(adapter.join("tokenizer.json").is_file());
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--data", s(&data), "--max-new-tokens", "2", "--batch-size", "5"])));
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows[11]["text"], "w14 w15", "a file without `text` is read from `prompt`");
+    assert!(rows.iter().all(|r| r["completion"].as_str().is_some()));
 }
 
 #[test]

@@ -53,9 +53,12 @@ pub struct Args {
     /// more than the model's `max_position_embeddings`).
     #[arg(long, default_value_t = 512)]
     pub max_length: usize,
-    /// The tokenizer file (default: MODEL/tokenizer.json).
+    /// The tokenizer file (default: MODEL/tokenizer.json, else ADAPTER/tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Print the scores as one JSON object (the `--metrics` file's) instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// New tokens at most (causal and seq2seq LMs).
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
@@ -95,7 +98,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
-        None => Tokenizer::from_dir(&model_dir).with_context(|| format!("{} has no tokenizer.json: pass --tokenizer FILE", model_dir.display()))?,
+        // `peft train --tokenizer FILE` keeps a copy in the adapter folder, as Python users save
+        // theirs there.
+        None if !model_dir.join("tokenizer.json").is_file() && args.adapter.join("tokenizer.json").is_file() => Tokenizer::from_dir(&args.adapter)?,
+        None => Tokenizer::from_dir(&model_dir)
+            .with_context(|| format!("neither {} nor {} has a tokenizer.json: pass --tokenizer FILE", model_dir.display(), args.adapter.display()))?,
     };
     let device = peft::device::device(&args.device)?;
     let adapters = [args.adapter.clone()];
@@ -120,10 +127,11 @@ pub fn run(args: Args) -> Result<()> {
     sink.finish()?;
     if let Some(report) = report {
         // The scores go to stderr when the predictions fill stdout, to keep it JSON Lines.
+        let text = if args.json { format!("{}\n", report.json()) } else { report.text() };
         if args.output.is_some() {
-            print!("{}", report.text());
+            print!("{text}");
         } else {
-            eprint!("{}", report.text());
+            eprint!("{text}");
         }
         if let Some(path) = &args.metrics {
             std::fs::write(path, serde_json::to_string_pretty(&report.json())? + "\n").with_context(|| format!("cannot write {}", path.display()))?;

@@ -148,7 +148,17 @@ pub fn run(args: Args) -> Result<()> {
     };
     let plot = args.output.join("loss.png");
     crate::plot::write_loss_curve(&losses, &plot)?;
+    keep_tokenizer(&args)?;
     println!("saved the adapter and {} to {}", plot.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), args.output.display());
+    Ok(())
+}
+
+/// A `--tokenizer FILE` is copied into the adapter folder, so `peft predict --adapter DIR` finds
+/// it when the model folder has none.
+fn keep_tokenizer(args: &Args) -> Result<()> {
+    let Some(path) = &args.tokenizer else { return Ok(()) };
+    let copy = args.output.join("tokenizer.json");
+    std::fs::copy(path, &copy).with_context(|| format!("cannot copy {} to {}", path.display(), copy.display()))?;
     Ok(())
 }
 
