@@ -6,12 +6,7 @@ use peft_core::generation::{GenerationConfig, Generated};
 use peft_core::{Error, Labels, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
 
 use super::model::{AutoModel, on_model};
-use crate::bert::{
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
-    RobertaForSequenceClassification, RobertaForTokenClassification, cross_entropy,
-};
-use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
-use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
+use crate::bert::cross_entropy;
 use crate::llama::LlamaForCausalLM;
 use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
 use crate::t5::{T5EncoderModel, T5ForConditionalGeneration, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
@@ -24,7 +19,7 @@ use crate::t5::seq2seq_lm_loss;
 
 /// How a head's loss is computed from its logits and labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LossKind {
+pub(super) enum LossKind {
     /// Position `t` predicts `labels[t + 1]`.
     Causal,
     /// One class per row.
@@ -70,35 +65,8 @@ macro_rules! token_task_models {
 }
 
 token_task_models! {
-    Gpt2Model => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    Gpt2LMHeadModel => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
-    Gpt2ForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    Gpt2ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    Gpt2ForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
-    BloomModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    BloomForCausalLM => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
-    BloomForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    BloomForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    BloomForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
     T5EncoderModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
     T5ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-}
-
-/// BERT-style models take an optional `token_type_ids` (here always `None`).
-macro_rules! bert_task_models {
-    ($($ty:ty => $task:expr, $loss:expr, $rank:ident;)*) => {
-        $(task_model!($ty, $task, $loss, |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone(), None)));)*
-    };
-}
-
-bert_task_models! {
-    BertModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    BertForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    RobertaForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    BertForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    RobertaForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    BertForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
-    RobertaForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
 }
 
 task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, |m, inputs| Logits::Rank2(
@@ -235,21 +203,6 @@ impl TaskModel for LlamaForCausalLM {
     }
 }
 
-/// Causal LMs other than Llama generate from token ids.
-macro_rules! causal_generate {
-    ($($ty:ty),*) => {$(
-        impl $ty {
-            /// [`TaskModel::generate`] for this family.
-            fn generate_task(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-                refuse_prompt_inputs(&inputs, stringify!($ty))?;
-                generate(self, inputs.need_ids()?, inputs.attention_mask.clone(), config)
-            }
-        }
-    )*};
-}
-
-causal_generate!(Gpt2LMHeadModel, BloomForCausalLM);
-
 /// Refuses the prompt methods' inputs where a family has no path for them yet.
 fn refuse_prompt_inputs(inputs: &ModelInputs, model: &str) -> Result<()> {
     let input = if inputs.inputs_embeds.is_some() {
@@ -280,11 +233,7 @@ impl TaskModel for AutoModel {
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-        match self {
-            AutoModel::Gpt2Lm(m) => m.generate_task(inputs, config),
-            AutoModel::BloomLm(m) => m.generate_task(inputs, config),
-            other => on_model!(other, m => TaskModel::generate(m, inputs, config)),
-        }
+        on_model!(self, m => TaskModel::generate(m, inputs, config))
     }
 }
 
@@ -293,7 +242,7 @@ fn wrong_labels(labels: &Labels, wanted: &str) -> Error {
 }
 
 /// The task's loss from the head's logits and the labels, as transformers computes it.
-fn task_loss(kind: LossKind, logits: &Logits, labels: &Labels) -> Result<Tensor<1>> {
+pub(super) fn task_loss(kind: LossKind, logits: &Logits, labels: &Labels) -> Result<Tensor<1>> {
     match (kind, logits, labels) {
         (LossKind::Causal, Logits::Rank3(l), Labels::Tokens(t)) => Ok(causal_lm_loss(l.clone(), t.clone())),
         (LossKind::Seq2Seq, Logits::Rank3(l), Labels::Tokens(t)) => Ok(seq2seq_lm_loss(l.clone(), t.clone())),
