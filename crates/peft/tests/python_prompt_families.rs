@@ -36,6 +36,7 @@ fn labels(case: &Case, device: &Device) -> Option<Labels> {
     let vec1 = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [2]), device);
     match task(case) {
         TaskType::CausalLm => Some(Labels::Tokens(ids.mask_fill(mask.equal_elem(0), -100))),
+        TaskType::Seq2SeqLm => Some(Labels::Tokens(case.ints("labels", device))),
         TaskType::SeqCls => Some(Labels::Sequence(vec1(vec![0, 2]))),
         TaskType::QuestionAns => Some(Labels::Spans { start: vec1(vec![1, 3]), end: vec1(vec![2, 4]) }),
         TaskType::TokenCls => {
@@ -80,8 +81,7 @@ fn check_against_python(name: &str) {
     }
 
     // The base model is untouched.
-    let plain = ModelInputs::ids_with_mask(case.ints("input_ids", &device), case.ints("attention_mask", &device));
-    let fresh = base(&case, &device).forward_task(plain).expect("base forward").logits;
+    let fresh = base(&case, &device).forward_task(inputs(&case, &device)).expect("base forward").logits;
     let mask = &case.expected["attention_mask"];
     let python_base = &case.expected["base"];
     let diff = max_abs_diff(compared(fresh, mask), &masked(python_base.clone(), (python_base.shape().len() == 3).then_some(mask)));
@@ -207,6 +207,29 @@ fn check_generation(name: &str) {
     }
 }
 
+/// Serving equals training on T5: the first greedy token is the argmax of the forward's logits
+/// after the start token, and cached decoding equals uncached forwards (the prefix, when there is
+/// one, in front of the decoder's keys every step).
+fn check_seq2seq_generation(name: &str) {
+    let case = Case::load(name);
+    let device = common::device();
+    let peft = PeftModel::from_pretrained(base(&case, &device), case.adapter()).expect("loads");
+    let ids = case.ints("input_ids", &device);
+    let mask = case.ints("attention_mask", &device);
+    let generated = peft.generate(ModelInputs::ids_with_mask(ids.clone(), mask.clone()), &GenerationConfig::greedy(5)).expect("generates");
+    for (r, tokens) in generated.tokens.iter().enumerate() {
+        let mut decoder = vec![0i64]; // the decoder start token of the fixture's T5
+        for (step, token) in tokens.iter().enumerate() {
+            let n = decoder.len();
+            let mut inputs = ModelInputs::ids_with_mask(ids.clone().slice([r..r + 1, 0..7]), mask.clone().slice([r..r + 1, 0..7]));
+            inputs.decoder_input_ids = Some(Tensor::from_data(TensorData::new(decoder.clone(), [1, n]), &device));
+            let logits = peft.forward(inputs).expect("forward").logits.rank3().expect("rank 3");
+            assert_eq!(last_argmax(logits)[0], *token, "{name} row {r} step {step}: generated = argmax of the training forward");
+            decoder.push(i64::from(*token));
+        }
+    }
+}
+
 macro_rules! cases {
     ($($name:ident: [$($check:ident),*];)*) => {$(
         #[test]
@@ -229,6 +252,8 @@ cases! {
     bert_token_cls_prompt_tuning: [check_against_python, check_gradients, check_fresh];
     roberta_qa_p_tuning: [check_against_python, check_gradients, check_fresh];
     bert_features_prefix_tuning: [check_against_python, check_fresh];
+    t5_prompt_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
+    t5_prefix_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
 }
 
 /// Prefix tuning on a BERT head is refused, as the Python library 0.21.2 refuses it.

@@ -12,7 +12,7 @@ use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegm
 use crate::t5::{T5EncoderModel, T5ForConditionalGeneration, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
 use crate::vit::{ViTForImageClassification, ViTModel};
 use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
-use crate::generation::{generate, generate_seq2seq};
+use crate::generation::{generate, generate_seq2seq, generate_seq2seq_after};
 use crate::gpt2::{span_cross_entropy, token_cross_entropy};
 use crate::layers::causal_lm_loss;
 use crate::t5::seq2seq_lm_loss;
@@ -112,28 +112,40 @@ impl TaskModel for T5ForConditionalGeneration {
         Some(TaskType::Seq2SeqLm)
     }
 
+    /// Takes `inputs_embeds` for the encoder (prompt tuning, P-tuning) and `past_key_values`
+    /// as the decoder's self-attention prefix (prefix tuning); the decoder reads
+    /// `decoder_input_ids`, else the labels shifted right.
     fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
-        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
-        let ids = inputs.need_ids()?;
-        let mask = inputs.attention_mask.clone();
-        match (&inputs.labels, inputs.decoder_input_ids.clone()) {
-            // The decoder inputs are the labels shifted right, as transformers derives them.
-            (Some(Labels::Tokens(labels)), None) => {
-                let (logits, loss) = self.forward_with_loss(ids, mask, labels.clone());
-                Ok(TaskOutput { logits: Logits::Rank3(logits), loss: Some(loss) })
-            }
-            (labels, decoder_ids) => {
-                let decoder_ids = decoder_ids.ok_or_else(|| Error::InvalidState("T5 needs `decoder_input_ids` or `labels` in its inputs".into()))?;
-                let logits = Logits::Rank3(self.forward(ids, mask, decoder_ids));
-                let loss = labels.as_ref().map(|l| task_loss(LossKind::Seq2Seq, &logits, l)).transpose()?;
-                Ok(TaskOutput { logits, loss })
-            }
-        }
+        let logits = Logits::Rank3(self.forward_inputs(&inputs)?);
+        let loss = inputs.labels.as_ref().map(|l| task_loss(LossKind::Seq2Seq, &logits, l)).transpose()?;
+        Ok(TaskOutput { logits, loss })
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
-        generate_seq2seq(self, &self.encode(inputs.need_ids()?, inputs.attention_mask.clone()), config)
+        let encoder = self.encode_inputs(&inputs)?;
+        match inputs.past_key_values {
+            None => generate_seq2seq(self, &encoder, config),
+            Some(prefix) => generate_seq2seq_after(self, &encoder, self.prefix_cache(prefix)?, config),
+        }
+    }
+
+    fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        Ok(self.embed(input_ids))
+    }
+
+    /// `d_model`, the encoder's `num_layers`, `num_heads` and `d_kv`, two submodules (encoder
+    /// and decoder), as the Python library reads them.
+    fn dims(&self) -> Result<ModelDims> {
+        let c = self.config();
+        Ok(ModelDims {
+            hidden_size: c.d_model,
+            num_layers: c.num_layers,
+            num_attention_heads: c.num_heads,
+            num_key_value_heads: c.num_heads,
+            head_dim: c.d_kv,
+            vocab_size: c.vocab_size,
+            num_transformer_submodules: 2,
+        })
     }
 }
 
