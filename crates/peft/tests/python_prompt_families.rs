@@ -230,6 +230,17 @@ fn check_seq2seq_generation(name: &str) {
     }
 }
 
+/// A P-tuning adapter with the LSTM encoder, written by Python, serves (its file holds the
+/// encoder's output); a fresh one is refused with the encoder named.
+fn check_lstm_refused_fresh(name: &str) {
+    let case = Case::load(name);
+    let device = common::device();
+    let mut config = PeftConfig::from_dir(case.adapter()).expect("config");
+    config.set_inference_mode(false);
+    let err = get_peft_model(base(&case, &device), config).expect_err("the LSTM encoder is not built here");
+    assert!(err.to_string().contains("LSTM"), "{name}: {err}");
+}
+
 macro_rules! cases {
     ($($name:ident: [$($check:ident),*];)*) => {$(
         #[test]
@@ -252,6 +263,7 @@ cases! {
     bert_token_cls_prompt_tuning: [check_against_python, check_gradients, check_fresh];
     roberta_qa_p_tuning: [check_against_python, check_gradients, check_fresh];
     bert_features_prefix_tuning: [check_against_python, check_fresh];
+    gpt2_p_tuning_lstm: [check_against_python, check_gradients, check_generation, check_lstm_refused_fresh];
     t5_prompt_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
     t5_prefix_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
 }
