@@ -181,8 +181,25 @@ fn train_a_classifier_from_csv_with_a_config_file() {
 
 #[test]
 fn logits_serve_prompt_methods_written_by_python() {
-    for case in ["llama_prompt_tuning", "llama_p_tuning", "llama_prefix_tuning"] {
+    let cases = [
+        "llama_prompt_tuning",
+        "llama_p_tuning",
+        "llama_prefix_tuning",
+        "gpt2_prompt_tuning",
+        "gpt2_p_tuning",
+        "gpt2_prefix_tuning",
+        "bloom_prefix_tuning",
+        "bloom_token_cls_p_tuning",
+        "bert_seq_cls_p_tuning",
+        "bert_token_cls_prompt_tuning",
+        "roberta_qa_p_tuning",
+        "bert_features_prefix_tuning",
+    ];
+    for case in cases {
         let e = expected(case);
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases").join(case).join("case.json")).expect("case.json")).expect("json");
+        let model = fixtures().join(meta["model"].as_str().expect("model"));
         let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
         let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
         let len = e["input_ids"].shape()[1];
@@ -191,20 +208,24 @@ fn logits_serve_prompt_methods_written_by_python() {
             .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
             .collect();
         let adapter = fixtures().join("cases").join(case).join("adapter");
-        let out = peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+        let out = peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
         let (shape, got) = logits(&out);
-        // As in the Python library: prompt tuning and P-tuning logits include the virtual positions.
+        // As in the Python library: per-position outputs include the virtual positions of
+        // prompt tuning and P-tuning; sequence classification pools one vector per row.
         assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
-        let keep: Vec<i64> = e["logits_mask"].clone().convert::<i64>().try_into_vec().expect("logits mask");
         let want = floats(&e["adapted"]);
-        let vocab = shape[2];
-        let worst = keep
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| **k == 1)
-            .flat_map(|(p, _)| (0..vocab).map(move |v| p * vocab + v))
-            .map(|i| (got[i] - want[i]).abs())
-            .fold(0.0, f32::max);
+        let worst = if shape.len() == 2 {
+            max_diff(&got, &want)
+        } else {
+            let keep: Vec<i64> = e["logits_mask"].clone().convert::<i64>().try_into_vec().expect("logits mask");
+            let width = shape[2];
+            keep.iter()
+                .enumerate()
+                .filter(|(_, k)| **k == 1)
+                .flat_map(|(p, _)| (0..width).map(move |v| p * width + v))
+                .map(|i| (got[i] - want[i]).abs())
+                .fold(0.0, f32::max)
+        };
         assert!(worst < 1e-4, "{case}: max diff {worst}");
     }
 }

@@ -18,7 +18,7 @@ use crate::{PROMPT_EMBEDDINGS, PrefixEncoder, PromptEmbedding, PromptEncoder};
 ///
 /// # Errors
 /// [`Error::Unsupported`] when a size is unset and the model does not give its sizes (`dims`
-/// `None`), or for an encoder-decoder (`num_transformer_submodules` 2).
+/// `None`).
 pub fn complete_config(config: &mut PeftConfig, dims: Option<ModelDims>) -> Result<()> {
     let (fields, prefix, hidden) = match config {
         PeftConfig::PromptTuning(c) => (&mut c.prompt_learning, false, None),
@@ -42,18 +42,12 @@ pub fn complete_config(config: &mut PeftConfig, dims: Option<ModelDims>) -> Resu
         None if unset => {
             return Err(Error::Unsupported {
                 what: "prompt-learning methods with a model that does not give its sizes".into(),
-                supported: "the Llama family (llama, mistral, qwen2) for now; or set token_dim, num_layers and num_attention_heads in the config".into(),
+                supported: "Llama, GPT-2, BLOOM, BERT, RoBERTa and T5 models; or set token_dim, num_layers and num_attention_heads in the config".into(),
             });
         }
         None => {}
     }
     fields.num_transformer_submodules.get_or_insert(1);
-    if fields.num_transformer_submodules == Some(2) {
-        return Err(Error::Unsupported {
-            what: "prompt-learning methods on encoder-decoder models (num_transformer_submodules 2)".into(),
-            supported: "decoder-only causal LMs of the Llama family (llama, mistral, qwen2) for now".into(),
-        });
-    }
     if let (Some(hidden), Some(dim)) = (hidden, fields.token_dim) {
         hidden.get_or_insert(dim);
     }
@@ -128,7 +122,9 @@ fn p_tuning(c: &PromptEncoderConfig, saved: Option<TensorData>, device: &Device)
 
 fn prefix_tuning(c: &PrefixTuningConfig, saved: Option<TensorData>, device: &Device) -> Result<PrefixEncoder> {
     let fields = &c.prompt_learning;
-    let (tokens, dim) = sizes(fields)?;
+    // One prefix for every submodule: the table is not doubled for encoder-decoders.
+    let (_, dim) = sizes(fields)?;
+    let tokens = fields.num_virtual_tokens;
     let num_layers = fields.num_layers.ok_or_else(|| Error::config("num_layers", "null", "set the model's layer count"))?;
     let num_heads = fields.num_attention_heads.ok_or_else(|| Error::config("num_attention_heads", "null", "set the model's key/value heads"))?;
     if dim % num_heads != 0 {

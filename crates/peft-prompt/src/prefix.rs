@@ -147,7 +147,10 @@ impl ModelAdapter for PrefixEncoder {
                 });
             }
         }
-        let layers = self.layers(batch);
+        let mut layers = self.layers(batch);
+        if context.dims.is_some_and(|d| d.num_transformer_submodules == 2) {
+            layers = decoder_layers(layers);
+        }
         let tokens = self.embedding.dims()[0];
         let device = self.embedding.val().device();
         inputs.past_key_values = Some(KvCache::from_prefix(layers, Some(Tensor::<2, Int>::ones([batch, tokens], &device))));
@@ -157,4 +160,14 @@ impl ModelAdapter for PrefixEncoder {
     fn export(&self) -> Vec<(String, TensorData)> {
         vec![(PROMPT_EMBEDDINGS.into(), self.prefix().into_data())]
     }
+}
+
+/// The decoder self-attention prefixes of an encoder-decoder, as the Python library 0.21.2 lays
+/// them out: it repeats the `2 * num_layers` key/value slices, cuts them into groups of four
+/// (self key, self value, cross key, cross value) per decoder layer and then drops every cross
+/// part (the encoder and cross-attention get no prefix). Decoder layer `i` thus gets the keys and
+/// values of table layer `2 i mod num_layers`, not its own: with 2 layers, both get layer 0's.
+fn decoder_layers(layers: Vec<LayerKv>) -> Vec<LayerKv> {
+    let n = layers.len();
+    (0..n).map(|i| layers[(2 * i) % n].clone()).collect()
 }

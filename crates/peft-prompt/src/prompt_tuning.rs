@@ -77,9 +77,20 @@ impl ModelAdapter for PromptEmbedding {
 /// Puts `prompts` in front of every row's embeddings, ones in front of the mask and -100 in front
 /// of token labels, as `PeftModelForCausalLM.forward` does.
 ///
+/// For an encoder-decoder (`num_transformer_submodules` 2) the table holds twice the virtual
+/// tokens and, as `PeftModelForSeq2SeqLM.forward` does, only the first half goes in front of the
+/// encoder's input; the labels are the decoder's and stay as they are.
+///
 /// # Shapes
-/// - `prompts`: `[num_virtual_tokens, hidden]`
+/// - `prompts`: `[num_virtual_tokens * num_transformer_submodules, hidden]`
 pub(crate) fn prepend_prompts(prompts: Tensor<2>, mut inputs: ModelInputs, context: &PrepareContext<'_>) -> Result<ModelInputs> {
+    let encoder_decoder = context.dims.is_some_and(|d| d.num_transformer_submodules == 2);
+    let prompts = if encoder_decoder {
+        let rows = prompts.dims()[0];
+        prompts.narrow(0, 0, rows / 2)
+    } else {
+        prompts
+    };
     let embeds = match inputs.inputs_embeds.take() {
         Some(e) => e,
         None => (context.embed_tokens)(inputs.need_ids()?)?,
@@ -99,7 +110,7 @@ pub(crate) fn prepend_prompts(prompts: Tensor<2>, mut inputs: ModelInputs, conte
     inputs.inputs_embeds = Some(Tensor::cat(vec![prompts, embeds], 1));
     inputs.attention_mask = inputs.attention_mask.map(|m| Tensor::cat(vec![Tensor::ones([batch, virtual_tokens], &device), m], 1));
     inputs.labels = match inputs.labels.take() {
-        Some(Labels::Tokens(labels)) => {
+        Some(Labels::Tokens(labels)) if !encoder_decoder => {
             let ignored = Tensor::<2, Int>::full([batch, virtual_tokens], -100, &device);
             Some(Labels::Tokens(Tensor::cat(vec![ignored, labels], 1)))
         }

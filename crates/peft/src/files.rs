@@ -26,7 +26,12 @@ impl<M: AdapterSites> PeftModel<M> {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
             tensors.extend(export_biases(&self.base_model, name, entry));
-            let model_level = self.model_adapters.get(name).map(|a| a.export()).unwrap_or_default();
+            let mut model_level = self.model_adapters.get(name).map(|a| a.export()).unwrap_or_default();
+            if !model_level.is_empty() {
+                // A prompt-learning adapter's head copies, keyed as the Python library writes them.
+                let head = std::mem::take(&mut tensors);
+                model_level.extend(head.into_iter().map(|(k, v)| (format!("{}{k}", crate::model::PROMPT_HEAD_PREFIX), v)));
+            }
             let mut config = entry.config.clone();
             config.set_inference_mode(true);
             write_adapter_folder_parts(&adapter_dir(dir, name), &config, tensors, model_level)?;

@@ -105,7 +105,7 @@ impl<M: AdapterSites> PeftModel<M> {
         complete_modules_to_save(&mut config, &self.base_model);
         crate::methods::complete_config(&mut config, &self.base_model)?;
         if let Some(adapter) = crate::methods::model_adapter(&config, &self.base_model, tensors)? {
-            return self.insert_model_adapter(name, config, adapter);
+            return self.attach_model_level(name, config, adapter, tensors);
         }
         let Attached { targeted, mut consumed } = match method {
             Some(m) => attach(&mut self.base_model, name, m, tensors)?,
@@ -358,6 +358,32 @@ impl<M: AdapterSites> PeftModel<M> {
         self.set_adapter(name)
     }
 
+    /// Attaches a prompt-learning adapter and its task head's `modules_to_save` copies (SEQ_CLS:
+    /// `classifier` / `score`, QA: `qa_outputs`), which the Python library keys
+    /// `base_model.{path}.{tensor}` in these files ([`PROMPT_HEAD_PREFIX`]) besides
+    /// `prompt_embeddings`.
+    fn attach_model_level(&mut self, name: &str, config: PeftConfig, adapter: Erased<dyn ModelAdapter>, tensors: Option<&TensorMap>) -> Result<()> {
+        check_name(name)?;
+        let head_tensors: Option<TensorMap> = tensors.map(|t| {
+            t.iter().filter_map(|(k, v)| k.strip_prefix(PROMPT_HEAD_PREFIX).map(|k| (k.to_string(), v.clone()))).collect()
+        });
+        let (saved, consumed) = attach_modules_to_save(&mut self.base_model, &config.modules_to_save(), name, head_tensors.as_ref())?;
+        if let Some(tensors) = tensors {
+            let mut consumed: Vec<String> = consumed.iter().map(|k| format!("{PROMPT_HEAD_PREFIX}{k}")).collect();
+            consumed.extend(adapter.get().export().into_iter().map(|(k, _)| k));
+            if let Err(e) = check_all_consumed(tensors, &consumed) {
+                remove_adapter(&mut self.base_model, name);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.model_adapters.insert(name, adapter) {
+            remove_adapter(&mut self.base_model, name);
+            return Err(e);
+        }
+        self.registry.entries.insert(name.to_string(), AdapterEntry { config, targeted: Vec::new(), saved });
+        Ok(())
+    }
+
     pub(crate) fn insert_model_adapter(&mut self, name: &str, config: PeftConfig, adapter: Erased<dyn ModelAdapter>) -> Result<()> {
         check_name(name)?;
         if self.registry.entries.contains_key(name) {
@@ -388,6 +414,10 @@ impl<M: AdapterSites> PeftModel<M> {
         })
     }
 }
+
+/// The prefix of a task head's tensors in a prompt-learning adapter file
+/// (`base_model.classifier.weight`: the Python library wraps the model itself there, not a tuner).
+pub(crate) const PROMPT_HEAD_PREFIX: &str = "base_model.";
 
 /// Adds the task's default `modules_to_save` (SEQ_CLS: `classifier`, `score`) as the Python library does.
 fn complete_modules_to_save<M: AdapterSites>(config: &mut PeftConfig, model: &M) {

@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+mod decoder_task;
+mod encoder_task;
 mod head;
 mod inputs;
 mod model;

@@ -6,25 +6,20 @@ use peft_core::generation::{GenerationConfig, Generated};
 use peft_core::{Error, Labels, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
 
 use super::model::{AutoModel, on_model};
-use crate::bert::{
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel, RobertaForQuestionAnswering,
-    RobertaForSequenceClassification, RobertaForTokenClassification, cross_entropy,
-};
-use crate::bloom::{BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
-use crate::gpt2::{Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
+use crate::bert::cross_entropy;
 use crate::llama::LlamaForCausalLM;
 use crate::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel};
 use crate::t5::{T5EncoderModel, T5ForConditionalGeneration, T5ForQuestionAnswering, T5ForSequenceClassification, T5ForTokenClassification};
 use crate::vit::{ViTForImageClassification, ViTModel};
 use crate::whisper::{WhisperForConditionalGeneration, WhisperModel};
-use crate::generation::{generate, generate_seq2seq};
+use crate::generation::{generate, generate_seq2seq, generate_seq2seq_after};
 use crate::gpt2::{span_cross_entropy, token_cross_entropy};
 use crate::layers::causal_lm_loss;
 use crate::t5::seq2seq_lm_loss;
 
 /// How a head's loss is computed from its logits and labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LossKind {
+pub(super) enum LossKind {
     /// Position `t` predicts `labels[t + 1]`.
     Causal,
     /// One class per row.
@@ -70,35 +65,8 @@ macro_rules! token_task_models {
 }
 
 token_task_models! {
-    Gpt2Model => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    Gpt2LMHeadModel => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
-    Gpt2ForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    Gpt2ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    Gpt2ForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
-    BloomModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    BloomForCausalLM => Some(TaskType::CausalLm), LossKind::Causal, Rank3;
-    BloomForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    BloomForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    BloomForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
     T5EncoderModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
     T5ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-}
-
-/// BERT-style models take an optional `token_type_ids` (here always `None`).
-macro_rules! bert_task_models {
-    ($($ty:ty => $task:expr, $loss:expr, $rank:ident;)*) => {
-        $(task_model!($ty, $task, $loss, |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone(), None)));)*
-    };
-}
-
-bert_task_models! {
-    BertModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    BertForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    RobertaForSequenceClassification => Some(TaskType::SeqCls), LossKind::Sequence, Rank2;
-    BertForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    RobertaForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
-    BertForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
-    RobertaForQuestionAnswering => Some(TaskType::QuestionAns), LossKind::Span, Rank3;
 }
 
 task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, |m, inputs| Logits::Rank2(
@@ -144,28 +112,40 @@ impl TaskModel for T5ForConditionalGeneration {
         Some(TaskType::Seq2SeqLm)
     }
 
+    /// Takes `inputs_embeds` for the encoder (prompt tuning, P-tuning) and `past_key_values`
+    /// as the decoder's self-attention prefix (prefix tuning); the decoder reads
+    /// `decoder_input_ids`, else the labels shifted right.
     fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
-        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
-        let ids = inputs.need_ids()?;
-        let mask = inputs.attention_mask.clone();
-        match (&inputs.labels, inputs.decoder_input_ids.clone()) {
-            // The decoder inputs are the labels shifted right, as transformers derives them.
-            (Some(Labels::Tokens(labels)), None) => {
-                let (logits, loss) = self.forward_with_loss(ids, mask, labels.clone());
-                Ok(TaskOutput { logits: Logits::Rank3(logits), loss: Some(loss) })
-            }
-            (labels, decoder_ids) => {
-                let decoder_ids = decoder_ids.ok_or_else(|| Error::InvalidState("T5 needs `decoder_input_ids` or `labels` in its inputs".into()))?;
-                let logits = Logits::Rank3(self.forward(ids, mask, decoder_ids));
-                let loss = labels.as_ref().map(|l| task_loss(LossKind::Seq2Seq, &logits, l)).transpose()?;
-                Ok(TaskOutput { logits, loss })
-            }
-        }
+        let logits = Logits::Rank3(self.forward_inputs(&inputs)?);
+        let loss = inputs.labels.as_ref().map(|l| task_loss(LossKind::Seq2Seq, &logits, l)).transpose()?;
+        Ok(TaskOutput { logits, loss })
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-        refuse_prompt_inputs(&inputs, "T5ForConditionalGeneration")?;
-        generate_seq2seq(self, &self.encode(inputs.need_ids()?, inputs.attention_mask.clone()), config)
+        let encoder = self.encode_inputs(&inputs)?;
+        match inputs.past_key_values {
+            None => generate_seq2seq(self, &encoder, config),
+            Some(prefix) => generate_seq2seq_after(self, &encoder, self.prefix_cache(prefix)?, config),
+        }
+    }
+
+    fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        Ok(self.embed(input_ids))
+    }
+
+    /// `d_model`, the encoder's `num_layers`, `num_heads` and `d_kv`, two submodules (encoder
+    /// and decoder), as the Python library reads them.
+    fn dims(&self) -> Result<ModelDims> {
+        let c = self.config();
+        Ok(ModelDims {
+            hidden_size: c.d_model,
+            num_layers: c.num_layers,
+            num_attention_heads: c.num_heads,
+            num_key_value_heads: c.num_heads,
+            head_dim: c.d_kv,
+            vocab_size: c.vocab_size,
+            num_transformer_submodules: 2,
+        })
     }
 }
 
@@ -235,21 +215,6 @@ impl TaskModel for LlamaForCausalLM {
     }
 }
 
-/// Causal LMs other than Llama generate from token ids.
-macro_rules! causal_generate {
-    ($($ty:ty),*) => {$(
-        impl $ty {
-            /// [`TaskModel::generate`] for this family.
-            fn generate_task(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-                refuse_prompt_inputs(&inputs, stringify!($ty))?;
-                generate(self, inputs.need_ids()?, inputs.attention_mask.clone(), config)
-            }
-        }
-    )*};
-}
-
-causal_generate!(Gpt2LMHeadModel, BloomForCausalLM);
-
 /// Refuses the prompt methods' inputs where a family has no path for them yet.
 fn refuse_prompt_inputs(inputs: &ModelInputs, model: &str) -> Result<()> {
     let input = if inputs.inputs_embeds.is_some() {
@@ -280,11 +245,7 @@ impl TaskModel for AutoModel {
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
-        match self {
-            AutoModel::Gpt2Lm(m) => m.generate_task(inputs, config),
-            AutoModel::BloomLm(m) => m.generate_task(inputs, config),
-            other => on_model!(other, m => TaskModel::generate(m, inputs, config)),
-        }
+        on_model!(self, m => TaskModel::generate(m, inputs, config))
     }
 }
 
@@ -293,7 +254,7 @@ fn wrong_labels(labels: &Labels, wanted: &str) -> Error {
 }
 
 /// The task's loss from the head's logits and the labels, as transformers computes it.
-fn task_loss(kind: LossKind, logits: &Logits, labels: &Labels) -> Result<Tensor<1>> {
+pub(super) fn task_loss(kind: LossKind, logits: &Logits, labels: &Labels) -> Result<Tensor<1>> {
     match (kind, logits, labels) {
         (LossKind::Causal, Logits::Rank3(l), Labels::Tokens(t)) => Ok(causal_lm_loss(l.clone(), t.clone())),
         (LossKind::Seq2Seq, Logits::Rank3(l), Labels::Tokens(t)) => Ok(seq2seq_lm_loss(l.clone(), t.clone())),

@@ -4,6 +4,7 @@ use burn::module::{Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
+use peft_core::cache::LayerKv;
 use peft_core::AdaptedLinear;
 
 use super::config::BertConfig;
@@ -41,15 +42,21 @@ impl BertSelfAttention {
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
-    /// - `mask`: additive, broadcastable to `[batch, heads, seq, seq]` (`[batch, 1, 1, seq]`)
+    /// - `mask`: additive, broadcastable to `[batch, heads, seq, keys]` (`[batch, 1, 1, keys]`)
+    /// - `prefix`: keys and values `[batch, heads, virtual, head_dim]` attended before `x`'s own
+    ///   (prefix tuning), so `keys = virtual + seq`
     /// - output: `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, prefix: Option<&LayerKv>) -> Tensor<3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         let heads = |t: Tensor<3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
+        let mut k = heads(self.key.forward(x.clone()));
+        let mut v = heads(self.value.forward(x));
+        if let Some(prefix) = prefix {
+            k = Tensor::cat(vec![prefix.key.clone(), k], 2);
+            v = Tensor::cat(vec![prefix.value.clone(), v], 2);
+        }
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
         if let Some(mask) = mask {
             scores = scores + mask;
@@ -117,8 +124,9 @@ impl BertAttention {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`, and the same out.
     /// - `mask`: additive, broadcastable to `[batch, heads, seq, seq]`
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
-        let attended = self.self_attention.forward(x.clone(), mask);
+    /// - `prefix`: see [`BertSelfAttention::forward`]
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, prefix: Option<&LayerKv>) -> Tensor<3> {
+        let attended = self.self_attention.forward(x.clone(), mask, prefix);
         self.output.forward(attended, x)
     }
 

@@ -53,12 +53,23 @@ impl BertEmbeddings {
     /// - `input_ids`, `token_type_ids`: `[batch, seq]`
     /// - output: `[batch, seq, hidden_size]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
+        self.forward_after(input_ids, token_type_ids, 0)
+    }
+
+    /// [`BertEmbeddings::forward`] for tokens that follow `past` already-seen positions (prefix
+    /// tuning's virtual tokens): positions start `past` later, as transformers offsets them by the
+    /// cache's length.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `token_type_ids`: `[batch, seq]`
+    /// - output: `[batch, seq, hidden_size]`
+    pub fn forward_after(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>, past: usize) -> Tensor<3> {
         let positions = match self.model_type {
-            ModelType::Bert => self.sequential_positions(input_ids.dims(), &input_ids.device()),
+            ModelType::Bert => self.sequential_positions(input_ids.dims(), &input_ids.device()).add_scalar(past as i64),
             ModelType::Roberta => {
                 let pad = self.pad_token_id as i64;
                 let real = input_ids.clone().not_equal_elem(pad).int();
-                real.clone().cumsum(1) * real + pad
+                (real.clone().cumsum(1) + past as i64) * real + pad
             }
         };
         let words = self.word_embeddings.forward(input_ids);

@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use peft_core::cache::{KvCache, LayerKv};
 use peft_core::AdaptedLinear;
 
 use super::attention::{BertAttention, BertSelfOutput};
@@ -64,8 +65,9 @@ impl BertLayer {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`, and the same out.
     /// - `mask`: additive, broadcastable to `[batch, heads, seq, seq]`
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
-        let attended = self.attention.forward(x, mask);
+    /// - `prefix`: prefix tuning's keys and values for this layer (see [`super::BertSelfAttention::forward`])
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, prefix: Option<&LayerKv>) -> Tensor<3> {
+        let attended = self.attention.forward(x, mask, prefix);
         self.output.forward(self.intermediate.forward(attended.clone()), attended)
     }
 }
@@ -89,6 +91,15 @@ impl BertEncoder {
     /// - `x`: `[batch, seq, hidden]`, and the same out.
     /// - `mask`: additive, broadcastable to `[batch, heads, seq, seq]`
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
-        self.layer.iter().fold(x, |x, layer| layer.forward(x, mask.clone()))
+        self.layer.iter().fold(x, |x, layer| layer.forward(x, mask.clone(), None))
+    }
+
+    /// [`BertEncoder::forward`] with prefix tuning's keys and values in front of every layer's
+    /// own (`prefix.layer(i)`); `mask` then covers the prefix too.
+    ///
+    /// # Shapes
+    /// - `mask`: additive, broadcastable to `[batch, heads, seq, virtual + seq]`
+    pub fn forward_with_prefix(&self, x: Tensor<3>, mask: Option<Tensor<4>>, prefix: &KvCache) -> Tensor<3> {
+        self.layer.iter().enumerate().fold(x, |x, (i, layer)| layer.forward(x, mask.clone(), prefix.layer(i)))
     }
 }

@@ -103,6 +103,10 @@ impl BertForSequenceClassification {
 }
 
 impl AdapterSites for BertForSequenceClassification {
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.bert.prompt_dims()
+    }
+
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.bert.visit_sites_prefixed("bert.", f);
         f("classifier", SiteMut::Linear(&mut self.classifier));
@@ -230,6 +234,10 @@ impl RobertaForSequenceClassification {
 }
 
 impl AdapterSites for RobertaForSequenceClassification {
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.roberta.prompt_dims()
+    }
+
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.roberta.visit_sites_prefixed("roberta.", f);
         f("classifier.dense", SiteMut::Linear(&mut self.classifier.dense));

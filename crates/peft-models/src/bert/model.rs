@@ -7,6 +7,8 @@ use peft_core::{AdaptedLinear, AdapterSites, SiteMut};
 use std::path::Path;
 
 use super::config::BertConfig;
+use crate::cache::KvCache;
+use crate::layers::full_key_mask;
 use super::embeddings::BertEmbeddings;
 use super::encoder::BertEncoder;
 use peft_core::Result;
@@ -117,6 +119,22 @@ impl BertModel {
         self.encoder.forward(embedded, attention_mask.map(additive_mask))
     }
 
+    /// The last hidden state after prefix tuning's keys and values (`prefix`, as already-seen
+    /// tokens in every layer): the tokens' positions start after the prefix, and every token
+    /// attends to the prefix (its mask, else all of it) and to the real tokens.
+    ///
+    /// # Shapes
+    /// - `input_ids`, `attention_mask`: `[batch, seq]`
+    /// - `prefix`: per layer `[batch, heads, virtual, head_dim]`
+    /// - output: `[batch, seq, hidden_size]`
+    pub fn forward_with_prefix(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, prefix: &KvCache) -> Tensor<3> {
+        let [batch, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let embedded = self.embeddings.forward_after(input_ids, None, prefix.seen());
+        let mask = full_key_mask(Some(prefix), attention_mask, batch, seq, &device);
+        self.encoder.forward_with_prefix(embedded, mask.map(additive_mask), prefix)
+    }
+
     /// The word embeddings of `input_ids` (with their adapters), before positions are added.
     ///
     /// # Shapes
@@ -124,6 +142,22 @@ impl BertModel {
     /// - output: `[batch, seq, hidden_size]`
     pub fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
         self.embeddings.word_embeddings.forward(input_ids)
+    }
+
+    /// The sizes prompt methods take from the model (`hidden_size`, `num_hidden_layers`,
+    /// `num_attention_heads`, as the Python library reads them).
+    pub fn prompt_dims(&self) -> Option<peft_core::ModelDims> {
+        let [vocab_size, hidden_size] = self.embeddings.word_embeddings.base_layer.weight.dims();
+        let heads = self.encoder.layer.first()?.attention.self_attention.num_heads;
+        Some(peft_core::ModelDims {
+            hidden_size,
+            num_layers: self.encoder.layer.len(),
+            num_attention_heads: heads,
+            num_key_value_heads: heads,
+            head_dim: hidden_size / heads,
+            vocab_size,
+            num_transformer_submodules: 1,
+        })
     }
 
     /// The pooler output of a last hidden state, if this model has a pooler.
@@ -168,6 +202,10 @@ fn additive_mask(mask: Tensor<2, Int>) -> Tensor<4> {
 }
 
 impl AdapterSites for BertModel {
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.prompt_dims()
+    }
+
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.visit_sites_prefixed("", f);
     }

@@ -70,9 +70,25 @@ macro_rules! token_head {
                 let hidden = self.$base.forward(input_ids, attention_mask, token_type_ids);
                 self.$head.forward(peft_core::dropout(&self.dropout, hidden))
             }
+
+            /// Like `forward` from word embeddings (prompt tuning's virtual tokens in front of
+            /// [`BertModel::embed_tokens`]' output); every position's output, virtual ones included.
+            ///
+            /// # Shapes
+            /// - `inputs_embeds`: `[batch, seq, hidden_size]`
+            /// - `attention_mask`, `token_type_ids`: `[batch, seq]`
+            /// - output: `[batch, seq, outputs]`
+            pub fn forward_embeds(&self, inputs_embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
+                let hidden = self.$base.forward_embeds(inputs_embeds, attention_mask, token_type_ids);
+                self.$head.forward(peft_core::dropout(&self.dropout, hidden))
+            }
         }
 
         impl AdapterSites for $name {
+            fn model_dims(&self) -> Option<peft_core::ModelDims> {
+                self.$base.prompt_dims()
+            }
+
             fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
                 self.$base.visit_sites_prefixed(concat!(stringify!($base), "."), f);
                 f(stringify!($head), SiteMut::Linear(&mut self.$head));

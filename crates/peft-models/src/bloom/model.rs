@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Int, Tensor};
-use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
+use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, ModelDims, Result, SiteMut};
 use std::path::Path;
 
 use super::attention::{BloomAttention, alibi, alibi_slopes};
@@ -207,6 +207,10 @@ impl AdapterSites for BloomModel {
     fn model_type(&self) -> Option<String> {
         DecoderStack::model_type(self)
     }
+
+    fn model_dims(&self) -> Option<ModelDims> {
+        self.prompt_dims()
+    }
 }
 
 /// ALiBi counts positions over real tokens, so the default cached forward already places a
@@ -241,6 +245,21 @@ impl DecoderStack for BloomModel {
 
     fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         BloomModel::visit_sites_prefixed(self, prefix, f);
+    }
+
+    /// `hidden_size`, `n_layer`, `n_head` (key/value heads too), as the Python library reads them.
+    fn prompt_dims(&self) -> Option<ModelDims> {
+        let [vocab_size, hidden_size] = self.word_embeddings.base_layer.weight.dims();
+        let heads = self.h.first()?.self_attention.num_heads;
+        Some(ModelDims {
+            hidden_size,
+            num_layers: self.h.len(),
+            num_attention_heads: heads,
+            num_key_value_heads: heads,
+            head_dim: hidden_size / heads,
+            vocab_size,
+            num_transformer_submodules: 1,
+        })
     }
 
     fn default_targets() -> Vec<String> {

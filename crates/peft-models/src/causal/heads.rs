@@ -5,10 +5,11 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Int, Tensor};
-use peft_core::{AdaptedLinear, AdapterSites, Result, SiteMut, TaskType};
+use peft_core::{AdaptedLinear, AdapterSites, ModelInputs, Result, SiteMut, TaskType};
 use std::path::Path;
 
-use super::{DecoderConfig, DecoderStack, HeadConfig, head_keys, load_transformer};
+use super::{DecoderConfig, DecoderStack, HeadConfig, head_keys, input_embeds, load_transformer};
+use crate::cache::KvCache;
 use crate::layers::{cross_entropy, linear, span_cross_entropy, token_cross_entropy};
 
 /// Loads a head model; with `new_head` the file may lack the head's weights (fresh ones kept).
@@ -125,6 +126,24 @@ impl<S: DecoderStack<Config: HeadConfig>> DecoderForSequenceClassification<S> {
     }
 }
 
+impl<S: DecoderStack> DecoderForSequenceClassification<S> {
+    /// Class logits from what a prompt method prepared: `inputs_embeds` (virtual tokens in
+    /// front, pooled at the last position, as transformers pools when it cannot see pad ids)
+    /// or `input_ids` (pooled at the last non-pad token), after an already-seen prefix in
+    /// `cache` if any.
+    ///
+    /// # Shapes
+    /// - `input_ids`: `[batch, len]`; `inputs_embeds`: `[batch, len, hidden_size]`
+    /// - `attention_mask`: `[batch, len]` (the new tokens only)
+    /// - output: `[batch, num_labels]`
+    pub fn forward_prompted(&self, inputs: &ModelInputs, cache: Option<&mut KvCache>) -> Result<Tensor<2>> {
+        let hidden = self.transformer.forward_embeds(input_embeds(&self.transformer, inputs)?, inputs.attention_mask.clone(), cache);
+        let ids = if inputs.inputs_embeds.is_some() { None } else { inputs.input_ids.as_ref() };
+        let pad = if ids.is_some() { self.pad_token_id } else { None };
+        Ok(last_non_pad(self.score.forward(hidden), ids, pad))
+    }
+}
+
 impl<S: DecoderStack> AdapterSites for DecoderForSequenceClassification<S> {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.transformer.visit_sites_prefixed("transformer.", f);
@@ -141,6 +160,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForSequenceClassification<S> {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["score".into()]
+    }
+
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.transformer.prompt_dims()
     }
 }
 
@@ -199,6 +222,18 @@ impl<S: DecoderStack<Config: HeadConfig>> DecoderForTokenClassification<S> {
     }
 }
 
+impl<S: DecoderStack> DecoderForTokenClassification<S> {
+    /// Per-position class logits from what a prompt method prepared (virtual positions
+    /// included, as transformers returns them), after an already-seen prefix in `cache` if any.
+    ///
+    /// # Shapes
+    /// - output: `[batch, len, num_labels]`, `len` the embeddings' (or ids') length
+    pub fn forward_prompted(&self, inputs: &ModelInputs, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        let hidden = self.transformer.forward_embeds(input_embeds(&self.transformer, inputs)?, inputs.attention_mask.clone(), cache);
+        Ok(self.classifier.forward(self.dropout.forward(hidden)))
+    }
+}
+
 impl<S: DecoderStack> AdapterSites for DecoderForTokenClassification<S> {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.transformer.visit_sites_prefixed("transformer.", f);
@@ -224,6 +259,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForTokenClassification<S> {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
+    }
+
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.transformer.prompt_dims()
     }
 }
 
@@ -287,6 +326,18 @@ impl<S: DecoderStack<Config: HeadConfig>> DecoderForQuestionAnswering<S> {
     }
 }
 
+impl<S: DecoderStack> DecoderForQuestionAnswering<S> {
+    /// Start (`[..., 0]`) and end (`[..., 1]`) logits of every position from what a prompt
+    /// method prepared (virtual positions included), after a prefix in `cache` if any.
+    ///
+    /// # Shapes
+    /// - output: `[batch, len, 2]`
+    pub fn forward_prompted(&self, inputs: &ModelInputs, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        let hidden = self.transformer.forward_embeds(input_embeds(&self.transformer, inputs)?, inputs.attention_mask.clone(), cache);
+        Ok(self.qa_outputs.forward(hidden))
+    }
+}
+
 impl<S: DecoderStack> AdapterSites for DecoderForQuestionAnswering<S> {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.transformer.visit_sites_prefixed("transformer.", f);
@@ -303,6 +354,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForQuestionAnswering<S> {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["qa_outputs".into()]
+    }
+
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.transformer.prompt_dims()
     }
 }
 

@@ -210,6 +210,10 @@ impl<S: DecoderStack> AdapterSites for DecoderForCausalLm<S> {
         vec!["lm_head".into()]
     }
 
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        self.transformer.prompt_dims()
+    }
+
     /// `[("lm_head.weight", "transformer.<embeddings>.weight")]` with tied embeddings, else none.
     fn tied_weights(&self) -> Vec<(String, String)> {
         tied_weights::<S>(&self.config, "transformer.")

@@ -16,7 +16,7 @@ pub use lm::{DecoderForCausalLm, DecoderLm};
 
 use burn::module::{Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Int, Tensor};
-use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
+use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, ModelDims, ModelInputs, Result, SiteMut};
 use peft_io::weights::{LoadOptions, load_from_dir};
 use std::fmt::Debug;
 use std::path::Path;
@@ -154,7 +154,25 @@ pub trait DecoderStack: Module + ModuleDisplay + Debug + Sized {
     /// - `input_ids`, `attention_mask`: `[batch, len]`, the new tokens only
     /// - output: `[batch, len, hidden_size]`
     fn forward_cached(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
-        self.forward_embeds(self.embed(input_ids), attention_mask, Some(cache))
+        self.forward_embeds_cached(self.embed(input_ids), attention_mask, cache)
+    }
+
+    /// [`DecoderStack::forward_cached`] on embeddings (a prompt method's prefill: virtual
+    /// tokens' vectors in front of the prompt's): the positions transformers' `generate` gives;
+    /// by default [`DecoderStack::forward_embeds`] with the cache.
+    ///
+    /// # Shapes
+    /// - `embeds`: `[batch, len, hidden_size]`
+    /// - `attention_mask`: `[batch, len]`, the new tokens only
+    /// - output: `[batch, len, hidden_size]`
+    fn forward_embeds_cached(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
+        self.forward_embeds(embeds, attention_mask, Some(cache))
+    }
+
+    /// The sizes prompt methods take from the model ([`peft_core::TaskModel::dims`]); `None`
+    /// where the family does not give them.
+    fn prompt_dims(&self) -> Option<ModelDims> {
+        None
     }
 
     /// Lists the stack's adapter sites under `prefix` (`""`, `"transformer."`, `"model."`).
@@ -166,6 +184,21 @@ pub trait DecoderStack: Module + ModuleDisplay + Debug + Sized {
     /// transformers' `model_type` of the family (`AdapterSites::model_type`); `None` by default.
     fn model_type(&self) -> Option<String> {
         None
+    }
+}
+
+/// What a decoder runs on: `inputs_embeds` when a prompt method prepared them (virtual tokens
+/// in front), else the embedded `input_ids`.
+///
+/// # Errors
+/// [`peft_core::Error::InvalidState`] when neither is given.
+///
+/// # Shapes
+/// - output: `[batch, len, hidden_size]`
+pub(crate) fn input_embeds<S: DecoderStack>(stack: &S, inputs: &ModelInputs) -> Result<Tensor<3>> {
+    match &inputs.inputs_embeds {
+        Some(embeds) => Ok(embeds.clone()),
+        None => Ok(stack.embed(inputs.need_ids()?)),
     }
 }
 

@@ -91,6 +91,20 @@ pub fn generate_seq2seq<M: Seq2SeqLm>(model: &M, encoder: &EncoderOutput, config
     run(&mut decoder, vec![vec![start]; rows], max_new, config)
 }
 
+/// [`generate_seq2seq`] with the decoder's cache already holding `cache` (prefix tuning's keys
+/// and values in its self-attention part): the decoder tokens sit after them, as in training.
+///
+/// # Errors
+/// As [`generate_seq2seq`].
+pub fn generate_seq2seq_after<M: Seq2SeqLm>(model: &M, encoder: &EncoderOutput, cache: M::Cache, config: &GenerationConfig) -> Result<Generated> {
+    config.validate()?;
+    let start = config.decoder_start_token_id.unwrap_or_else(|| model.decoder_start_token_id());
+    let rows = encoder.hidden.dims()[0];
+    let max_new = config.new_tokens_after(1)?;
+    let mut decoder = Seq2SeqDecoder { model, cache: Some(cache), encoder: encoder.clone(), start, rows };
+    run(&mut decoder, vec![vec![start]; rows], max_new, config)
+}
+
 /// Picks the search for `config` and wraps its tokens.
 fn run<D: Reorder>(decoder: &mut D, seen: Vec<Vec<u32>>, max_new: usize, config: &GenerationConfig) -> Result<Generated> {
     let tokens = if config.num_beams > 1 {

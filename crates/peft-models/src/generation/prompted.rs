@@ -27,7 +27,8 @@ impl<M: DecoderLm> Decoder for PromptedDecoder<'_, M> {
             (None, Some(ids)) => self.model.stack().embed(ids),
             (None, None) => Tensor::zeros([0, 0, 0], &self.device),
         };
-        let logits = self.model.logits_from_embeds(embeds, self.mask.take(), Some(&mut cache));
+        let hidden = self.model.stack().forward_embeds_cached(embeds, self.mask.take(), &mut cache);
+        let logits = self.model.lm_head().forward(hidden);
         self.cache = Some(cache);
         logits
     }

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Int, Tensor};
-use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
+use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, ModelDims, Result, SiteMut};
 use std::path::Path;
 
 use super::attention::Gpt2Attention;
@@ -210,6 +210,10 @@ impl AdapterSites for Gpt2Model {
     fn model_type(&self) -> Option<String> {
         DecoderStack::model_type(self)
     }
+
+    fn model_dims(&self) -> Option<ModelDims> {
+        self.prompt_dims()
+    }
 }
 
 impl DecoderStack for Gpt2Model {
@@ -243,11 +247,32 @@ impl DecoderStack for Gpt2Model {
     /// Each token's position is its index among the real (mask 1) tokens so far, as transformers'
     /// `generate` gives GPT-2 `position_ids`: a left-padded row starts at 0 like an unpadded one.
     fn forward_cached(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
-        let [batch, len] = input_ids.dims();
+        self.forward_embeds_cached(Gpt2Model::embed(self, input_ids), attention_mask, cache)
+    }
+
+    /// As [`DecoderStack::forward_cached`]: positions counted over real tokens, virtual ones
+    /// (a prompt or a prefix in the cache, mask 1) included.
+    fn forward_embeds_cached(&self, embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>, cache: &mut KvCache) -> Tensor<3> {
+        let [batch, len, _] = embeds.dims();
         let seen = cache.seen();
-        let full = full_key_mask(Some(cache), attention_mask.clone(), batch, len, &input_ids.device());
+        let full = full_key_mask(Some(cache), attention_mask.clone(), batch, len, &embeds.device());
         let positions = full.map(|m| real_positions(m).narrow(1, seen, len));
-        self.forward_embeds_at(Gpt2Model::embed(self, input_ids), attention_mask, Some(cache), positions)
+        self.forward_embeds_at(embeds, attention_mask, Some(cache), positions)
+    }
+
+    /// `n_embd`, `n_layer`, `n_head` (key/value heads too), as the Python library reads them.
+    fn prompt_dims(&self) -> Option<ModelDims> {
+        let [vocab_size, hidden_size] = self.wte.base_layer.weight.dims();
+        let heads = self.h.first()?.attn.num_heads;
+        Some(ModelDims {
+            hidden_size,
+            num_layers: self.h.len(),
+            num_attention_heads: heads,
+            num_key_value_heads: heads,
+            head_dim: hidden_size / heads,
+            vocab_size,
+            num_transformer_submodules: 1,
+        })
     }
 
     fn visit_sites_prefixed(&mut self, prefix: &str, f: &mut dyn FnMut(&str, SiteMut<'_>)) {

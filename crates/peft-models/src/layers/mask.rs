@@ -32,8 +32,12 @@ pub fn full_key_mask(
 /// The additive mask for `len` queries at positions `seen..seen + len` over `seen + len` keys:
 /// causal, and blind to keys whose `key_mask` is 0.
 ///
-/// A query always sees itself, so a padding query never has an empty row (no NaN from softmax);
-/// its output is meaningless and ignored. `None` when nothing is masked (one query, no padding).
+/// Padding keys are hidden from every query, a padding query's own included, as transformers
+/// masks them: a padding query sees the real keys before it (in front of a left-padded row,
+/// prompt tuning's virtual tokens), and its output enters a causal LM's loss where the next label
+/// is real. Only a query with no real key to see sees itself, so no softmax row is empty (no
+/// NaN); its output is meaningless and ignored. `None` when nothing is masked (one query, no
+/// padding).
 ///
 /// # Shapes
 /// - `key_mask`: `[batch, seen + len]`, 1 for real tokens
@@ -55,7 +59,11 @@ pub fn causal_bias(key_mask: Option<&Tensor<2, Int>>, seen: usize, len: usize, d
     if let Some(mask) = key_mask {
         let batch = mask.dims()[0];
         let padding = mask.clone().equal_elem(0).float().reshape([batch, 1, 1, keys]);
-        blocked = blocked + padding * host(off_diagonal);
+        blocked = blocked + padding;
+        // Rows with nothing left to see get their own key back.
+        let empty = blocked.clone().greater_elem(0.5).float().min_dim(3);
+        let diagonal = host(off_diagonal).neg().add_scalar(1.0);
+        blocked = blocked - (empty * diagonal).mul_scalar(2.0);
     }
     let masked = blocked.clone().greater_elem(0.5);
     Some(blocked.zeros_like().mask_fill(masked, f32::NEG_INFINITY))
@@ -90,8 +98,10 @@ mod tests {
     fn causal_and_padding() {
         let inf = f32::NEG_INFINITY;
         assert_eq!(bias_values(None, 0, 2), vec![0.0, inf, 0.0, 0.0]);
-        // One cached key; the key at index 1 is padding: blocked except for its own query.
-        assert_eq!(bias_values(Some(vec![1, 0, 1]), 1, 2), vec![0.0, 0.0, inf, 0.0, inf, 0.0]);
+        // One cached key; the key at index 1 is padding: blocked for every query, its own too.
+        assert_eq!(bias_values(Some(vec![1, 0, 1]), 1, 2), vec![0.0, inf, inf, 0.0, inf, 0.0]);
+        // A padding query with no real key before it sees itself (no empty softmax row).
+        assert_eq!(bias_values(Some(vec![0, 1]), 0, 2), vec![0.0, inf, inf, 0.0]);
         assert!(causal_bias(None, 5, 1, &Device::flex()).is_none());
     }
 

@@ -2,12 +2,13 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Result, SiteMut};
+use peft_core::{AdaptedEmbedding, AdaptedLinear, AdapterSites, Error, Labels, ModelInputs, Result, SiteMut};
 use std::path::Path;
 
 use super::config::T5Config;
 use super::load::{Checkpoint, LM_HEAD, SHARED, tie};
 use super::stack::{T5Cache, T5Stack};
+use crate::cache::KvCache;
 use crate::generation::{EncoderOutput, Seq2SeqLm};
 use crate::layers::{seq2seq_lm_loss, shift_right};
 
@@ -199,6 +200,58 @@ fn argmax_rows(logits: Tensor<3>) -> Option<Vec<u32>> {
     ids.into_iter().map(|i| u32::try_from(i).ok()).collect()
 }
 
+/// The prompt methods' entry points: input embeddings for the encoder (prompt tuning, P-tuning)
+/// and a self-attention prefix for the decoder (prefix tuning), as the Python library feeds them.
+impl T5ForConditionalGeneration {
+    /// The encoder's output on what a prompt method prepared: `inputs_embeds` (virtual tokens in
+    /// front, `attention_mask` covering them) or the embedded `input_ids`.
+    ///
+    /// # Errors
+    /// [`peft_core::Error::InvalidState`] when neither is given.
+    pub fn encode_inputs(&self, inputs: &ModelInputs) -> Result<EncoderOutput> {
+        let embeds = match &inputs.inputs_embeds {
+            Some(embeds) => embeds.clone(),
+            None => self.embed(inputs.need_ids()?),
+        };
+        Ok(self.encode_embeds(embeds, inputs.attention_mask.clone()))
+    }
+
+    /// A decoder cache holding prefix tuning's keys and values in its self-attention part (the
+    /// encoder and cross-attention get none, as in the Python library).
+    ///
+    /// # Errors
+    /// [`peft_core::Error::Unsupported`] when the prefix has not one layer per decoder layer (the
+    /// Python library sizes it by the encoder's layers).
+    pub fn prefix_cache(&self, prefix: KvCache) -> Result<T5Cache> {
+        let (layers, decoder) = (prefix.num_layers(), self.decoder.block.len());
+        if layers != decoder {
+            return Err(Error::Unsupported {
+                what: format!("prefix tuning with {layers} prefix layers on a T5 decoder of {decoder} layers"),
+                supported: "T5 models whose decoder has as many layers as the encoder (num_decoder_layers = num_layers)".into(),
+            });
+        }
+        Ok(T5Cache::from_prefix(prefix))
+    }
+
+    /// Logits from what a prompt method prepared: the encoder on [`Self::encode_inputs`], the
+    /// decoder on `decoder_input_ids`, else on the token labels shifted right, after the prefix
+    /// in `past_key_values` if any. The decoder's positions hold no virtual token, so the logits
+    /// are `[batch, target_len, vocab_size]` for every method.
+    ///
+    /// # Errors
+    /// A missing input; neither decoder ids nor token labels; see [`Self::prefix_cache`].
+    pub fn forward_inputs(&self, inputs: &ModelInputs) -> Result<Tensor<3>> {
+        let encoder = self.encode_inputs(inputs)?;
+        let decoder_ids = match (&inputs.decoder_input_ids, &inputs.labels) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(Labels::Tokens(labels))) => shift_right(labels.clone(), self.config.decoder_start(), self.config.pad_token_id.unwrap_or(0)),
+            _ => return Err(Error::InvalidState("T5 needs `decoder_input_ids` or token `labels` in its inputs".into())),
+        };
+        let mut cache = inputs.past_key_values.clone().map(|p| self.prefix_cache(p)).transpose()?;
+        Ok(self.decode_embeds(self.embed(decoder_ids), None, &encoder, cache.as_mut()))
+    }
+}
+
 impl Seq2SeqLm for T5ForConditionalGeneration {
     type Cache = T5Cache;
 
@@ -216,6 +269,10 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
 }
 
 impl AdapterSites for T5ForConditionalGeneration {
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        peft_core::TaskModel::dims(self).ok()
+    }
+
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         f("shared", SiteMut::Embedding(&mut self.shared));
         self.encoder.visit_sites_prefixed("encoder.", f);
