@@ -95,7 +95,7 @@ fn blocks(m: &PeftModel<BertForSequenceClassification>, rounds: usize, device: &
     let mut ffn = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        drop(layer.attention.forward(x.clone(), Some(mask.clone())).sum().backward());
+        drop(layer.attention.forward(x.clone(), Some(mask.clone()), None).sum().backward());
         att.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         drop(layer.output.forward(layer.intermediate.forward(x.clone()), x.clone()).sum().backward());
