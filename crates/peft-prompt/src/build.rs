@@ -103,8 +103,8 @@ fn prompt_tuning(c: &PromptTuningConfig, saved: Option<TensorData>, device: &Dev
     match c.prompt_tuning_init {
         PromptTuningInit::Random => Ok(PromptEmbedding::random(tokens, dim, device)),
         init => Err(Error::Unsupported {
-            what: format!("prompt_tuning_init {init:?} through get_peft_model (the tokenizer and vocabulary live with the model)"),
-            supported: "RANDOM; for TEXT build the table with peft_prompt::PromptEmbedding::from_text_ids and attach it with PeftModel::add_model_adapter".into(),
+            what: format!("prompt_tuning_init {init:?} in peft_prompt::build alone (the tokenizer and vocabulary live with the model)"),
+            supported: "RANDOM here; peft::get_peft_model builds TEXT and SAMPLE_VOCAB tables from the model's word embeddings".into(),
         }),
     }
 }

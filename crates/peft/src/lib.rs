@@ -26,6 +26,8 @@ mod grads;
 mod merge;
 mod methods;
 mod model;
+#[cfg(feature = "prompt")]
+mod prompt_init;
 mod saved;
 mod tensors;
 mod trainable;

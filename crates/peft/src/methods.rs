@@ -82,7 +82,8 @@ pub(crate) fn model_adapter<M: AdapterSites>(config: &PeftConfig, model: &M, ten
         let device = model.devices().into_iter().next().unwrap_or_default();
         // The file's other tensors (a task head's copy) are the caller's to place and check.
         let saved = match tensors {
-            None => None,
+            // TEXT / SAMPLE_VOCAB start from the model's word embeddings, as if loaded.
+            None => crate::prompt_init::initial_table(config, model)?,
             Some(t) => {
                 let key = peft_prompt::PROMPT_EMBEDDINGS;
                 Some(t.get(key).cloned().ok_or_else(|| Error::MissingTensor {

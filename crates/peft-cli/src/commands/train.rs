@@ -300,7 +300,8 @@ fn attach_causal(
     let mut config = config;
     peft::prompt::complete_config(&mut config, base.model_dims())?;
     let PeftConfig::PromptTuning(tuning) = &config else { bail!("prompt tuning expected") };
-    let ids = tokenizer.encode(&text, false)?;
+    // With the tokenizer's special tokens, as the Python library calls it.
+    let ids = tokenizer.encode(&text, true)?;
     let embed = |ids| base.embed_tokens(ids);
     let table = peft::prompt::PromptEmbedding::from_text_ids(tuning.prompt_learning.num_virtual_tokens, &ids, &embed, device)?;
     let mut model = peft::PeftModel::new(base);
