@@ -304,3 +304,27 @@ fn minilm_adapter_from_peft_train_predicts() {
     let cls = ok(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "101,1996,2674,2001,2180,102"]));
     assert!(cls.contains("\"shape\":[1,3]"), "{cls}");
 }
+
+/// Every method `peft train` fits on a classifier predicts afterwards; prompt-learning adapters
+/// keep their head under `base_model.classifier.*`, site methods under
+/// `base_model.model.classifier.modules_to_save.*`: both are found.
+#[test]
+fn every_classifier_method_trains_then_predicts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = headless_bert(dir.path());
+    let data = dir.path().join("data.csv");
+    labelled_csv(&data);
+    for method in ["lora", "ia3", "adalora", "prompt-tuning", "p-tuning"] {
+        let out = dir.path().join(method);
+        ok(&peft(&["train", "--model", s(&model), "--data", s(&data), "--method", method, "--steps", "2", "--batch-size", "8",
+            "--output", s(&out), "--seed", "1"]));
+        let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&out), "--text", "w5 w60 w80", "--text", "w30 w61 w81"])));
+        assert_eq!(rows.len(), 2, "{method}");
+        for row in &rows {
+            let label = row["label"].as_str().expect("label");
+            assert!(label == "pos" || label == "neg", "{method}: {row}");
+            let total: f64 = row["probabilities"].as_object().expect("probabilities").values().filter_map(|p| p.as_f64()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "{method}: {row}");
+        }
+    }
+}

@@ -97,7 +97,9 @@ pub fn saved_head_size(adapter_dir: &Path, config: &PeftConfig) -> Result<Option
     let tensors = peft_io::tensors::describe_safetensors(&weights)?;
     let mut best: Option<(u8, usize)> = None;
     for t in &tensors {
-        let Some(path) = t.name.strip_prefix(peft_io::adapter::KEY_PREFIX).and_then(|k| k.strip_suffix(".weight")) else { continue };
+        // Site methods save copies under `base_model.model.`, prompt-learning methods under `base_model.`.
+        let key = t.name.strip_prefix(peft_io::adapter::KEY_PREFIX).or_else(|| t.name.strip_prefix(crate::model::PROMPT_HEAD_PREFIX));
+        let Some(path) = key.and_then(|k| k.strip_suffix(".weight")) else { continue };
         if t.shape.len() != 2 {
             continue;
         }

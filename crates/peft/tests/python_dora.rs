@@ -1,4 +1,4 @@
-//! DoRA (`use_dora: true`) adapters written by the Python library (`fixtures/gen_dora.py`):
+//! DoRA (`use_dora: true`) adapters written by the Python library (`fixtures/gen_lora_dora.py`):
 //! outputs, merged outputs, gradients (the magnitudes' included) and saved files equal Python's,
 //! on linear, embedding, GPT-2 Conv1D and convolution layers; and DoRA trained from scratch here.
 
