@@ -52,17 +52,20 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
     if let PeftConfig::Ia3(ia3) = config {
         return ia3.complete_for(model.model_type().as_deref());
     }
-    let targets = match config {
-        PeftConfig::Lora(lora) => &mut lora.target_modules,
+    let (targets, own_defaults) = match config {
+        PeftConfig::Lora(lora) => (&mut lora.target_modules, None),
         // The Python library's AdaLoRA defaults equal LoRA's for the architectures built here
         // except RoBERTa and T5, where it also adapts the key and feed-forward layers.
-        PeftConfig::AdaLora(adalora) => &mut adalora.target_modules,
+        PeftConfig::AdaLora(adalora) => (&mut adalora.target_modules, model.model_type().as_deref().and_then(adalora_targets)),
         _ => return Ok(()),
     };
     if !targets.is_none() {
         return Ok(());
     }
-    let defaults = model.default_target_modules();
+    let defaults = match own_defaults {
+        Some(names) => names.iter().map(|n| n.to_string()).collect(),
+        None => model.default_target_modules(),
+    };
     if defaults.is_empty() {
         return Err(Error::config(
             "target_modules",
@@ -72,6 +75,17 @@ pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &
     }
     *targets = peft_core::TargetModules::Names(defaults);
     Ok(())
+}
+
+/// AdaLoRA's default `target_modules` where the Python library's table
+/// (`TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING`) differs from LoRA's.
+fn adalora_targets(model_type: &str) -> Option<&'static [&'static str]> {
+    match model_type {
+        "t5" => Some(&["q", "k", "v", "o", "wi", "wo"]),
+        "mt5" => Some(&["q", "k", "v", "o", "wi_0", "wi_1", "wo"]),
+        "roberta" => Some(&["query", "key", "value", "dense"]),
+        _ => None,
+    }
 }
 
 /// The model-level adapter of a prompt-learning config (from the file's `prompt_embeddings` when

@@ -325,3 +325,18 @@ fn training_past_tinit_without_allocation_warns_once() {
         assert_eq!(count(), usize::from(forward > 3), "after {forward} forwards");
     }
 }
+
+/// Without `target_modules`, AdaLoRA takes the Python library's AdaLoRA defaults, which differ
+/// from LoRA's on RoBERTa (key and the dense layers too).
+#[test]
+fn adalora_defaults_follow_the_python_table() {
+    use peft::models::bert::RobertaForSequenceClassification;
+    let base = || RobertaForSequenceClassification::from_pretrained(common::fixtures::root().join("models/roberta"), &common::device()).expect("roberta");
+    let model = peft::get_peft_model(base(), peft::core::AdaLoraConfig::new(10).with_task_type(peft::TaskType::SeqCls)).expect("attaches");
+    let targeted = model.targeted_modules("default").expect("default");
+    for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "output.dense"] {
+        assert!(targeted.iter().any(|t| t.ends_with(name)), "{name} in {targeted:?}");
+    }
+    let lora = peft::get_peft_model(base(), peft::LoraConfig::new(2).with_task_type(peft::TaskType::SeqCls)).expect("LoRA");
+    assert!(lora.targeted_modules("default").expect("default").iter().all(|t| !t.ends_with(".key")), "LoRA keeps query/value");
+}
