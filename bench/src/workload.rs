@@ -111,19 +111,22 @@ pub enum Variant {
     Frozen,
     /// peft's LoRA on all linear layers, AdamW on the adapters.
     PeftLora,
+    /// peft's DoRA (`use_dora`) on the same layers: LoRA plus a magnitude per output feature.
+    PeftDora,
     /// Burn's own `Module::apply_lora` (weight reparameterization) on the same weights, AdamW.
     BurnApplyLora,
 }
 
 impl Variant {
     /// Every variant, in report order.
-    pub const ALL: [Variant; 3] = [Variant::Frozen, Variant::PeftLora, Variant::BurnApplyLora];
+    pub const ALL: [Variant; 4] = [Variant::Frozen, Variant::PeftLora, Variant::PeftDora, Variant::BurnApplyLora];
 
     /// The name used on the command line and in `rust.json`.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Frozen => "frozen",
             Variant::PeftLora => "peft_lora",
+            Variant::PeftDora => "peft_dora",
             Variant::BurnApplyLora => "burn_apply_lora",
         }
     }
@@ -158,8 +161,9 @@ impl Trainer {
         let base = LlamaForCausalLM::new(&workload.llama_config(), device);
         let model = match variant {
             Variant::Frozen => Model::Frozen(base.no_grad()),
-            Variant::PeftLora => {
-                let peft = get_peft_model(base, workload.lora_config()).context("get_peft_model")?;
+            Variant::PeftLora | Variant::PeftDora => {
+                let config = workload.lora_config().with_use_dora(variant == Variant::PeftDora);
+                let peft = get_peft_model(base, config).context("get_peft_model")?;
                 Model::Peft(Some(peft), AdamWConfig::new().init())
             }
             Variant::BurnApplyLora => {

@@ -36,7 +36,7 @@ DEFAULTS = {
                warmup=2, steps=5),
 }
 
-VARIANTS = ["frozen", "peft_lora", "torch_reparam_lora"]
+VARIANTS = ["frozen", "peft_lora", "peft_dora", "torch_reparam_lora"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,10 +127,11 @@ def make_trainer(name, w):
             return loss.item()
 
         return step, 0
-    if name == "peft_lora":
+    if name in ("peft_lora", "peft_dora"):
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=w["rank"], lora_alpha=w["alpha"], lora_dropout=0.0, target_modules="all-linear")
+        config = LoraConfig(r=w["rank"], lora_alpha=w["alpha"], lora_dropout=0.0, target_modules="all-linear",
+                            use_dora=name == "peft_dora")
         model = get_peft_model(model, config)
     elif name == "torch_reparam_lora":
         import torch.nn.utils.parametrize as parametrize
@@ -339,6 +340,7 @@ def table(rust, python, quick):
     rows = [
         ("frozen base: fwd + bwd to the input embeddings", "frozen", "frozen"),
         ("peft LoRA: fwd + bwd + AdamW", "peft_lora", "peft_lora"),
+        ("peft DoRA (`use_dora`): fwd + bwd + AdamW", "peft_dora", "peft_dora"),
         ("weight reparameterization (Burn `apply_lora` / torch `parametrize`) + AdamW", "burn_apply_lora",
          "torch_reparam_lora"),
     ]
@@ -378,6 +380,11 @@ def table(rust, python, quick):
     x = ratio(m_peft, m_apply)
     lines.append(f"| peft / apply_lora, peak MB | {fmt(x, 2)}{check(x, 1.0 - 1e-9)} | {fmt(ratio(pm_peft, pm_reparam), 2)}"
                  f" | < 1 |")
+    x = paired(rv, "peft_dora", "peft_lora")
+    lines.append(f"| DoRA / LoRA, step time | {fmt(x, 2)} | {fmt(paired(pv, 'peft_dora', 'peft_lora'), 2)} | lower than Python |")
+    x = ratio(get(rv, "peft_dora", "peak_extra_mb"), m_peft)
+    lines.append(f"| DoRA / LoRA, peak MB | {fmt(x, 2)} | {fmt(ratio(get(pv, 'peft_dora', 'peak_extra_mb'), pm_peft), 2)}"
+                 f" | lower than Python |")
     lines.append(f"| peft-rust / peft-python, step time | {fmt(ratio(r_peft, p_peft), 2)} | | |")
     lines.append(f"| frozen-rust / frozen-python, step time | {fmt(ratio(r_frozen, p_frozen), 2)} | | |")
     lines.append("")

@@ -84,7 +84,9 @@ macro_rules! dora_conv {
                     (x.clone(), without_bias)
                 };
                 let update = self.lora.lora_b.forward(self.lora.lora_a.forward(input)).mul_scalar(self.lora.scaling);
-                y + factor.clone().sub_scalar(1.0) * base_term + factor * update
+                // `f (h0 + s u) - h0`: one activation kept for `f`'s gradient (see DoraLinear).
+                let direction = base_term.clone() + update;
+                y + factor * direction - base_term
             }
 
             fn merge(&self, weight: Tensor<$rank>) -> Result<Tensor<$rank>> {

@@ -71,7 +71,10 @@ impl LinearAdapter for DoraLinear {
             (x.clone(), without_bias)
         };
         let update = linear(linear(input, self.lora.lora_a.val(), None), self.lora.lora_b.val(), None);
-        y + factor.clone().sub_scalar(1.0) * base_term + factor * update.mul_scalar(self.lora.scaling)
+        // `(f - 1) h0 + f s u` written as `f (h0 + s u) - h0`: the backward then keeps one
+        // activation-sized tensor per layer for `f`'s gradient instead of two.
+        let direction = base_term.clone() + update.mul_scalar(self.lora.scaling);
+        y + factor * direction - base_term
     }
 
     /// `W' = f (W0 + s A B)` per output column; the bias is unchanged.
