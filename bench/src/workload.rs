@@ -301,7 +301,7 @@ mod tests {
     /// The comparison is only fair if both LoRA variants train the same parameters: Burn's
     /// `apply_lora` on exactly peft's sites, with the same rank.
     #[test]
-    fn both_lora_variants_train_the_same_parameters_and_step() {
+    fn every_adapter_variant_trains_the_expected_parameters_and_steps() {
         let device = Device::flex().autodiff();
         let w = Workload { num_hidden_layers: 1, ..Workload::quick() };
         let mut counts = Vec::new();
@@ -312,9 +312,15 @@ mod tests {
             assert!(loss.is_finite(), "{}: loss {loss}", variant.name());
             counts.push(trainer.parameters().0);
         }
-        assert_eq!(counts[0], 0, "the frozen base trains nothing");
-        assert!(counts[1] > 0);
-        assert_eq!(counts[1], counts[2], "peft and apply_lora train as many parameters");
+        let count = |v: Variant| counts[Variant::ALL.iter().position(|x| *x == v).expect("listed")];
+        assert_eq!(count(Variant::Frozen), 0, "the frozen base trains nothing");
+        assert!(count(Variant::PeftLora) > 0);
+        assert_eq!(count(Variant::PeftLora), count(Variant::BurnApplyLora), "peft and apply_lora train as many parameters");
+        // DoRA adds one magnitude per output feature of the 7 adapted layers (one decoder layer):
+        // q, o, down give `hidden`, k and v the key/value width, gate and up `intermediate`.
+        let kv = w.hidden_size / w.num_attention_heads * w.num_key_value_heads;
+        let outputs = 3 * w.hidden_size + 2 * kv + 2 * w.intermediate_size;
+        assert_eq!(count(Variant::PeftDora), count(Variant::PeftLora) + outputs, "DoRA: LoRA plus the magnitudes");
     }
 
     #[test]
