@@ -196,7 +196,7 @@ pub struct Attached {
 /// # Errors
 /// An invalid or already used `name`; [`SiteMethod::nothing_selected`] when no site is selected;
 /// the first error of [`SiteMethod::build`]. The model is unchanged on every error.
-pub fn attach<M: AdapterSites + ?Sized>(
+pub fn attach<M: AdapterSites>(
     model: &mut M,
     name: &str,
     method: &dyn SiteMethod,
@@ -245,7 +245,7 @@ pub fn attach<M: AdapterSites + ?Sized>(
 ///
 /// If an insertion fails — only possible when a model's `visit_sites_mut` is not deterministic —
 /// what was inserted is removed again and the error returned.
-pub fn commit<M: AdapterSites + ?Sized>(model: &mut M, name: &str, plan: Vec<(String, SiteAdapter)>) -> Result<()> {
+pub fn commit<M: AdapterSites>(model: &mut M, name: &str, plan: Vec<(String, SiteAdapter)>) -> Result<()> {
     let mut by_path: IndexMap<String, SiteAdapter> = plan.into_iter().collect();
     let mut error: Option<Error> = None;
     model.visit_sites_mut(&mut |path, site| {
@@ -271,7 +271,7 @@ pub fn commit<M: AdapterSites + ?Sized>(model: &mut M, name: &str, plan: Vec<(St
 }
 
 /// Removes adapter `name` from every site; returns the paths it was at.
-pub fn remove_adapter<M: AdapterSites + ?Sized>(model: &mut M, name: &str) -> Vec<String> {
+pub fn remove_adapter<M: AdapterSites>(model: &mut M, name: &str) -> Vec<String> {
     let mut removed = Vec::new();
     model.visit_sites_mut(&mut |path, mut site| {
         if site.remove_adapter(name) {

@@ -164,7 +164,7 @@ fn combine(parts: &[(Tensor<2>, Tensor<2>, f64)], how: Combination, new_rank: us
             // PyTorch orientation `[out, in] = U S Vh`: B = U S, A = Vh (then back to Burn's).
             let (u, s, vh) = burn::linalg::svd::<2, 1>(delta.transpose().detach(), 64);
             let keep = rank.min(s.dims()[0]);
-            let u = u.slice([0..d_out, 0..keep]) * s.slice([0..keep]).unsqueeze_dim::<2>(0);
+            let u = u.slice([0..d_out, 0..keep]) * s.narrow(0, 0, keep).unsqueeze_dim::<2>(0);
             let vh = vh.slice([0..keep, 0..d_in]);
             let mut a = vh.transpose();
             let mut b = u.transpose();

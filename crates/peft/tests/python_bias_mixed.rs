@@ -308,7 +308,7 @@ impl ModuleMapper for ShiftCopies {
 }
 
 fn row(t: &Tensor<3>, i: usize) -> Tensor<3> {
-    t.clone().slice([i..i + 1])
+    t.clone().narrow(0, i, 1)
 }
 
 #[test]
