@@ -7,6 +7,7 @@ use peft::models::generation::GenerationConfig;
 use peft::models::tokenizer::{PaddingSide, Tokenizer};
 use std::path::PathBuf;
 
+use super::generation_args::GenerationArgs;
 use super::model_args::ModelArgs;
 use crate::models::{is_gguf, read_tensor};
 
@@ -25,30 +26,9 @@ pub struct Args {
     /// The tokenizer file (default: MODEL/tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// New tokens at most.
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    /// Sample instead of picking the most likely token.
-    #[arg(long)]
-    pub do_sample: bool,
-    /// Sampling temperature.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Sample among the k most likely tokens (0: all).
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Sample among the most likely tokens whose probabilities add up to p.
-    #[arg(long)]
-    pub top_p: Option<f64>,
-    /// Beam search with this many beams.
-    #[arg(long)]
-    pub num_beams: Option<usize>,
-    /// Penalise tokens already present (>1 discourages repeats).
-    #[arg(long)]
-    pub repetition_penalty: Option<f64>,
-    /// Seed for sampling.
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// How to generate (causal and seq2seq LMs).
+    #[command(flatten)]
+    pub generation: GenerationArgs,
     /// Print JSON (`{"ids": [...], "text": [...]}`) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -99,30 +79,9 @@ pub fn run(args: Args) -> Result<()> {
 /// The folder's `generation_config.json` (or transformers' defaults; for a GGUF file, its eos
 /// ids) with the flags applied.
 fn generation_config(args: &Args, gguf_eos: Option<Vec<u32>>) -> Result<GenerationConfig> {
-    let mut config = match gguf_eos {
+    let config = match gguf_eos {
         Some(eos) => GenerationConfig { eos_token_id: eos, ..GenerationConfig::default() },
         None => GenerationConfig::from_pretrained(&args.model.model)?,
     };
-    config.max_new_tokens = Some(args.max_new_tokens);
-    config.do_sample = args.do_sample;
-    if let Some(t) = args.temperature {
-        config.temperature = t;
-    }
-    if let Some(k) = args.top_k {
-        config.top_k = k;
-    }
-    if let Some(p) = args.top_p {
-        config.top_p = p;
-    }
-    if let Some(n) = args.num_beams {
-        config.num_beams = n;
-    }
-    if let Some(r) = args.repetition_penalty {
-        config.repetition_penalty = r;
-    }
-    if args.seed.is_some() {
-        config.seed = args.seed;
-    }
-    config.validate()?;
-    Ok(config)
+    args.generation.apply(config)
 }

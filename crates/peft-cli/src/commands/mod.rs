@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod generate;
+pub mod generation_args;
 pub mod inspect;
 pub mod logits;
 pub mod merge;

@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::data::{Row, read_rows};
+use super::generation_args::GenerationArgs;
 use crate::metrics::Report;
 use crate::models::{LoadSpec, Loaded};
 use crate::train::batch::{pad_right, truncate_keep_last};
@@ -59,30 +60,9 @@ pub struct Args {
     /// Print the scores as one JSON object (the `--metrics` file's) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// New tokens at most (causal and seq2seq LMs).
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    /// Sample instead of picking the most likely token.
-    #[arg(long)]
-    pub do_sample: bool,
-    /// Sampling temperature.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Sample among the k most likely tokens (0: all).
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Sample among the most likely tokens whose probabilities add up to p.
-    #[arg(long)]
-    pub top_p: Option<f64>,
-    /// Beam search with this many beams.
-    #[arg(long)]
-    pub num_beams: Option<usize>,
-    /// Penalise tokens already present (>1 discourages repeats).
-    #[arg(long)]
-    pub repetition_penalty: Option<f64>,
-    /// Seed for sampling.
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// How to generate (causal and seq2seq LMs).
+    #[command(flatten)]
+    pub generation: GenerationArgs,
     /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
     #[arg(long, default_value = "flex")]
     pub device: String,
@@ -351,29 +331,8 @@ fn complete(
 
 /// The folder's `generation_config.json` (or transformers' defaults) with the flags applied.
 fn generation_config(args: &Args, model_dir: &Path) -> Result<GenerationConfig> {
-    let mut config = GenerationConfig::from_pretrained(model_dir)?;
-    config.max_new_tokens = Some(args.max_new_tokens);
-    config.do_sample = args.do_sample;
-    if let Some(t) = args.temperature {
-        config.temperature = t;
-    }
-    if let Some(k) = args.top_k {
-        config.top_k = k;
-    }
-    if let Some(p) = args.top_p {
-        config.top_p = p;
-    }
-    if let Some(n) = args.num_beams {
-        config.num_beams = n;
-    }
-    if let Some(r) = args.repetition_penalty {
-        config.repetition_penalty = r;
-    }
-    if args.seed.is_some() {
-        config.seed = args.seed;
-    }
-    config.validate()?;
-    Ok(config)
+    let config = GenerationConfig::from_pretrained(model_dir)?;
+    args.generation.apply(config)
 }
 
 /// Where predictions go: JSON Lines (stdout or a .jsonl file) or a CSV file.
