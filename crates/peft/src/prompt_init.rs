@@ -27,11 +27,10 @@ pub(crate) fn initial_table<M: AdapterSites>(config: &PeftConfig, model: &M) -> 
     let table = word_embeddings(model)?;
     let [vocab, _] = table.dims();
     let device = table.device();
-    let ids: Vec<i64> = match tuning.prompt_tuning_init {
+    let index = match tuning.prompt_tuning_init {
+        // The backend's generator draws the ids, so `device.seed` makes them repeatable.
         PromptTuningInit::SampleVocab => {
-            let drawn = Tensor::<1>::random([total], Distribution::Uniform(0.0, vocab as f64), &device).floor();
-            let values = drawn.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::InvalidState(format!("sampled ids: {e:?}")))?;
-            values.into_iter().map(|v| (v as i64).clamp(0, vocab as i64 - 1)).collect()
+            Tensor::<1, Int>::random([total], Distribution::Uniform(0.0, vocab as f64), &device).clamp(0, vocab as i64 - 1)
         }
         _ => {
             let ids = text_ids(tuning)?;
@@ -42,10 +41,10 @@ pub(crate) fn initial_table<M: AdapterSites>(config: &PeftConfig, model: &M) -> 
                     format!("the tokenizer gives id {id} but the model's vocabulary has {vocab} tokens: use the model's own tokenizer"),
                 ));
             }
-            ids.iter().cycle().take(total).map(|&id| i64::from(id)).collect()
+            let ids: Vec<i64> = ids.iter().cycle().take(total).map(|&id| i64::from(id)).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(ids, [total]), &device)
         }
     };
-    let index = Tensor::<1, Int>::from_data(TensorData::new(ids, [total]), &device);
     Ok(Some(table.select(0, index).detach().into_data()))
 }
 

@@ -9,7 +9,7 @@ use peft::burn::module::Module;
 use peft::models::auto::{AutoModel, Head};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
-use peft::{PeftConfig, TaskType, get_peft_model};
+use peft::{TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 
 use crate::data::{Row, column, label_ids, read_rows};
@@ -272,7 +272,7 @@ fn train_causal(
     };
     let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
     println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
-    let model = attach_causal(base, method_config(args, TaskType::CausalLm)?, tokenizer, device)?;
+    let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
     model.print_trainable_parameters();
     let before = causal::mean_loss(&model.valid(), &eval_set, 8, &device.clone().inner())?;
     let (model, losses) = causal::train(model, &train_set, options, device)?;
@@ -281,30 +281,4 @@ fn train_causal(
     println!("held-out loss: {before:.3} -> {after:.3}");
     trained.save_pretrained(&args.output)?;
     Ok(losses)
-}
-
-/// `get_peft_model`, except for prompt tuning with `prompt_tuning_init` TEXT: the prompt starts
-/// from the token embeddings of `prompt_tuning_init_text` under the training tokenizer (cycled or
-/// cut to `num_virtual_tokens`), as the Python library does with `tokenizer_name_or_path`.
-fn attach_causal(
-    base: LlamaForCausalLM,
-    config: PeftConfig,
-    tokenizer: &Tokenizer,
-    device: &peft::burn::tensor::Device,
-) -> Result<peft::PeftModel<LlamaForCausalLM>> {
-    use peft::core::{AdapterSites, PromptTuningInit, TaskModel};
-    let text = match &config {
-        PeftConfig::PromptTuning(c) if c.prompt_tuning_init == PromptTuningInit::Text => c.prompt_tuning_init_text.clone().unwrap_or_default(),
-        _ => return Ok(get_peft_model(base, config)?),
-    };
-    let mut config = config;
-    peft::prompt::complete_config(&mut config, base.model_dims())?;
-    let PeftConfig::PromptTuning(tuning) = &config else { bail!("prompt tuning expected") };
-    // With the tokenizer's special tokens, as the Python library calls it.
-    let ids = tokenizer.encode(&text, true)?;
-    let embed = |ids| base.embed_tokens(ids);
-    let table = peft::prompt::PromptEmbedding::from_text_ids(tuning.prompt_learning.num_virtual_tokens, &ids, &embed, device)?;
-    let mut model = peft::PeftModel::new(base);
-    model.add_model_adapter(peft::io::adapter::DEFAULT_ADAPTER, config, peft::core::adapted::Erased::new(table))?;
-    Ok(model)
 }

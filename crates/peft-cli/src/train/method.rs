@@ -112,8 +112,9 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     if let Some(text) = &args.prompt_tuning_init_text {
         json["prompt_tuning_init"] = "TEXT".into();
         json["prompt_tuning_init_text"] = text.as_str().into();
-        // The Python library refuses a TEXT config without the tokenizer it names.
-        let tokenizer = args.tokenizer.as_ref().and_then(|t| t.parent()).unwrap_or(&args.model);
+        // The training tokenizer: `get_peft_model` tokenizes the text with it (and the Python
+        // library refuses a TEXT config without one).
+        let tokenizer = args.tokenizer.as_ref().unwrap_or(&args.model);
         json["tokenizer_name_or_path"] = tokenizer.display().to_string().into();
     }
     set(&mut json, "encoder_hidden_size", args.encoder_hidden_size);
