@@ -53,6 +53,29 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Each row's real tokens (the attention mask's ones) as `--input-ids` text: `5,6,7;8,9`.
+/// `peft logits` right-pads the shorter rows and masks them, as the fixtures do.
+fn real_input_ids(e: &peft::io::tensors::TensorMap) -> String {
+    let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+    let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
+    let [batch, len] = [e["input_ids"].shape()[0], e["input_ids"].shape()[1]];
+    (0..batch)
+        .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The largest `|a - b|` over the positions `keep` marks 1, each position `width` values long.
+fn max_diff_where(a: &[f32], b: &[f32], keep: &[i64], width: usize) -> f32 {
+    assert_eq!(a.len(), b.len());
+    keep.iter()
+        .enumerate()
+        .filter(|(_, k)| **k == 1)
+        .flat_map(|(p, _)| (0..width).map(move |v| p * width + v))
+        .map(|i| (a[i] - b[i]).abs())
+        .fold(0.0, f32::max)
+}
+
 /// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
 fn word_tokenizer(dir: &Path) -> PathBuf {
     let mut vocab = serde_json::Map::new();
@@ -200,15 +223,10 @@ fn logits_serve_prompt_methods_written_by_python() {
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases").join(case).join("case.json")).expect("case.json")).expect("json");
         let model = fixtures().join(meta["model"].as_str().expect("model"));
-        let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
-        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
-        let len = e["input_ids"].shape()[1];
         // Each row's real tokens; `peft logits` right-pads the shorter row and masks it, as the fixture does.
-        let rows: Vec<String> = (0..2)
-            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
-            .collect();
+        let rows = real_input_ids(&e);
         let adapter = fixtures().join("cases").join(case).join("adapter");
-        let out = peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+        let out = peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows]);
         let (shape, got) = logits(&out);
         // As in the Python library: per-position outputs include the virtual positions of
         // prompt tuning and P-tuning; sequence classification pools one vector per row.
@@ -218,13 +236,7 @@ fn logits_serve_prompt_methods_written_by_python() {
             max_diff(&got, &want)
         } else {
             let keep: Vec<i64> = e["logits_mask"].clone().convert::<i64>().try_into_vec().expect("logits mask");
-            let width = shape[2];
-            keep.iter()
-                .enumerate()
-                .filter(|(_, k)| **k == 1)
-                .flat_map(|(p, _)| (0..width).map(move |v| p * width + v))
-                .map(|i| (got[i] - want[i]).abs())
-                .fold(0.0, f32::max)
+            max_diff_where(&got, &want, &keep, shape[2])
         };
         assert!(worst < 1e-4, "{case}: max diff {worst}");
     }
@@ -235,22 +247,12 @@ fn logits_serve_prompt_methods_written_by_python() {
 fn assert_causal_logits_match(case: &str, model: &str) {
     let e = expected(case);
     let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
-    let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
-    let [batch, len] = [e["input_ids"].shape()[0], e["input_ids"].shape()[1]];
-    let real = |r: usize| -> Vec<usize> { (0..len).filter(|&t| mask[r * len + t] == 1).collect() };
-    let rows: Vec<String> =
-        (0..batch).map(|r| real(r).into_iter().map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(",")).collect();
     let adapter = fixtures().join("cases").join(case).join("adapter");
-    let out = peft(&["logits", "--model", s(&fixtures().join("models").join(model)), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]);
+    let out = peft(&["logits", "--model", s(&fixtures().join("models").join(model)), "--adapter", s(&adapter), "--input-ids", &real_input_ids(&e)]);
     let (shape, got) = logits(&out);
-    let vocab = shape[2];
-    let want = floats(&e["adapted"]);
-    for r in 0..batch {
-        for t in real(r) {
-            let at = |v: &[f32], width: usize| v[(r * width + t) * vocab..(r * width + t + 1) * vocab].to_vec();
-            assert!(max_diff(&at(&got, shape[1]), &at(&want, len)) < 1e-4, "{case}: row {r}, position {t}");
-        }
-    }
+    assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
+    let worst = max_diff_where(&got, &floats(&e["adapted"]), &mask, shape[2]);
+    assert!(worst < 1e-4, "{case}: max diff {worst}");
 }
 
 #[test]
@@ -259,13 +261,8 @@ fn logits_serve_ia3_adapters_written_by_python_on_every_family() {
     for (case, model, per_token) in [("ia3_llama", "llama", true), ("ia3_gpt2", "gpt2", true), ("ia3_bert_seq_cls", "bert", false), ("ia3_t5", "t5", false)] {
         let e = expected(case);
         let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
-        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
-        let len = e["input_ids"].shape()[1];
-        let rows: Vec<String> = (0..2)
-            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
-            .collect();
+        let rows = real_input_ids(&e);
         let adapter = fixtures().join("cases").join(case).join("adapter");
-        let rows = rows.join(";");
         let model_dir = fixtures().join("models").join(model);
         let mut args = vec!["logits", "--model", s(&model_dir), "--adapter", s(&adapter), "--input-ids", &rows];
         let decoder = if e.contains_key("decoder_input_ids") { format!("{};{}", ids_text(&e["decoder_input_ids"], 0), ids_text(&e["decoder_input_ids"], 1)) } else { String::new() };
@@ -275,12 +272,8 @@ fn logits_serve_ia3_adapters_written_by_python_on_every_family() {
         let (shape, got) = logits(&peft(&args));
         assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
         let want = floats(&e["adapted"]);
-        let per_row = got.len() / 2;
-        let width = per_row / len;
-        let worst = (0..got.len())
-            .filter(|i| !per_token || mask[i / width] == 1)
-            .map(|i| (got[i] - want[i]).abs())
-            .fold(0.0, f32::max);
+        let width = got.len() / mask.len();
+        let worst = if per_token { max_diff_where(&got, &want, &mask, width) } else { max_diff(&got, &want) };
         assert!(worst < 1e-4, "{case}: max diff {worst}");
     }
 }
@@ -401,20 +394,12 @@ fn logits_and_generate_serve_a_llama_adapter_written_by_python() {
         let adapter = fixtures().join("cases").join(case).join("adapter");
         let model = fixtures().join("models").join(model);
         let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
-        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
-        let len = e["input_ids"].shape()[1];
-        let rows: Vec<String> = (0..2)
-            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
-            .collect();
-        let (shape, got) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]));
+        let rows = real_input_ids(&e);
+        let (shape, got) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &rows]));
         assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
         let want = floats(&e["adapted"]);
         let vocab = shape[2];
-        let worst = (0..mask.len())
-            .filter(|p| mask[*p] == 1)
-            .flat_map(|p| (0..vocab).map(move |v| p * vocab + v))
-            .map(|i| (got[i] - want[i]).abs())
-            .fold(0.0, f32::max);
+        let worst = max_diff_where(&got, &want, &mask, vocab);
         assert!(worst < 1e-4, "{case}: max diff {worst}");
 
         // Python's greedy tokens, from text prompts through a word-level tokenizer (`wN` is id N).
@@ -477,23 +462,13 @@ fn logits_serve_adalora_adapters_written_by_python() {
     for case in ["adalora_llama", "adalora_trained"] {
         let e = expected(case);
         let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
-        let ids: Vec<i64> = e["input_ids"].clone().convert::<i64>().try_into_vec().expect("ids");
-        let len = e["input_ids"].shape()[1];
-        let rows: Vec<String> = (0..2)
-            .map(|r| (0..len).filter(|&t| mask[r * len + t] == 1).map(|t| ids[r * len + t].to_string()).collect::<Vec<_>>().join(","))
-            .collect();
+        let rows = real_input_ids(&e);
         let adapter = fixtures().join("cases").join(case).join("adapter");
-        let (shape, got) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows.join(";")]));
+        let (shape, got) = logits(&peft(&["logits", "--model", s(&fixtures().join("models/llama")), "--adapter", s(&adapter), "--input-ids", &rows]));
         assert_eq!(shape, e["adapted"].shape().to_vec(), "{case}");
         let want = floats(&e["adapted"]);
         let vocab = shape[2];
-        let worst = mask
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| **k == 1)
-            .flat_map(|(p, _)| (0..vocab).map(move |v| p * vocab + v))
-            .map(|i| (got[i] - want[i]).abs())
-            .fold(0.0, f32::max);
+        let worst = max_diff_where(&got, &want, &mask, vocab);
         assert!(worst < 1e-4, "{case}: max diff {worst}");
     }
 }
