@@ -14,7 +14,7 @@ use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassi
 use peft::models::bloom::BloomForCausalLM;
 use peft::models::gpt2::Gpt2LMHeadModel;
 use peft::models::llama::LlamaForCausalLM;
-use peft::{AdapterSites, InitLoraWeights, Labels, ModelInputs, PeftConfig, get_peft_model};
+use peft::{AdapterSites, InitLoraWeights, Labels, ModelInputs, PeftConfig, PeftModel, get_peft_model};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,10 +82,7 @@ fn write_case<M: AdapterSites, const D: usize>(
     forward: impl Fn(&M, Tensor<2, Int>, Tensor<2, Int>) -> (Tensor<D>, Tensor<1>),
 ) -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixtures.join("cases").join(case);
-    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
-    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
-    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
-    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let (ids, mask) = case_inputs(&dir, &base)?;
 
     // Fresh random weights (B non-zero, IA3 vectors away from one) so the outputs show them.
     let config: PeftConfig = match PeftConfig::from_dir(dir.join("adapter"))? {
@@ -100,19 +97,8 @@ fn write_case<M: AdapterSites, const D: usize>(
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-2, model, grads);
     }
-    let target = out.join(case);
-    model.save_pretrained(target.join("adapter"))?;
     let (output, _) = forward(&model.model().valid(), ids.clone(), mask.clone());
-    write_safetensors(
-        &target.join("outputs.safetensors"),
-        vec![
-            ("input_ids".into(), ids.into_data()),
-            ("attention_mask".into(), mask.into_data()),
-            ("adapted".into(), output.into_data()),
-        ],
-    )?;
-    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
-    Ok(())
+    save_case(out, &dir, case, &model, ids, mask, output.into_data())
 }
 
 /// AdaLoRA, trained here with the rank allocator so the saved folder has a `rank_pattern` and
@@ -121,10 +107,7 @@ fn write_case<M: AdapterSites, const D: usize>(
 fn write_adalora_case(fixtures: &Path, out: &Path, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
     let case = "adalora_llama";
     let dir = fixtures.join("cases").join(case);
-    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
-    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
-    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
-    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let (ids, mask) = case_inputs(&dir, &base)?;
     let PeftConfig::AdaLora(config) = PeftConfig::from_dir(dir.join("adapter"))? else { return Err("an AdaLoRA case".into()) };
     let steps = 6;
     let config = config
@@ -147,18 +130,37 @@ fn write_adalora_case(fixtures: &Path, out: &Path, base: LlamaForCausalLM) -> Re
         model = optim.step(1e-2, model, grads);
         model.update_and_allocate(step, &kept)?;
     }
+    let output = model.valid().logits(ids.clone().inner(), Some(mask.clone().inner()))?;
+    save_case(out, &dir, case, &model, ids, mask, output.into_data())
+}
+
+/// The case's `input_ids` and `attention_mask`, on `base`'s device.
+fn case_inputs<M: AdapterSites>(dir: &Path, base: &M) -> Result<(Tensor<2, Int>, Tensor<2, Int>), Box<dyn std::error::Error>> {
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
+    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    Ok((ids, mask))
+}
+
+/// Writes `OUT/<case>/adapter/` (the trained adapter), `outputs.safetensors` (the inputs and
+/// this crate's `adapted` outputs) and `model.txt` (the fixture model the case runs on).
+fn save_case<M: AdapterSites>(
+    out: &Path,
+    dir: &Path,
+    case: &str,
+    model: &PeftModel<M>,
+    ids: Tensor<2, Int>,
+    mask: Tensor<2, Int>,
+    adapted: TensorData,
+) -> Result<(), Box<dyn std::error::Error>> {
     let target = out.join(case);
     model.save_pretrained(target.join("adapter"))?;
-    let output = model.valid().logits(ids.clone().inner(), Some(mask.clone().inner()))?;
     write_safetensors(
         &target.join("outputs.safetensors"),
-        vec![
-            ("input_ids".into(), ids.into_data()),
-            ("attention_mask".into(), mask.into_data()),
-            ("adapted".into(), output.into_data()),
-        ],
+        vec![("input_ids".into(), ids.into_data()), ("attention_mask".into(), mask.into_data()), ("adapted".into(), adapted)],
     )?;
-    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    std::fs::write(target.join("model.txt"), case_model(dir)?)?;
     Ok(())
 }
 
@@ -172,10 +174,7 @@ fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
 /// steps of the causal LM loss so the gates open, then the adapter and the outputs as above.
 fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixtures.join("cases").join(case);
-    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
-    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
-    let ids = Tensor::<2, Int>::from_data(expected["input_ids"].clone(), &device);
-    let mask = Tensor::<2, Int>::from_data(expected["attention_mask"].clone(), &device);
+    let (ids, mask) = case_inputs(&dir, &base)?;
     let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
     let mut config = PeftConfig::from_dir(dir.join("adapter"))?;
     config.set_inference_mode(false);
@@ -186,13 +185,6 @@ fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: Lla
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(5e-2, model, grads);
     }
-    let target = out.join(case);
-    model.save_pretrained(target.join("adapter"))?;
     let (output, _) = model.model().valid().forward_with_loss(ids.clone().inner(), Some(mask.clone().inner()), labels.inner());
-    write_safetensors(
-        &target.join("outputs.safetensors"),
-        vec![("input_ids".into(), ids.into_data()), ("attention_mask".into(), mask.into_data()), ("adapted".into(), output.into_data())],
-    )?;
-    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
-    Ok(())
+    save_case(out, &dir, case, &model, ids, mask, output.into_data())
 }
