@@ -46,7 +46,10 @@ impl Loaded {
     /// The head's output, through the active adapters (`PeftModel::forward`).
     pub fn forward(&self, inputs: AutoInputs) -> Result<peft::Logits> {
         Ok(match self {
-            Loaded::Base(m) => m.forward_task(inputs)?.logits,
+            Loaded::Base(m) => {
+                m.input_limits().check_forward(&inputs)?;
+                m.forward_task(inputs)?.logits
+            }
             Loaded::Peft(p) => p.forward(inputs)?.logits,
         })
     }
@@ -54,7 +57,11 @@ impl Loaded {
     /// New tokens, through the active adapters (`PeftModel::generate`).
     pub fn generate(&self, inputs: AutoInputs, config: &peft::GenerationConfig) -> Result<peft::Generated> {
         Ok(match self {
-            Loaded::Base(m) => TaskModel::generate(m, inputs, config)?,
+            Loaded::Base(m) => {
+                let encoder_decoder = m.task_type() == Some(peft::TaskType::Seq2SeqLm);
+                m.input_limits().check_generation(&inputs, config, encoder_decoder)?;
+                TaskModel::generate(m, inputs, config)?
+            }
             Loaded::Peft(p) => p.generate(inputs, config)?,
         })
     }

@@ -181,6 +181,72 @@ pub enum Error {
         batch: usize,
     },
 
+    /// A token id lies outside the model's vocabulary (ids made by another tokenizer, or typed by
+    /// hand).
+    #[error("token id {id} in `{input}` is outside the vocabulary of this model (ids 0..{vocab_size}); tokenize with the model's own tokenizer")]
+    TokenIdOutOfRange {
+        /// Which input (`input_ids`, `decoder_input_ids`).
+        input: &'static str,
+        /// The first offending id.
+        id: i64,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+
+    /// A sequence needs more positions than the model's position table has.
+    #[error("`{input}` needs {len} positions but the model has {max_positions}; {fix}")]
+    SequenceTooLong {
+        /// Which input.
+        input: &'static str,
+        /// Positions needed (virtual tokens, a prefix and tokens to generate included).
+        len: usize,
+        /// Positions the model has (`n_positions`, `max_position_embeddings`).
+        max_positions: usize,
+        /// What to do about it.
+        fix: String,
+    },
+
+    /// An input has a shape the model cannot take.
+    #[error("`{input}` has shape {actual:?} but the model takes {expected}; {fix}")]
+    InputShape {
+        /// Which input.
+        input: &'static str,
+        /// The shape the model takes, in words (`[batch, 3, 224, 224]`).
+        expected: String,
+        /// The shape given.
+        actual: Vec<usize>,
+        /// What to do about it.
+        fix: String,
+    },
+
+    /// An adapter's tensors name modules this model does not have: it was trained on another
+    /// architecture.
+    #[error(
+        "this adapter was made for another model: {unmatched} of its {total} tensors name modules this {model} does not have          (such as `{example}`); load it onto its own base model{}",
+        base.as_ref().map(|b| format!(" (`{b}`, from base_model_name_or_path)")).unwrap_or_default()
+    )]
+    AdapterForAnotherModel {
+        /// The model the adapter was loaded onto (its `model_type` or type name).
+        model: String,
+        /// Tensors that matched no module.
+        unmatched: usize,
+        /// Tensors in the file.
+        total: usize,
+        /// One of the unmatched keys.
+        example: String,
+        /// The adapter's `base_model_name_or_path`, when it has one.
+        base: Option<String>,
+    },
+
+    /// A tensor is stored with a dtype the module cannot take (integers where weights are floats).
+    #[error("tensor `{key}` is stored as {found}, but the module takes floating point; save it as F32, F16 or BF16")]
+    WrongDtype {
+        /// The tensor's key.
+        key: String,
+        /// The stored dtype.
+        found: String,
+    },
+
     /// An operation that needs a state the model is not in (for example unmerging an unmerged adapter).
     #[error("{0}")]
     InvalidState(String),

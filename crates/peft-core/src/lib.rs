@@ -8,6 +8,7 @@ mod config;
 mod dropout;
 mod error;
 pub mod generation;
+pub mod input_check;
 mod site;
 mod site_visit;
 mod task;
@@ -29,6 +30,7 @@ pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};
 pub use site_visit::{SiteVisit, join_path, site_paths_under};
 pub use targets::{LayerIndices, LayersPattern, TargetModules};
 pub use task::{PeftType, TaskType};
+pub use input_check::InputLimits;
 pub use task_model::{Labels, Logits, ModelDims, ModelInputs, TaskModel, TaskOutput};
 
 /// Burn, re-exported so macros expanded in other crates name the same version.

@@ -13,7 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::generation::{GenerationConfig, Generated};
-use crate::{AdapterSites, Error, Result, TaskType};
+use crate::{AdapterSites, Error, InputLimits, Result, TaskType};
 
 /// What a model reads; each task reads the fields it needs.
 ///
@@ -213,6 +213,12 @@ pub trait TaskModel: AdapterSites {
     fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
         let _ = input_ids;
         Err(Error::Unsupported { what: "input embeddings with this model".into(), supported: "models that implement TaskModel::embed_tokens".into() })
+    }
+
+    /// What inputs the model takes (vocabulary, position table, widths, image size), which
+    /// `PeftModel` checks before every forward; no limits by default.
+    fn input_limits(&self) -> InputLimits {
+        InputLimits::default()
     }
 
     /// The sizes prompt methods need.

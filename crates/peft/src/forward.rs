@@ -27,7 +27,10 @@ impl<M: TaskModel> PeftModel<M> {
     /// # Errors
     /// A missing input; an input the model cannot take; labels that do not fit the head.
     pub fn forward(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        let limits = self.base_model.input_limits();
+        limits.check_ids_and_shapes(&inputs)?;
         let (inputs, _) = self.prepare_inputs(inputs)?;
+        limits.check_forward_positions(&inputs)?;
         #[allow(unused_mut)]
         let mut output = self.base_model.forward_task(inputs)?;
         // AdaLoRA's orthogonality penalty joins the loss, as in the Python library.
@@ -42,7 +45,11 @@ impl<M: TaskModel> PeftModel<M> {
     /// # Errors
     /// [`Error::Unsupported`] for heads that do not generate; the config's errors.
     pub fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
+        let limits = self.base_model.input_limits();
+        limits.check_ids_and_shapes(&inputs)?;
         let (inputs, _) = self.prepare_inputs(inputs)?;
+        let encoder_decoder = self.base_model.task_type() == Some(peft_core::TaskType::Seq2SeqLm);
+        limits.check_generation_positions(&inputs, config, encoder_decoder)?;
         self.base_model.generate(inputs, config)
     }
 
@@ -73,3 +80,4 @@ impl<M: TaskModel> PeftModel<M> {
         Ok((adapter.prepare(inputs, &context)?, adapter.virtual_positions()))
     }
 }
+

@@ -9,7 +9,7 @@
 
 use burn::tensor::{Int, Tensor};
 use peft_core::generation::{GenerationConfig, Generated};
-use peft_core::{Error, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
+use peft_core::{Error, InputLimits, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
 
 use super::task::{LossKind, task_loss};
 use crate::bloom::BloomModel;
@@ -26,6 +26,12 @@ fn stack_dims<S: DecoderStack>(stack: &S) -> Result<ModelDims> {
         what: "model sizes for prompt methods with this decoder".into(),
         supported: "GPT-2, BLOOM and the Llama family".into(),
     })
+}
+
+/// The vocabulary and width of a stack's token table, and its position table if it has one.
+fn stack_limits<S: DecoderStack>(stack: &S) -> InputLimits {
+    let [vocab_size, hidden_size] = stack.embeddings().dims();
+    InputLimits { vocab_size: Some(vocab_size), hidden_size: Some(hidden_size), max_positions: stack.max_positions(), ..Default::default() }
 }
 
 /// The loss of `logits` when `inputs` carry labels.
@@ -46,6 +52,10 @@ macro_rules! decoder_task_common {
 
         fn dims(&self) -> Result<ModelDims> {
             stack_dims(&self.$stack)
+        }
+
+        fn input_limits(&self) -> InputLimits {
+            stack_limits(&self.$stack)
         }
     };
 }
@@ -126,6 +136,10 @@ macro_rules! stack_task_models {
 
             fn dims(&self) -> Result<ModelDims> {
                 stack_dims(self)
+            }
+
+            fn input_limits(&self) -> InputLimits {
+                stack_limits(self)
             }
         }
     )*};

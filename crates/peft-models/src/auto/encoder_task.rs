@@ -9,7 +9,7 @@
 //! `past_key_values` argument the heads renamed `cache`), so the heads refuse it too.
 
 use burn::tensor::{Int, Tensor};
-use peft_core::{Error, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
+use peft_core::{Error, InputLimits, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
 
 use super::task::{LossKind, task_loss};
 use crate::bert::{
@@ -59,6 +59,10 @@ macro_rules! encoder_task_models {
             fn dims(&self) -> Result<ModelDims> {
                 encoder_dims(&self.$base)
             }
+
+            fn input_limits(&self) -> InputLimits {
+                self.$base.input_limits()
+            }
         }
     )*};
 }
@@ -103,5 +107,9 @@ impl TaskModel for BertModel {
 
     fn dims(&self) -> Result<ModelDims> {
         encoder_dims(self)
+    }
+
+    fn input_limits(&self) -> InputLimits {
+        BertModel::input_limits(self)
     }
 }

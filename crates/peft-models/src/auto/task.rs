@@ -3,7 +3,7 @@
 
 use burn::tensor::{Int, Tensor};
 use peft_core::generation::{GenerationConfig, Generated};
-use peft_core::{Error, Labels, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
+use peft_core::{Error, InputLimits, Labels, Logits, ModelDims, ModelInputs, Result, TaskModel, TaskOutput, TaskType};
 
 use super::model::{AutoModel, on_model};
 use crate::bert::cross_entropy;
@@ -38,9 +38,17 @@ pub(super) enum LossKind {
 /// task's loss from those logits (see [`task_loss`]).
 macro_rules! task_model {
     ($ty:ty, $task:expr, $loss:expr, |$m:ident, $i:ident| $logits:expr) => {
+        task_model!($ty, $task, $loss, limits |_model| InputLimits::default(), |$m, $i| $logits);
+    };
+    ($ty:ty, $task:expr, $loss:expr, limits |$s:ident| $limits:expr, |$m:ident, $i:ident| $logits:expr) => {
         impl TaskModel for $ty {
             fn task_type(&self) -> Option<TaskType> {
                 $task
+            }
+
+            fn input_limits(&self) -> InputLimits {
+                let $s = self;
+                $limits
             }
 
             fn forward_task(&self, $i: ModelInputs) -> Result<TaskOutput> {
@@ -59,20 +67,25 @@ macro_rules! task_model {
 
 /// Token models: `input_ids` with the padding mask, logits of rank `$rank`.
 macro_rules! token_task_models {
-    ($($ty:ty => $task:expr, $loss:expr, $rank:ident;)*) => {
-        $(task_model!($ty, $task, $loss, |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone())));)*
+    ($($ty:ty, |$s:ident| $config:expr => $task:expr, $loss:expr, $rank:ident;)*) => {
+        $(task_model!($ty, $task, $loss, limits |$s| t5_limits($config), |m, inputs| Logits::$rank(m.forward(inputs.need_ids()?, inputs.attention_mask.clone())));)*
     };
 }
 
 token_task_models! {
-    T5EncoderModel => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
-    T5ForTokenClassification => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+    T5EncoderModel, |m| &m.config => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
+    T5ForTokenClassification, |m| &m.transformer.config => Some(TaskType::TokenCls), LossKind::Token, Rank3;
 }
 
-task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, |m, inputs| Logits::Rank2(
+/// T5 takes ids of its vocabulary; relative positions have no table.
+fn t5_limits(config: &crate::t5::T5Config) -> InputLimits {
+    InputLimits { vocab_size: Some(config.vocab_size), hidden_size: Some(config.d_model), ..Default::default() }
+}
+
+task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, limits |m| t5_limits(&m.config), |m, inputs| Logits::Rank2(
     m.forward(inputs.need_ids()?, inputs.attention_mask.clone())?
 ));
-task_model!(T5ForQuestionAnswering, Some(TaskType::QuestionAns), LossKind::Span, |m, inputs| {
+task_model!(T5ForQuestionAnswering, Some(TaskType::QuestionAns), LossKind::Span, limits |m| t5_limits(&m.config), |m, inputs| {
     let (start, end) = m.forward(inputs.need_ids()?, inputs.attention_mask.clone());
     Logits::Rank3(Tensor::stack(vec![start, end], 2))
 });
@@ -133,6 +146,10 @@ impl TaskModel for T5ForConditionalGeneration {
         Ok(self.embed(input_ids))
     }
 
+    fn input_limits(&self) -> InputLimits {
+        t5_limits(self.config())
+    }
+
     /// `d_model`, the encoder's `num_layers`, `num_heads` and `d_kv`, two submodules (encoder
     /// and decoder), as the Python library reads them.
     fn dims(&self) -> Result<ModelDims> {
@@ -167,6 +184,13 @@ impl TaskModel for WhisperForConditionalGeneration {
         }
     }
 
+    /// Decoder ids of the vocabulary; the decoder's position table (the encoder checks the
+    /// features itself).
+    fn input_limits(&self) -> InputLimits {
+        let c = self.config();
+        InputLimits { decoder_vocab_size: Some(c.vocab_size), decoder_max_positions: Some(c.max_target_positions), ..Default::default() }
+    }
+
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {
         refuse_prompt_inputs(&inputs, "WhisperForConditionalGeneration")?;
         generate_seq2seq(self, &self.encode(inputs.need_features()?)?, config)
@@ -192,6 +216,12 @@ impl TaskModel for LlamaForCausalLM {
 
     fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
         Ok(self.model.embed(input_ids))
+    }
+
+    /// Rotary positions have no table; transformers runs past `max_position_embeddings` too.
+    fn input_limits(&self) -> InputLimits {
+        let c = self.config();
+        InputLimits { vocab_size: Some(c.vocab_size), hidden_size: Some(c.hidden_size), ..Default::default() }
     }
 
     fn dims(&self) -> Result<ModelDims> {
@@ -242,6 +272,10 @@ impl TaskModel for AutoModel {
 
     fn dims(&self) -> Result<ModelDims> {
         on_model!(self, m => TaskModel::dims(m))
+    }
+
+    fn input_limits(&self) -> InputLimits {
+        on_model!(self, m => TaskModel::input_limits(m))
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {

@@ -144,6 +144,23 @@ impl BertModel {
         self.embeddings.word_embeddings.forward(input_ids)
     }
 
+    /// The vocabulary, width and position table this encoder takes. RoBERTa numbers positions
+    /// from `pad_token_id + 1`, so `pad_token_id + 1` rows of its table are never a position.
+    pub fn input_limits(&self) -> peft_core::InputLimits {
+        let [vocab_size, hidden_size] = self.embeddings.word_embeddings.dims();
+        let rows = self.embeddings.position_embeddings.dims()[0];
+        let max_positions = match self.embeddings.model_type {
+            super::config::ModelType::Bert => rows,
+            super::config::ModelType::Roberta => rows.saturating_sub(self.embeddings.pad_token_id + 1),
+        };
+        peft_core::InputLimits {
+            vocab_size: Some(vocab_size),
+            hidden_size: Some(hidden_size),
+            max_positions: Some(max_positions),
+            ..Default::default()
+        }
+    }
+
     /// The sizes prompt methods take from the model (`hidden_size`, `num_hidden_layers`,
     /// `num_attention_heads`, as the Python library reads them).
     pub fn prompt_dims(&self) -> Option<peft_core::ModelDims> {

@@ -169,6 +169,11 @@ pub trait DecoderStack: Module + ModuleDisplay + Debug + Sized {
         self.forward_embeds(embeds, attention_mask, Some(cache))
     }
 
+    /// Rows of the absolute position table, `None` for families without one (ALiBi, rotary).
+    fn max_positions(&self) -> Option<usize> {
+        None
+    }
+
     /// The sizes prompt methods take from the model ([`peft_core::TaskModel::dims`]); `None`
     /// where the family does not give them.
     fn prompt_dims(&self) -> Option<ModelDims> {

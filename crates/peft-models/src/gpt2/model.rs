@@ -261,6 +261,10 @@ impl DecoderStack for Gpt2Model {
     }
 
     /// `n_embd`, `n_layer`, `n_head` (key/value heads too), as the Python library reads them.
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.wpe.dims()[0])
+    }
+
     fn prompt_dims(&self) -> Option<ModelDims> {
         let [vocab_size, hidden_size] = self.wte.base_layer.weight.dims();
         let heads = self.h.first()?.attn.num_heads;
