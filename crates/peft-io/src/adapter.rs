@@ -7,7 +7,8 @@ use burn::tensor::TensorData;
 use peft_core::{AdapterSites, CONFIG_FILE, Error, PeftConfig, Result};
 use std::path::{Path, PathBuf};
 
-use crate::tensors::{TensorMap, read_safetensors, write_atomic, write_safetensors};
+use crate::folder::write_files_atomically;
+use crate::tensors::{TensorMap, read_safetensors, safetensors_bytes};
 
 /// The adapter weights file name.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -56,8 +57,8 @@ pub fn read_adapter_folder(dir: &Path) -> Result<AdapterFolder> {
     Ok(AdapterFolder { dir: dir.to_path_buf(), config, tensors })
 }
 
-/// Writes an adapter folder atomically file by file: weights first, then the config, each through
-/// a temporary file and a rename. Keys get the `base_model.model.` prefix.
+/// Writes an adapter folder atomically: the weights and the config switch together (see
+/// [`crate::folder`]), other files in the folder stay. Keys get the `base_model.model.` prefix.
 pub fn write_adapter_folder(dir: &Path, config: &PeftConfig, tensors: Vec<(String, TensorData)>) -> Result<()> {
     write_adapter_folder_parts(dir, config, tensors, Vec::new())
 }
@@ -71,11 +72,11 @@ pub fn write_adapter_folder_parts(
     site_tensors: Vec<(String, TensorData)>,
     model_level: Vec<(String, TensorData)>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
     let mut all: Vec<(String, TensorData)> = model_level;
     all.extend(site_tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)));
-    write_safetensors(&dir.join(WEIGHTS_FILE), all)?;
-    write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())
+    let weights = safetensors_bytes(&dir.join(WEIGHTS_FILE), all)?;
+    let config = config.to_json_string();
+    write_files_atomically(dir, &[(WEIGHTS_FILE, &weights), (CONFIG_FILE, config.as_bytes())])
 }
 
 /// The tensors of adapter `name` at every site that holds it, keyed `{path}.{suffix}` in the

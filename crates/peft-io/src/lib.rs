@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod export;
+pub mod folder;
 pub mod gguf;
 pub mod tensors;
 pub mod weights;

@@ -127,6 +127,12 @@ fn to_owned(name: &str, data: TensorData, path: &Path) -> Result<Owned> {
 ///
 /// Floats are written as F32, integers as I64. Keys are sorted as the Python library writes them.
 pub fn write_safetensors(path: &Path, tensors: Vec<(String, TensorData)>) -> Result<()> {
+    write_atomic(path, &safetensors_bytes(path, tensors)?)
+}
+
+/// The bytes of a safetensors file holding `tensors` (F32 floats, I64 integers, sorted keys);
+/// `path` only names the file in errors.
+pub fn safetensors_bytes(path: &Path, tensors: Vec<(String, TensorData)>) -> Result<Vec<u8>> {
     let mut owned = Vec::with_capacity(tensors.len());
     for (name, data) in tensors {
         let o = to_owned(&name, data, path)?;
@@ -134,9 +140,7 @@ pub fn write_safetensors(path: &Path, tensors: Vec<(String, TensorData)>) -> Res
     }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(owned.iter().map(|(n, o)| (n.as_str(), o)), Some(metadata))
-        .map_err(|e| format_error(path, e.to_string()))?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(owned.iter().map(|(n, o)| (n.as_str(), o)), Some(metadata)).map_err(|e| format_error(path, e.to_string()))
 }
 
 /// Writes bytes to `path` through a temporary file and a rename.
