@@ -325,7 +325,8 @@ impl TargetRule<'_> {
 /// the site and tensor in errors.
 ///
 /// # Errors
-/// [`Error::MissingTensor`] with `fix`, [`Error::ShapeMismatch`] with both shapes.
+/// [`Error::MissingTensor`] with `fix`, [`Error::WrongDtype`] for integer or boolean data,
+/// [`Error::ShapeMismatch`] with both shapes.
 pub fn file_tensor(tensors: &AdapterTensors, path: &str, suffix: &str, shape: &[usize], fix: &str) -> Result<(TensorData, String)> {
     let key = format!("{path}.{suffix}");
     let data = tensors.get(&key).ok_or_else(|| Error::MissingTensor {
@@ -333,6 +334,9 @@ pub fn file_tensor(tensors: &AdapterTensors, path: &str, suffix: &str, shape: &[
         file: "adapter_model.safetensors".into(),
         fix: fix.to_string(),
     })?;
+    if !data.dtype().is_float() {
+        return Err(Error::WrongDtype { key, found: format!("{:?}", data.dtype()) });
+    }
     if data.shape().as_slice() != shape {
         return Err(Error::ShapeMismatch {
             path: path.to_string(),

@@ -64,6 +64,25 @@ pub fn read_model_tensors(dir: &Path) -> Result<TensorMap> {
     Ok(out)
 }
 
+/// The tensor names of a model folder's checkpoint (`model.safetensors` or every shard of the
+/// index), read from the headers only.
+///
+/// # Errors
+/// As [`read_model_tensors`].
+pub fn checkpoint_tensor_names(dir: &Path) -> Result<Vec<String>> {
+    let single = dir.join(MODEL_FILE);
+    let files = if single.is_file() {
+        vec![single]
+    } else {
+        shard_files(&dir.join(MODEL_INDEX_FILE))?.into_iter().map(|f| dir.join(f)).collect()
+    };
+    let mut names = Vec::new();
+    for file in files {
+        names.extend(crate::tensors::describe_safetensors(&file)?.into_iter().map(|t| t.name));
+    }
+    Ok(names)
+}
+
 /// The distinct shard file names of an index, in first-mention order.
 fn shard_files(index: &Path) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]

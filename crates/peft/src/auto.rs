@@ -69,11 +69,57 @@ pub fn resolve_base(adapter_dir: &Path, config: &PeftConfig) -> Result<PathBuf> 
 pub fn base_for_adapter(base_dir: impl AsRef<Path>, adapter_dir: &Path, head: Option<Head>, device: &Device) -> Result<AutoModel> {
     let config = PeftConfig::from_dir(adapter_dir)?;
     let head = head.or(config.task_type().map(Head::from_task));
-    match saved_head_size(adapter_dir, &config)? {
+    let base_dir = base_dir.as_ref();
+    let loaded = match saved_head_size(adapter_dir, &config)? {
         Some(num_labels) => AutoModel::from_pretrained_with_num_labels(base_dir, head, num_labels, device),
         None => AutoModel::from_pretrained(base_dir, head, device),
-    }
+    };
+    // A head missing from the base is what an adapter of another architecture looks like at
+    // this point (a BERT classifier's adapter asks a GPT-2 for BERT's head): say so instead.
+    loaded.map_err(|e| match e {
+        Error::MissingTensor { .. } => another_architecture(base_dir, adapter_dir, &config).unwrap_or(e),
+        e => e,
+    })
 }
+
+/// [`Error::AdapterForAnotherModel`] when none of the modules an adapter's tensors name appears
+/// in the base checkpoint's keys (compared on their last three path segments, which survive the
+/// different prefixes of heads and bare models).
+fn another_architecture(base_dir: &Path, adapter_dir: &Path, config: &PeftConfig) -> Option<Error> {
+    let base_keys = peft_io::weights::checkpoint_tensor_names(base_dir).ok()?;
+    let adapter = peft_io::tensors::describe_safetensors(&adapter_dir.join(peft_io::adapter::WEIGHTS_FILE)).ok()?;
+    let modules: Vec<String> = adapter.iter().filter_map(|t| adapter_module(&t.name)).collect();
+    if modules.is_empty() {
+        return None;
+    }
+    let in_base = |module: &String| {
+        let segments: Vec<&str> = module.split('.').collect();
+        let tail = segments[segments.len().saturating_sub(3)..].join(".");
+        base_keys.iter().any(|k| k.contains(&format!("{tail}.")))
+    };
+    let unmatched: Vec<&String> = modules.iter().filter(|m| !in_base(m)).collect();
+    if unmatched.len() < modules.len() {
+        return None;
+    }
+    let model = peft_models::auto::ModelInfo::from_dir(base_dir).map(|i| i.model_type).unwrap_or_else(|_| base_dir.display().to_string());
+    Some(Error::AdapterForAnotherModel {
+        model,
+        unmatched: unmatched.len(),
+        total: modules.len(),
+        example: unmatched[0].clone(),
+        base: config.base_model_name_or_path().map(str::to_string),
+    })
+}
+
+/// The module path a saved adapter key names (`bert.encoder.layer.0.attention.self.query` for
+/// `base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight`).
+fn adapter_module(key: &str) -> Option<String> {
+    let key = key.strip_prefix(peft_io::adapter::KEY_PREFIX)?;
+    let segments: Vec<&str> = key.split('.').collect();
+    let end = segments.iter().position(|s| s.starts_with("lora_") || s.starts_with("ia3_") || matches!(*s, "modules_to_save" | "original_module" | "weight" | "bias"))?;
+    (end > 0).then(|| segments[..end].join("."))
+}
+
 
 /// The number of outputs of the classification head an adapter saves in `modules_to_save`
 /// (`classifier.weight` `[num_labels, hidden]`, RoBERTa's `classifier.out_proj.weight`, GPT-2's

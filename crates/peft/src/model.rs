@@ -95,6 +95,7 @@ impl<M: AdapterSites> PeftModel<M> {
     /// and checked before anything is attached, and undone if a later step fails.
     pub(crate) fn attach(&mut self, name: &str, mut config: PeftConfig, tensors: Option<&TensorMap>, method: Option<&dyn SiteMethod>) -> Result<()> {
         check_name(name)?;
+        check_name_against_model(name, &self.base_model)?;
         if self.registry.entries.contains_key(name) {
             return Err(Error::InvalidAdapterName { name: name.into(), reason: "is already used by this model" });
         }
@@ -106,6 +107,9 @@ impl<M: AdapterSites> PeftModel<M> {
         crate::methods::complete_config(&mut config, &self.base_model)?;
         if let Some(adapter) = crate::methods::model_adapter(&config, &self.base_model, tensors)? {
             return self.attach_model_level(name, config, adapter, tensors);
+        }
+        if let Some(tensors) = tensors {
+            check_same_architecture(tensors, &config, &self.base_model)?;
         }
         let Attached { targeted, mut consumed } = match method {
             Some(m) => attach(&mut self.base_model, name, m, tensors)?,
@@ -432,6 +436,45 @@ fn complete_modules_to_save<M: AdapterSites>(config: &mut PeftConfig, model: &M)
             list.push(d);
         }
     }
+}
+
+/// Words a saved key is built from; an adapter named like one would make keys ambiguous.
+const KEY_WORDS: &[&str] = &[
+    "lora_A", "lora_B", "lora_E", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector", "ia3_l", "base_layer",
+    "modules_to_save", "original_module", "ranknum",
+];
+
+/// Refuses adapter names that are a segment of one of the model's module paths (`q_proj`,
+/// `layers`) or a word of the saved keys (`lora_A`, `base_layer`): as the Python library warns, such
+/// a name makes module lookups and saved keys ambiguous.
+fn check_name_against_model<M: AdapterSites>(name: &str, model: &M) -> Result<()> {
+    if KEY_WORDS.contains(&name) {
+        return Err(Error::InvalidAdapterName { name: name.into(), reason: "is a word of the saved tensor keys" });
+    }
+    let clashes = model.site_paths().iter().any(|(path, _)| path.split('.').any(|segment| segment == name));
+    if clashes {
+        return Err(Error::InvalidAdapterName { name: name.into(), reason: "is the name of a module of this model" });
+    }
+    Ok(())
+}
+
+/// Refuses an adapter none of whose tensors name a module of this model: it was trained on
+/// another architecture (a BERT adapter on a GPT-2), which would otherwise surface as a puzzling
+/// missing tensor. Adapters that match in part get the per-tensor errors instead.
+fn check_same_architecture<M: AdapterSites>(tensors: &TensorMap, config: &PeftConfig, model: &M) -> Result<()> {
+    let paths: Vec<String> = model.site_paths().into_iter().map(|(p, _)| p).collect();
+    let names_a_module = |key: &str| paths.iter().any(|p| key.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')));
+    let unmatched: Vec<&String> = tensors.keys().filter(|k| !names_a_module(k)).collect();
+    if tensors.is_empty() || unmatched.len() < tensors.len() {
+        return Ok(());
+    }
+    Err(Error::AdapterForAnotherModel {
+        model: model.model_type().unwrap_or_else(|| std::any::type_name::<M>().rsplit("::").next().unwrap_or("model").to_string()),
+        unmatched: unmatched.len(),
+        total: tensors.len(),
+        example: unmatched.first().map(|k| k.to_string()).unwrap_or_default(),
+        base: config.base_model_name_or_path().map(str::to_string),
+    })
 }
 
 fn check_all_consumed(tensors: &TensorMap, consumed: &[String]) -> Result<()> {
