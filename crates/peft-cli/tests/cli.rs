@@ -87,3 +87,32 @@ fn user_errors_are_one_line_and_fail() {
     let out = peft(&["logits", "--model", "/nonexistent", "--input-ids", "1,x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("5,6,7"), "says how to write ids");
 }
+
+/// Runs `args`, which must fail with one line on stderr (no panic, no cause printed twice)
+/// containing every one of `needles`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = peft(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{args:?} should say `{needle}`: {err}");
+        assert!(err.matches(needle).count() == 1 || needle.len() < 12, "{args:?} repeats `{needle}`: {err}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_not_panics() {
+    let gpt2 = fixtures().join("models/gpt2");
+    let gpt2 = gpt2.to_str().expect("utf-8");
+    // Past the vocabulary (96) and past the position table (64) of the tiny GPT-2.
+    fails_with(&["logits", "--model", gpt2, "--input-ids", "1,2,99999"], &["99999", "vocabulary"]);
+    let long = vec!["1"; 500].join(",");
+    fails_with(&["logits", "--model", gpt2, "--input-ids", &long], &["500 positions", "64"]);
+    // A missing folder says its cause once.
+    fails_with(&["logits", "--model", "/nonexistent/model", "--input-ids", "1,2"], &["No such file or directory"]);
+    // A BERT classifier's adapter on a GPT-2 base.
+    let bert_adapter = fixtures().join("cases/bert_seq_cls/adapter");
+    fails_with(&["logits", "--model", gpt2, "--adapter", bert_adapter.to_str().expect("utf-8"), "--input-ids", "1,2"], &["another model"]);
+}

@@ -502,3 +502,26 @@ fn train_adalora_prunes_ranks_and_saves_the_rank_pattern() {
         "--method", "adalora", "--r", "4", "--output", s(&dir.path().join("x"))]));
     assert!(err.contains("--init-r"), "{err}");
 }
+
+#[test]
+fn bad_data_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let model = fixtures().join("models/bert");
+    let out = dir.path().join("out");
+    let fails_with = |data: &str, needles: &[&str]| {
+        let path = dir.path().join("data.csv");
+        std::fs::write(&path, data).expect("write data");
+        let result = peft(&["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&path), "--output", s(&out)]);
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "should say `{needle}`: {err}");
+        }
+    };
+    fails_with("", &["no rows"]);
+    fails_with("text,label\n", &["no rows"]);
+    assert!(!out.exists(), "nothing was written for an empty file");
+    fails_with("text,sentiment\nw1 w2,pos\nw3,neg\nw4,pos\n", &["no column `label`", "sentiment", "--label-column"]);
+}

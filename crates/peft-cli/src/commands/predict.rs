@@ -141,7 +141,7 @@ fn input_rows(args: &Args) -> Result<Vec<Row>> {
 /// The values of `column` in every row, naming the flag that picks another column.
 fn texts<'a>(args: &Args, rows: &'a [Row], column: &str) -> Result<Vec<&'a str>> {
     let source = args.data.clone().unwrap_or_else(|| PathBuf::from("--text"));
-    crate::data::column(rows, column, &source, "--text-column")
+    Ok(crate::data::column(rows, column, &source, "--text-column")?)
 }
 
 /// The class names: the adapter's `labels.json`, else the base's `config.json` `id2label` when
