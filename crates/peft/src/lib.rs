@@ -106,6 +106,8 @@ mod guide {
     mod performance {}
     #[doc = include_str!("../../../docs/limits.md")]
     mod limits {}
+    #[doc = include_str!("../../../docs/errors.md")]
+    mod errors {}
     #[doc = include_str!("../../../docs/adding-a-method.md")]
     mod adding_a_method {}
 }
