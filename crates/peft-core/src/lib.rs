@@ -16,7 +16,7 @@ mod task_model;
 pub mod targets;
 
 pub use adapted::{
-    AdaptedBatchNorm2d, AdaptedConv1d, AttentionAdapter, AttentionHook, AttentionInputs, BatchNormAdapter, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
+    AdaptedBatchNorm2d, AdaptedConv1d, AttentionAdapter, AttentionHook, AttentionInputs, AttentionProjections, BatchNormAdapter, AdaptedConv2d, AdaptedEmbedding, AdaptedLinear, AdapterSet, Conv1dAdapter, Conv2dAdapter,
     EmbeddingAdapter, LinearAdapter, LowRank, ModelAdapter, PrepareContext, BASE_ONLY,
 };
 pub use config::{

@@ -6,7 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 use peft_core::attach::{AdapterTensors, SiteAdapter, SiteInfo, SiteMethod, file_tensor};
 use peft_core::targets::closest_names;
-use peft_core::{AdaptionPromptConfig, AttentionAdapter, AttentionInputs, Error, Result, SiteKind, SiteMut};
+use peft_core::{AdaptionPromptConfig, AttentionAdapter, AttentionInputs, AttentionProjections, Error, Result, SiteKind, SiteMut};
 
 /// The key suffix of a layer's prompt in `adapter_model.safetensors`.
 pub const ADAPTION_PROMPT: &str = "adaption_prompt";
@@ -22,6 +22,9 @@ pub const ADAPTION_GATE: &str = "adaption_gate";
 /// K = k_proj(P), V = v_proj(P)                       (no rotary embedding on the prompt's keys)
 /// out = attention(x) + o_proj( g · softmax(q Kᵀ / sqrt(head_dim)) V )
 /// ```
+///
+/// On GPT-2 (one fused `c_attn`), `K` and `V` are the key and value blocks of `c_attn(P)`, and
+/// the gated attention is added without `c_proj`, as the Python library does.
 ///
 /// The softmax runs over the prompt tokens alone and sees no attention mask (every query, padding
 /// included, attends to the whole prompt), as in the Python library; with grouped-query attention
@@ -68,8 +71,16 @@ impl AdaptionPrompt {
         let tokens = prompt.dims()[1];
         // [1, kv, adapter_len, head_dim], repeated over the batch (batched matmul wants equal batches).
         let per_head = |t: Tensor<3>| t.reshape([1, tokens, kv, d]).swap_dims(1, 2).expand([batch, kv, tokens, d]);
-        let keys = per_head(inputs.k_proj.forward(prompt.clone()));
-        let values = per_head(inputs.v_proj.forward(prompt));
+        let (keys, values) = match inputs.projections {
+            AttentionProjections::Separate { k_proj, v_proj, .. } => (k_proj.forward(prompt.clone()), v_proj.forward(prompt)),
+            AttentionProjections::Fused { c_attn } => {
+                // `[q | k | v]`: the prompt's own queries are not used.
+                let qkv = c_attn.forward(prompt);
+                let width = qkv.dims()[2] / 3;
+                (qkv.clone().narrow(2, width, width), qkv.narrow(2, 2 * width, width))
+            }
+        };
+        let (keys, values) = (per_head(keys), per_head(values));
         // Query head `h` reads key/value head `h / group` (Python's repeat_interleave): grouping the
         // query heads of one key/value head along the token axis gives one product for all.
         let query = inputs.query.clone().reshape([batch, kv, group * len, d]);
@@ -79,7 +90,12 @@ impl AdaptionPrompt {
         let dtype = scores.dtype();
         let probs = softmax(scores.cast(FloatDType::F32), 3).cast(dtype) * gate;
         let out = probs.matmul(values).reshape([batch, heads, len, d]).swap_dims(1, 2).reshape([batch, len, heads * d]);
-        inputs.o_proj.forward(out)
+        match inputs.projections {
+            AttentionProjections::Separate { o_proj, .. } => o_proj.forward(out),
+            // GPT-2's output projection already ran on the layer's output; the Python library adds
+            // the prompt's attention without one.
+            AttentionProjections::Fused { .. } => out,
+        }
     }
 }
 
@@ -177,7 +193,7 @@ pub fn default_target(sites: &[(String, SiteKind)]) -> Option<String> {
 fn no_attention_hooks() -> Error {
     Error::Unsupported {
         what: "LLaMA-Adapter (ADAPTION_PROMPT) on a model without self-attention hook sites (`SiteKind::Attention`)".into(),
-        supported: "models whose self-attention exposes an adapter hook: the Llama family (llama, mistral, qwen2, SmolLM)".into(),
+        supported: "models whose self-attention exposes an adapter hook: the Llama family (llama, mistral, qwen2, SmolLM) and GPT-2".into(),
     }
 }
 

@@ -1,6 +1,7 @@
-//! LLaMA-Adapter (ADAPTION_PROMPT) on the Llama family against adapters written by the Python
-//! library (`fixtures/cases/*_adaption_prompt`, `fixtures/gen_adaption_prompt.py`): llama (2 key/value
-//! heads of 4, the top layer adapted) and smollm (1 key/value head, tied embeddings, both layers).
+//! LLaMA-Adapter (ADAPTION_PROMPT) against adapters written by the Python library
+//! (`fixtures/cases/*_adaption_prompt`, `fixtures/gen_adaption_prompt.py`): llama (2 key/value
+//! heads of 4, the top layer adapted), smollm (1 key/value head, tied embeddings, both layers) and
+//! GPT-2 (fused `c_attn`, no output projection on the prompt's attention).
 
 mod common;
 
@@ -10,10 +11,25 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::cases::{assert_close, assert_loss_and_gradients, masked};
 use common::fixtures::{Case, max_abs_diff, root};
 use peft::core::{AdaptionPromptConfig, Labels, ModelInputs};
+use peft::models::auto::AutoModel;
 use peft::models::llama::LlamaForCausalLM;
-use peft::{Error, GenerationConfig, PeftConfig, PeftModel, get_peft_model};
+use peft::{Error, GenerationConfig, PeftConfig, PeftModel, TaskModel, get_peft_model};
 
-const CASES: [&str; 2] = ["llama_adaption_prompt", "smollm_adaption_prompt"];
+const CASES: [&str; 3] = ["llama_adaption_prompt", "smollm_adaption_prompt", "gpt2_adaption_prompt"];
+
+/// The case's base model, whatever its family, with its LM head.
+fn causal_lm(case: &Case, device: &Device) -> AutoModel {
+    let model = case.meta["model"].as_str().expect("model");
+    AutoModel::from_pretrained(root().join(model), None, device).expect("model loads")
+}
+
+/// The attention modules Python saved a prompt for (`model.layers.1.self_attn`, `transformer.h.1.attn`).
+fn saved_modules(case: &Case) -> Vec<String> {
+    let keys = case.meta["saved_keys"].as_array().expect("saved keys");
+    keys.iter()
+        .filter_map(|k| k.as_str()?.strip_prefix("base_model.model.")?.strip_suffix(".adaption_gate").map(str::to_string))
+        .collect()
+}
 
 fn llama(case: &Case, device: &Device) -> LlamaForCausalLM {
     let model = case.meta["model"].as_str().expect("model");
@@ -36,22 +52,23 @@ fn logits_loss_and_gradients_match_python() {
         let device = common::device().autodiff();
         let ids = case.ints("input_ids", &device);
         let mask = case.ints("attention_mask", &device);
-        let mut peft = PeftModel::from_pretrained(llama(&case, &device), case.adapter()).expect("loads the Python adapter");
+        let mut peft = PeftModel::from_pretrained(causal_lm(&case, &device), case.adapter()).expect("loads the Python adapter");
         let targeted = peft.targeted_modules("default").expect("default");
-        let layers: Vec<usize> = case.meta["adapted_layers"].as_array().expect("layers").iter().map(|l| l.as_u64().expect("n") as usize).collect();
-        let expected: Vec<String> = layers.iter().map(|l| format!("model.layers.{l}.self_attn")).collect();
-        assert_eq!(targeted, expected, "{name}: the top adapter_layers attention modules");
+        let layers = case.meta["adapted_layers"].as_array().expect("layers").len();
+        assert_eq!(targeted, saved_modules(&case), "{name}: the top adapter_layers attention modules");
+        assert_eq!(targeted.len(), layers, "{name}");
 
         let logits = peft.logits(ids.clone(), Some(mask.clone())).expect("forward").rank3().expect("LM logits");
         assert_close(&case, "adapted", logits.into_data(), name);
-        let base = peft.with_adapters_disabled(|m| m.forward(ids.clone(), Some(mask.clone())));
+        let base = peft.with_adapters_disabled(|m| m.forward_task(ModelInputs::ids_with_mask(ids.clone(), mask.clone())));
+        let base = base.expect("base forward").logits.rank3().expect("LM logits");
         assert_close(&case, "base", base.into_data(), "adapters disabled");
 
         peft.set_trainable("default", true).expect("trainable");
         assert_eq!(peft.trainable_parameters_line(), case.meta["print_trainable_parameters"].as_str().expect("line"), "{name}");
         let out = peft.forward(ModelInputs::ids_with_mask(ids.clone(), mask.clone()).with_labels(labels(&ids, &mask))).expect("forward");
         let compared = assert_loss_and_gradients(&case, &peft, out.loss.expect("loss"));
-        assert_eq!(compared, 2 * layers.len(), "{name}: a prompt and a gate per layer");
+        assert_eq!(compared, 2 * layers, "{name}: a prompt and a gate per layer");
     }
 }
 
@@ -60,7 +77,7 @@ fn greedy_generation_matches_python_and_cached_decoding_equals_uncached() {
     for name in CASES {
         let case = Case::load(name);
         let device = common::device();
-        let peft = PeftModel::from_pretrained(llama(&case, &device), case.adapter()).expect("loads");
+        let peft = PeftModel::from_pretrained(causal_lm(&case, &device), case.adapter()).expect("loads");
         let ids = case.ints("gen.input_ids", &device);
         let mask = case.ints("gen.attention_mask", &device);
         let config: GenerationConfig = serde_json::from_value(case.meta["generation"].clone()).expect("generation kwargs");
@@ -153,7 +170,7 @@ fn saving_writes_what_python_wrote() {
     for name in CASES {
         let case = Case::load(name);
         let device = common::device();
-        let peft = PeftModel::from_pretrained(llama(&case, &device), case.adapter()).expect("loads");
+        let peft = PeftModel::from_pretrained(causal_lm(&case, &device), case.adapter()).expect("loads");
         let dir = tempfile::tempdir().expect("temp dir");
         peft.save_pretrained(dir.path()).expect("saves");
         let ours = peft::io::tensors::read_safetensors(&dir.path().join("adapter_model.safetensors")).expect("ours");

@@ -11,22 +11,38 @@ use crate::{Error, Result};
 /// What an attention adapter sees of the layer it adapts.
 ///
 /// # Shapes
-/// - `query`: `[batch, num_heads, len, head_dim]`, rotary embedding applied
+/// - `query`: `[batch, num_heads, len, head_dim]`, rotary embedding applied where the model has one
 pub struct AttentionInputs<'a> {
-    /// The layer's queries, as its own attention uses them.
+    /// The layer's queries, as its own attention uses them (before any score scaling).
     pub query: &'a Tensor<4>,
-    /// The layer's key projection (`hidden -> num_key_value_heads * head_dim`).
-    pub k_proj: &'a AdaptedLinear,
-    /// The layer's value projection.
-    pub v_proj: &'a AdaptedLinear,
-    /// The layer's output projection (`num_heads * head_dim -> hidden`).
-    pub o_proj: &'a AdaptedLinear,
+    /// The layer's projections a prompt's keys and values come from.
+    pub projections: AttentionProjections<'a>,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads (grouped-query attention).
     pub num_key_value_heads: usize,
     /// Width of a head.
     pub head_dim: usize,
+}
+
+/// How a layer projects to keys and values, and back to its output.
+#[derive(Clone, Copy)]
+pub enum AttentionProjections<'a> {
+    /// Separate key and value projections and an output projection (Llama family).
+    Separate {
+        /// `hidden -> num_key_value_heads * head_dim`.
+        k_proj: &'a AdaptedLinear,
+        /// `hidden -> num_key_value_heads * head_dim`.
+        v_proj: &'a AdaptedLinear,
+        /// `num_heads * head_dim -> hidden`.
+        o_proj: &'a AdaptedLinear,
+    },
+    /// One fused projection `hidden -> [q | k | v]`, each `hidden` wide (GPT-2's `c_attn`); the
+    /// layer's output projection already ran on the output an adapter receives.
+    Fused {
+        /// `hidden -> 3 * hidden`.
+        c_attn: &'a AdaptedLinear,
+    },
 }
 
 /// An adapter on a self-attention module's output: the hook a method implements.

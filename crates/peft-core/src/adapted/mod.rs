@@ -12,7 +12,7 @@ mod model_level;
 mod saved;
 mod set;
 
-pub use attention::{AttentionAdapter, AttentionHook, AttentionInputs};
+pub use attention::{AttentionAdapter, AttentionHook, AttentionInputs, AttentionProjections};
 pub use batch_norm::{AdaptedBatchNorm2d, BatchNorm2d, BatchNormAdapter, SavedBatchNorm2d};
 pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
 pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};

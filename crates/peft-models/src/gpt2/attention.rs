@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use peft_core::AdaptedLinear;
+use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs, AttentionProjections};
 
 use super::config::Gpt2Config;
 use crate::cache::KvCache;
@@ -23,6 +23,8 @@ pub struct Gpt2Attention {
     pub attn_dropout: Dropout,
     /// Dropout after `c_proj` (training only).
     pub resid_dropout: Dropout,
+    /// Adapters on the module's output (LLaMA-Adapter), at the module's own path (`h.N.attn`).
+    pub hook: AttentionHook,
     /// Number of heads.
     pub num_heads: usize,
     /// What scores are multiplied by: `head_dim^-0.5` (if `scale_attn_weights`), divided by
@@ -43,6 +45,7 @@ impl Gpt2Attention {
             c_proj: super::conv1d(h, h, config.initializer_range, device),
             attn_dropout: DropoutConfig::new(config.attn_pdrop).init(),
             resid_dropout: DropoutConfig::new(config.resid_pdrop).init(),
+            hook: AttentionHook::default(),
             num_heads: config.n_head,
             scaling,
         }
@@ -65,12 +68,23 @@ impl Gpt2Attention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling);
+        let mut scores = q.clone().matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling);
         if let Some(bias) = bias {
             scores = scores + bias.clone();
         }
         let probs = self.attn_dropout.forward(softmax(scores, 3));
         let out = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, width]);
-        self.resid_dropout.forward(self.c_proj.forward(out))
+        let output = self.resid_dropout.forward(self.c_proj.forward(out));
+        if !self.hook.is_active() {
+            return output;
+        }
+        let inputs = AttentionInputs {
+            query: &q,
+            projections: AttentionProjections::Fused { c_attn: &self.c_attn },
+            num_heads: heads,
+            num_key_value_heads: heads,
+            head_dim: d,
+        };
+        self.hook.apply(&inputs, output)
     }
 }

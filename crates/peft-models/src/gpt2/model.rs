@@ -190,6 +190,7 @@ impl Gpt2Model {
         f(&format!("{prefix}wpe"), SiteMut::Embedding(&mut self.wpe));
         for (i, block) in self.h.iter_mut().enumerate() {
             let at = |name: &str| format!("{prefix}h.{i}.{name}");
+            f(&at("attn"), SiteMut::Attention(&mut block.attn.hook));
             f(&at("attn.c_attn"), SiteMut::Linear(&mut block.attn.c_attn));
             f(&at("attn.c_proj"), SiteMut::Linear(&mut block.attn.c_proj));
             f(&at("mlp.c_fc"), SiteMut::Linear(&mut block.mlp.c_fc));

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs};
+use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs, AttentionProjections};
 
 use crate::cache::KvCache;
 use super::config::LlamaConfig;
@@ -93,9 +93,7 @@ impl LlamaAttention {
             Some(query) => {
                 let inputs = AttentionInputs {
                     query: &query,
-                    k_proj: &self.k_proj,
-                    v_proj: &self.v_proj,
-                    o_proj: &self.o_proj,
+                    projections: AttentionProjections::Separate { k_proj: &self.k_proj, v_proj: &self.v_proj, o_proj: &self.o_proj },
                     num_heads: heads,
                     num_key_value_heads: kv,
                     head_dim: d,
