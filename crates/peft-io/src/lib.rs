@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod export;
 pub mod gguf;
+pub mod hub;
 pub mod tensors;
 pub mod weights;
 
