@@ -79,7 +79,7 @@ fn model_and_adapter_ids_give_the_folders_outputs() {
 }
 
 #[test]
-fn an_adapter_id_alone_finds_its_base_by_id() {
+fn inspect_and_merge_take_ids() {
     let cache = tempfile::tempdir().expect("cache");
     let cwd = tempfile::tempdir().expect("cwd");
     llama_cache(cache.path());
@@ -157,4 +157,42 @@ fn a_local_folder_wins_over_an_id() {
     let mistral = fixtures().join("models/mistral");
     let mistral_out = logits(&peft_in(cwd.path(), cache.path(), &["logits", "--model", s(&mistral), "--input-ids", IDS]));
     assert_eq!(local_out, mistral_out);
+}
+
+/// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
+fn word_tokenizer(path: &Path) {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for i in 1..96 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(path, json.to_string()).expect("write tokenizer");
+}
+
+/// `peft predict --adapter ID` alone: the base comes from the id the adapter's config names.
+#[test]
+fn predict_finds_the_base_by_the_id_its_adapter_names() {
+    let cache = tempfile::tempdir().expect("cache");
+    let cwd = tempfile::tempdir().expect("cwd");
+    llama_cache(cache.path());
+    word_tokenizer(&cache.path().join("models--org--tiny-llama/snapshots/1111111111111111111111111111111111111111/tokenizer.json"));
+    let by_id = peft_in(cwd.path(), cache.path(), &["predict", "--adapter", "org/llama-qv", "--text", "w5 w6 w7", "--max-new-tokens", "3"]);
+    assert!(by_id.status.success(), "{}", String::from_utf8_lossy(&by_id.stderr));
+    let tokenizer = cwd.path().join("tokenizer.json");
+    word_tokenizer(&tokenizer);
+    let model = fixtures().join("models/llama");
+    let adapter = fixtures().join("cases/llama_qv/adapter");
+    let by_folder = peft_in(
+        cwd.path(),
+        cache.path(),
+        &["predict", "--adapter", s(&adapter), "--model", s(&model), "--tokenizer", s(&tokenizer), "--text", "w5 w6 w7", "--max-new-tokens", "3"],
+    );
+    assert!(by_folder.status.success(), "{}", String::from_utf8_lossy(&by_folder.stderr));
+    assert!(!by_id.stdout.is_empty());
+    assert_eq!(by_id.stdout, by_folder.stdout);
 }

@@ -52,6 +52,7 @@ pub enum RepoFiles {
 
 impl RepoFiles {
     /// Files fetched with the required ones when the repository has them.
+    #[cfg(feature = "download")]
     fn optional(self) -> &'static [&'static str] {
         match self {
             RepoFiles::Model => &[
