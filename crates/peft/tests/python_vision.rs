@@ -88,7 +88,7 @@ fn adapters_with_transformers_4_names_load_as_today_s() {
     let new = PeftModel::from_pretrained(vit(), case.adapter()).expect("new names load");
     assert_eq!(old.targeted_modules("default").expect("targets"), new.targeted_modules("default").expect("targets"));
     let (a, b) = (old.model().forward(x.clone()).expect("forward"), new.model().forward(x).expect("forward"));
-    assert_eq!(a.into_data().to_vec::<f32>().expect("f32"), b.into_data().to_vec::<f32>().expect("f32"));
+    assert_eq!(a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
 
     let seg = || SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
     let case = Case::load("segformer_qv");
@@ -97,7 +97,7 @@ fn adapters_with_transformers_4_names_load_as_today_s() {
     let new = PeftModel::from_pretrained(seg(), case.adapter()).expect("new names load");
     assert_eq!(old.targeted_modules("default").expect("targets"), new.targeted_modules("default").expect("targets"));
     let (a, b) = (old.model().forward(x.clone()), new.model().forward(x));
-    assert_eq!(a.into_data().to_vec::<f32>().expect("f32"), b.into_data().to_vec::<f32>().expect("f32"));
+    assert_eq!(a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
 }
 
 /// The PEFT guides' `LoraConfig(target_modules=["query", "value"])` on ViT adapts today's
