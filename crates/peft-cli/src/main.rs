@@ -2,6 +2,7 @@
 
 mod commands;
 mod data;
+mod hub;
 mod input;
 mod labels;
 mod metrics;
@@ -41,8 +42,29 @@ enum Command {
     Predict(commands::predict::Args),
 }
 
+/// Shows the library's notes about adapters written with older module names on stderr (only
+/// those: other log records keep the command's output as it was).
+struct Notes;
+
+impl log::Log for Notes {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("peft::legacy") && metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("note: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if log::set_logger(&Notes).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Generate(args) => commands::generate::run(args),

@@ -90,7 +90,7 @@ pub fn load(spec: &LoadSpec<'_>, device: &Device) -> Result<Loaded> {
     };
     let mut peft = PeftModel::from_pretrained(base, first).with_context(|| format!("cannot load the adapter {} onto {}", first.display(), spec.model.display()))?;
     for dir in &spec.adapters[1..] {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
+        let name = crate::hub::adapter_name(dir);
         peft.load_adapter(dir, &name).with_context(|| format!("cannot load the adapter {}", dir.display()))?;
     }
     if let Some(name) = spec.adapter_name {

@@ -1,5 +1,5 @@
-//! Runs every ```` ```sh ```` block of `docs/cli.md` from the workspace root, so the page's
-//! commands keep working as written.
+//! Runs every ```` ```sh ```` block of `docs/cli.md` and `docs/from-python.md` from the
+//! workspace root, so the pages' commands keep working as written.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -51,6 +51,20 @@ fn every_command_of_the_cli_page_runs() {
     let lines = sh_lines(&page);
     assert!(lines.len() >= 5, "the page lost its examples");
     let _ = std::fs::remove_dir_all(root().join("target/docs-cli"));
+    run_lines(lines);
+}
+
+#[test]
+fn every_command_of_the_from_python_page_runs() {
+    let page = std::fs::read_to_string(root().join("docs/from-python.md")).expect("docs/from-python.md");
+    let lines = sh_lines(&page);
+    assert!(lines.len() >= 3, "the page lost its examples");
+    let _ = std::fs::remove_dir_all(root().join("target/docs-from-python"));
+    run_lines(lines);
+}
+
+/// Runs each line as a `peft` command from the workspace root; each must succeed and print.
+fn run_lines(lines: Vec<String>) {
     for line in lines {
         let words = words(&line);
         assert_eq!(words.first().map(String::as_str), Some("peft"), "only `peft` commands run here: {line}");

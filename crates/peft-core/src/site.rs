@@ -183,6 +183,23 @@ pub trait AdapterSites: Module + burn::module::ModuleDisplay {
         None
     }
 
+    /// This model's module path for a path or tensor key written with the names of an older
+    /// transformers version (transformers 4's `vit.encoder.layer.0.attention.attention.query`
+    /// for today's `vit.layers.0.attention.q_proj`), or `None` when `path` has no older form
+    /// here. Adapter files written before a rename load through it (with a note).
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        let _ = path;
+        None
+    }
+
+    /// Today's module names for a `target_modules` name of an older transformers version that
+    /// matches nothing now (ViT's `query` -> `q_proj`, as the PEFT guides write it); empty when
+    /// `name` is not one.
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        let _ = name;
+        Vec::new()
+    }
+
     /// The sizes prompt methods take from the model when their config leaves them unset (the
     /// same as [`crate::TaskModel::dims`]); `None` where the model does not take prompt methods.
     fn model_dims(&self) -> Option<crate::ModelDims> {

@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod export;
 pub mod folder;
 pub mod gguf;
+pub mod hub;
 pub mod tensors;
 pub mod weights;
 

@@ -2,6 +2,7 @@
 
 use burn::tensor::Device;
 use peft_core::{Error, PeftConfig, Result};
+use peft_io::hub::{Hub, RepoFiles, is_repo_id};
 use peft_models::auto::{AutoModel, Head};
 use std::path::{Path, PathBuf};
 
@@ -12,18 +13,29 @@ impl PeftModel<AutoModel> {
     /// `base_model_name_or_path`, with the head its `task_type` asks for, then the adapter
     /// (named `default`) — the Python library's `AutoPeftModel*.from_pretrained`.
     ///
-    /// The Hub is not reached: the base must be a folder, found as written (relative to the
-    /// working directory), or relative to the adapter folder or any folder above it.
+    /// The adapter and the base may each be a folder or a Hub id (`org/name`): a folder that
+    /// exists always wins; an id is read from the local Hugging Face cache (and downloaded
+    /// when the `hub` feature is on and a network is there), the base at the config's
+    /// `revision` (default `main`); see [`crate::io::hub`]. A base written as a relative path
+    /// is also looked for relative to the adapter folder and every folder above it.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when the config names no base or no such folder exists (pass it
-    /// with [`PeftModel::from_pretrained_auto_with_base`]); the loading errors of the base and
+    /// [`Error::InvalidState`] when the config names no base or no such folder or cached id
+    /// exists (saying which file the cache lacks; pass the base with
+    /// [`PeftModel::from_pretrained_auto_with_base`]); [`Error::Io`] naming the file an adapter
+    /// id lacks in the cache when it cannot be downloaded; the loading errors of the base and
     /// the adapter.
-    pub fn from_pretrained_auto(adapter_dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let adapter_dir = adapter_dir.as_ref();
-        let config = PeftConfig::from_dir(adapter_dir)?;
-        let base = resolve_base(adapter_dir, &config)?;
-        Self::from_pretrained_auto_with_base(adapter_dir, base, device)
+    pub fn from_pretrained_auto(adapter: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_auto_with_hub(adapter, &Hub::from_env(), device)
+    }
+
+    /// Like [`PeftModel::from_pretrained_auto`] with the Hub cache (and download settings)
+    /// given instead of read from the environment.
+    pub fn from_pretrained_auto_with_hub(adapter: impl AsRef<Path>, hub: &Hub, device: &Device) -> Result<Self> {
+        let adapter_dir = resolve_id(hub, adapter.as_ref(), None, RepoFiles::Adapter)?;
+        let config = PeftConfig::from_dir(&adapter_dir)?;
+        let base = resolve_base_with_hub(&adapter_dir, &config, hub)?;
+        Self::from_pretrained_auto_with_base(&adapter_dir, base, device)
     }
 
     /// Like [`PeftModel::from_pretrained_auto`] with the base model folder given.
@@ -37,8 +49,24 @@ impl PeftModel<AutoModel> {
     }
 }
 
-/// The folder `base_model_name_or_path` names, searched as documented on `from_pretrained_auto`.
+/// A path, or a Hub id resolved through `hub` (a path that is not valid UTF-8 is never an id).
+fn resolve_id(hub: &Hub, name: &Path, revision: Option<&str>, files: RepoFiles) -> Result<PathBuf> {
+    match name.to_str() {
+        Some(text) => hub.resolve(text, revision, files),
+        None => Ok(name.to_path_buf()),
+    }
+}
+
+/// The folder `base_model_name_or_path` names, searched as documented on `from_pretrained_auto`,
+/// with the environment's Hub cache.
 pub fn resolve_base(adapter_dir: &Path, config: &PeftConfig) -> Result<PathBuf> {
+    resolve_base_with_hub(adapter_dir, config, &Hub::from_env())
+}
+
+/// Like [`resolve_base`] with the Hub cache given: a folder as written, else relative to the
+/// adapter folder or a folder above it, else (for an `org/name` id) the cached snapshot at the
+/// config's `revision`.
+pub fn resolve_base_with_hub(adapter_dir: &Path, config: &PeftConfig, hub: &Hub) -> Result<PathBuf> {
     let Some(name) = config.base_model_name_or_path() else {
         return Err(Error::InvalidState(format!(
             "{} names no base model (`base_model_name_or_path` is unset): load the base yourself and use PeftModel::from_pretrained",
@@ -52,8 +80,15 @@ pub fn resolve_base(adapter_dir: &Path, config: &PeftConfig) -> Result<PathBuf> 
             return Ok(candidate);
         }
     }
+    let hub_error = match is_repo_id(name) {
+        true => match hub.resolve(name, config.common().revision.as_deref(), RepoFiles::Model) {
+            Ok(dir) => return Ok(dir),
+            Err(e) => format!("; as a Hub id: {e}"),
+        },
+        false => String::new(),
+    };
     Err(Error::InvalidState(format!(
-        "the base model `{name}` that {} names is not a folder here (as written, or under {} or a folder above it), and the Hub is not reached: download it and pass its folder to from_pretrained_auto_with_base (CLI: --model DIR)",
+        "the base model `{name}` that {} names is not a folder here (as written, or under {} or a folder above it){hub_error}. Pass its folder to from_pretrained_auto_with_base (CLI: --model DIR)",
         adapter_dir.join(peft_core::CONFIG_FILE).display(),
         adapter_dir.display()
     )))

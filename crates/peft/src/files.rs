@@ -60,7 +60,8 @@ impl<M: AdapterSites> PeftModel<M> {
 
     /// Like [`PeftModel::load_adapter`] for an adapter of a method of your own.
     pub fn load_adapter_with_method(&mut self, dir: impl AsRef<Path>, name: &str, method: &dyn SiteMethod) -> Result<()> {
-        let folder = read_adapter_folder(dir.as_ref())?;
+        let mut folder = read_adapter_folder(dir.as_ref())?;
+        crate::legacy::upgrade_keys(&mut folder.tensors, &self.base_model);
         self.attach(name, folder.config, Some(&folder.tensors), Some(method))?;
         self.activate_loaded(name)
     }
@@ -68,7 +69,8 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Loads another adapter folder under `name`, leaving the active set as it is (the first
     /// adapter loaded becomes active). On error nothing is attached.
     pub fn load_adapter(&mut self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
-        let folder = read_adapter_folder(dir.as_ref())?;
+        let mut folder = read_adapter_folder(dir.as_ref())?;
+        crate::legacy::upgrade_keys(&mut folder.tensors, &self.base_model);
         self.attach(name, folder.config, Some(&folder.tensors), None)?;
         self.activate_loaded(name)
     }

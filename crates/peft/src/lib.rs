@@ -23,6 +23,7 @@ pub mod device;
 mod files;
 mod forward;
 mod grads;
+mod legacy;
 mod merge;
 mod methods;
 mod model;
@@ -33,7 +34,7 @@ mod tensors;
 mod trainable;
 
 #[cfg(feature = "models")]
-pub use auto::{base_for_adapter, resolve_base, saved_head_size};
+pub use auto::{base_for_adapter, resolve_base, resolve_base_with_hub, saved_head_size};
 #[cfg(feature = "lora")]
 pub use adalora::Allocation;
 pub use model::{AdapterRegistry, PeftModel, get_peft_model, get_peft_model_with_method};
@@ -100,6 +101,8 @@ mod guide {
     mod llama_adapter {}
     #[doc = include_str!("../../../docs/interop.md")]
     mod interop {}
+    #[doc = include_str!("../../../docs/from-python.md")]
+    mod from_python {}
     #[doc = include_str!("../../../docs/cli.md")]
     mod cli {}
     #[doc = include_str!("../../../docs/performance.md")]

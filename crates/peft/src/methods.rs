@@ -39,6 +39,7 @@ pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M
 /// library does before saving the config: LoRA's per-architecture default `target_modules`,
 /// IA3's `target_modules` and `feedforward_modules` (keyed by the model's `model_type`).
 pub(crate) fn complete_config<M: AdapterSites>(config: &mut PeftConfig, model: &M) -> Result<()> {
+    crate::legacy::upgrade_targets(config, model);
     #[cfg(feature = "prompt")]
     peft_prompt::complete_config(config, model.model_dims())?;
     #[cfg(feature = "prompt")]

@@ -140,3 +140,41 @@ fn a_head_that_lives_only_in_the_adapter() {
         assert_close(&case, "adapted", out, &format!("{case_name} on a headless base"));
     }
 }
+
+/// Copies the files of `from` into `cache` as the snapshot `main` points to for `repo_id`.
+fn cache_repo(cache: &std::path::Path, repo_id: &str, commit: &str, from: &std::path::Path) -> std::path::PathBuf {
+    let repo = cache.join(format!("models--{}", repo_id.replace('/', "--")));
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    for entry in std::fs::read_dir(from).expect("fixture").flatten() {
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).expect("copy");
+    }
+    snapshot
+}
+
+/// The auto entry point on Hub ids: the adapter by id, its base by the id its config names,
+/// both from a cache laid out on disk (downloads off); the outputs are the folders'.
+#[test]
+fn adapter_and_base_by_hub_id_from_the_cache() {
+    let case = Case::load("vit_qv");
+    let cache = tempfile::tempdir().expect("cache");
+    cache_repo(cache.path(), "org/tiny-vit", "aaaa", &common::fixtures::root().join("models/vit"));
+    let adapter = cache_repo(cache.path(), "org/vit-qv", "bbbb", &case.adapter());
+    let config_path = adapter.join("adapter_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+    config["base_model_name_or_path"] = "org/tiny-vit".into();
+    std::fs::write(&config_path, config.to_string()).expect("write");
+    let hub = peft::io::hub::Hub::with_cache(cache.path()).offline(true);
+    let device = common::device();
+    let peft = PeftModel::<AutoModel>::from_pretrained_auto_with_hub("org/vit-qv", &hub, &device).expect("both come from the cache");
+    let inputs = AutoInputs { pixel_values: Some(case.floats("pixel_values", &device)), ..AutoInputs::default() };
+    assert_close(&case, "adapted", peft.model().forward(&inputs).expect("runs").into_data(), "vit_qv by Hub id");
+    // The base's id resolves alone too; without it in the cache, the error names the file.
+    let parsed = peft::PeftConfig::from_dir(&adapter).expect("config");
+    assert_eq!(peft::resolve_base_with_hub(&adapter, &parsed, &hub).expect("cached"), cache.path().join("models--org--tiny-vit/snapshots/aaaa"));
+    std::fs::remove_dir_all(cache.path().join("models--org--tiny-vit")).expect("remove");
+    let err = PeftModel::<AutoModel>::from_pretrained_auto_with_hub("org/vit-qv", &hub, &device).expect_err("base gone").to_string();
+    assert!(err.contains("org/tiny-vit") && err.contains("`config.json`") && err.contains("HF_HUB_OFFLINE"), "{err}");
+}

@@ -73,3 +73,47 @@ fn lora_on_batch_norm_is_refused_as_in_python() {
         other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Adapters saved before transformers 5 renamed ViT's and SegFormer's modules
+/// (`adapter_transformers4/`: the same tensors under `vit.encoder.layer.N.attention.attention.query`
+/// and `target_modules` `["query", "value"]`) load onto today's modules with the new-name
+/// adapter's outputs.
+#[test]
+fn adapters_with_transformers_4_names_load_as_today_s() {
+    let device = common::device();
+    let vit = || ViTForImageClassification::from_pretrained(root().join("models/vit"), &device).expect("vit");
+    let case = Case::load("vit_qv");
+    let x = case.floats("pixel_values", &device);
+    let old = PeftModel::from_pretrained(vit(), root().join("cases/vit_qv/adapter_transformers4")).expect("old names load");
+    let new = PeftModel::from_pretrained(vit(), case.adapter()).expect("new names load");
+    assert_eq!(old.targeted_modules("default").expect("targets"), new.targeted_modules("default").expect("targets"));
+    let (a, b) = (old.model().forward(x.clone()).expect("forward"), new.model().forward(x).expect("forward"));
+    assert_eq!(a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
+
+    let seg = || SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
+    let case = Case::load("segformer_qv");
+    let x = case.floats("pixel_values", &device);
+    let old = PeftModel::from_pretrained(seg(), root().join("cases/segformer_qv/adapter_transformers4")).expect("old names load");
+    let new = PeftModel::from_pretrained(seg(), case.adapter()).expect("new names load");
+    assert_eq!(old.targeted_modules("default").expect("targets"), new.targeted_modules("default").expect("targets"));
+    let (a, b) = (old.model().forward(x.clone()), new.model().forward(x));
+    assert_eq!(a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
+}
+
+/// The PEFT guides' `LoraConfig(target_modules=["query", "value"])` on ViT adapts today's
+/// `q_proj` / `v_proj`; a name that is neither today's nor an older one still fails.
+#[test]
+fn the_guides_query_value_targets_adapt_q_proj_and_v_proj() {
+    let device = common::device();
+    let vit = || ViTForImageClassification::from_pretrained(root().join("models/vit"), &device).expect("vit");
+    let old = peft::get_peft_model(vit(), peft::LoraConfig::new(4).with_target_modules(["query", "value"])).expect("old names");
+    let new = peft::get_peft_model(vit(), peft::LoraConfig::new(4).with_target_modules(["q_proj", "v_proj"])).expect("new names");
+    let targets = old.targeted_modules("default").expect("targets");
+    assert_eq!(targets, new.targeted_modules("default").expect("targets"));
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    let cfg = old.peft_config("default").expect("config");
+    let saved = serde_json::to_value(cfg).expect("json");
+    assert_eq!(saved["target_modules"], serde_json::json!(["q_proj", "v_proj"]), "the config records today's names");
+    let err = peft::get_peft_model(vit(), peft::LoraConfig::new(4).with_target_modules(["querry"])).expect_err("a typo").to_string();
+    assert!(err.contains("querry"), "{err}");
+}

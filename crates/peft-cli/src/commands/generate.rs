@@ -35,11 +35,12 @@ pub struct Args {
 }
 
 /// Runs `peft generate`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
     if args.prompt.is_empty() && args.input_features.is_none() {
         bail!("nothing to generate from: pass --prompt TEXT (repeatable) or --input-features FILE for Whisper");
     }
     let device = peft::device::device(&args.model.device)?;
+    args.model.resolve_hub()?;
     let gguf = is_gguf(&args.model.model);
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 /// Arguments of `peft inspect`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The adapter folder (adapter_config.json + adapter_model.safetensors).
+    /// The adapter folder (adapter_config.json + adapter_model.safetensors), or a Hub id.
     adapter: PathBuf,
+    /// The revision of a Hub id (default `main`).
+    #[arg(long)]
+    revision: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -64,7 +67,7 @@ pub fn summary(dir: &std::path::Path) -> Result<serde_json::Value> {
 
 /// Runs `peft inspect`.
 pub fn run(args: Args) -> Result<()> {
-    let s = summary(&args.adapter)?;
+    let s = summary(&crate::hub::adapter(&args.adapter, args.revision.as_deref())?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

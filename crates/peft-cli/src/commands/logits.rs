@@ -32,7 +32,8 @@ pub struct Args {
 }
 
 /// Runs `peft logits`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    args.model.resolve_hub()?;
     let ids = args.input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
     let decoder_ids = args.decoder_input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
     let device = peft::device::device(&args.model.device)?;

@@ -21,12 +21,18 @@ const COPIED: &[&str] = &[
 /// Arguments of `peft merge`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The base model folder.
+    /// The base model folder, or a Hub id read from the local Hugging Face cache.
     #[arg(long)]
     pub base: PathBuf,
-    /// The adapter folder.
+    /// The revision of a Hub id `--base` (default `main`).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The adapter folder, or a Hub id.
     #[arg(long)]
     pub adapter: PathBuf,
+    /// The revision of a Hub id `--adapter` (default `main`).
+    #[arg(long)]
+    pub adapter_revision: Option<String>,
     /// The merged model folder to write (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
@@ -36,11 +42,14 @@ pub struct Args {
 }
 
 /// Runs `peft merge`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
     if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty: pick a new --out folder", args.out.display());
     }
     let device = peft::device::device(&args.device)?;
+    let (given_base, given_adapter) = (args.base.clone(), args.adapter.clone());
+    args.base = crate::hub::model(&args.base, args.revision.as_deref())?;
+    args.adapter = crate::hub::adapter(&args.adapter, args.adapter_revision.as_deref())?;
     let adapters = [args.adapter.clone()];
     let spec = LoadSpec { model: &args.base, adapters: &adapters, adapter_name: None, head: None };
     let merged = load(&spec, &device)?.merged()?;
@@ -58,6 +67,6 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::remove_dir(&args.out).with_context(|| format!("cannot replace {}", args.out.display()))?;
     }
     std::fs::rename(&staging, &args.out).with_context(|| format!("cannot move the merged model to {}", args.out.display()))?;
-    println!("merged {} into {} -> {}", args.adapter.display(), args.base.display(), args.out.display());
+    println!("merged {} into {} -> {}", given_adapter.display(), given_base.display(), args.out.display());
     Ok(())
 }

@@ -5,12 +5,20 @@ use std::path::PathBuf;
 /// Which model, which adapters, which backend.
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
-    /// The model folder (config.json + model.safetensors).
+    /// The model folder (config.json + model.safetensors), or a Hub id (`org/name`) read from
+    /// the local Hugging Face cache (downloaded when missing and a network is there).
     #[arg(long)]
     pub model: PathBuf,
-    /// Adapter folders to load, in order (the first is named `default`, the others after their folder).
+    /// The revision of a Hub id `--model` (branch, tag or commit; default `main`).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Adapter folders or Hub ids to load, in order (the first is named `default`, the others
+    /// after their folder or repository).
     #[arg(long)]
     pub adapter: Vec<PathBuf>,
+    /// The revision of Hub id `--adapter`s (default `main`).
+    #[arg(long)]
+    pub adapter_revision: Option<String>,
     /// The adapter to activate (default: the first).
     #[arg(long)]
     pub adapter_name: Option<String>,
@@ -23,6 +31,16 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Replaces Hub ids in `--model` and `--adapter` by their folders in the local cache
+    /// (downloading what is missing when a network is there); folders stay as given.
+    pub fn resolve_hub(&mut self) -> anyhow::Result<()> {
+        self.model = crate::hub::model(&self.model, self.revision.as_deref())?;
+        for adapter in &mut self.adapter {
+            *adapter = crate::hub::adapter(adapter, self.adapter_revision.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// What [`crate::models::load`] needs, with a head asked for or not.
     pub fn spec(&self, head: Option<peft::models::auto::Head>) -> crate::models::LoadSpec<'_> {
         crate::models::LoadSpec { model: &self.model, adapters: &self.adapter, adapter_name: self.adapter_name.as_deref(), head }

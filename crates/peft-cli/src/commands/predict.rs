@@ -26,7 +26,13 @@ pub struct Args {
     /// The adapter folder (from `peft train` or the Python library's `save_pretrained`).
     #[arg(long)]
     pub adapter: PathBuf,
-    /// The base model folder (default: the adapter's `base_model_name_or_path`).
+    /// The revision of a Hub id `--adapter` (default `main`).
+    #[arg(long)]
+    pub adapter_revision: Option<String>,
+    /// The revision of a Hub id `--model` (default: the adapter config's `revision`, else `main`).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The base model folder or Hub id (default: the adapter's `base_model_name_or_path`).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// A text to predict on; repeat for several.
@@ -69,11 +75,12 @@ pub struct Args {
 }
 
 /// Runs `peft predict`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
     let rows = input_rows(&args)?;
+    args.adapter = crate::hub::adapter(&args.adapter, args.adapter_revision.as_deref())?;
     let config = PeftConfig::from_dir(&args.adapter).with_context(|| format!("{} is not an adapter folder", args.adapter.display()))?;
     let model_dir = match &args.model {
-        Some(dir) => dir.clone(),
+        Some(dir) => crate::hub::model(dir, args.revision.as_deref().or(config.common().revision.as_deref()))?,
         None => peft::resolve_base(&args.adapter, &config).context("pass the base model with --model DIR")?,
     };
     let tokenizer = match &args.tokenizer {

@@ -21,9 +21,17 @@ use crate::train::{TrainOptions, causal, classify};
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model folder (config.json, model.safetensors, tokenizer.json).
+    /// The model folder (config.json, model.safetensors, tokenizer.json), or a Hub id
+    /// (`org/name`) read from the local Hugging Face cache.
     #[arg(long)]
     pub model: PathBuf,
+    /// The revision of a Hub id `--model` (default `main`; recorded in the adapter config).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The Hub id `--model` named, when it was one (recorded as `base_model_name_or_path`
+    /// instead of the cache folder it resolved to).
+    #[arg(skip)]
+    pub model_id: Option<String>,
     /// Training data: .csv with a header row, or .jsonl with one object per line.
     #[arg(long)]
     pub data: PathBuf,
@@ -128,7 +136,12 @@ enum Family {
 }
 
 /// Runs `peft train`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    let resolved = crate::hub::model(&args.model, args.revision.as_deref())?;
+    if resolved != args.model {
+        args.model_id = Some(args.model.display().to_string());
+        args.model = resolved;
+    }
     // The config is checked before anything loads, so a wrong flag fails at once.
     method_config(&args, TaskType::CausalLm)?;
     let family = family(&args.model)?;

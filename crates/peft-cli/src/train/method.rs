@@ -82,7 +82,10 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
         json["total_step"] = args.steps.into();
     }
     // The base is recorded so the adapter reloads with `--adapter` alone (and in Python).
-    json["base_model_name_or_path"] = args.model.display().to_string().into();
+    json["base_model_name_or_path"] = args.model_id.clone().unwrap_or_else(|| args.model.display().to_string()).into();
+    if let Some(revision) = &args.revision {
+        json["revision"] = revision.clone().into();
+    }
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?;
         let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;

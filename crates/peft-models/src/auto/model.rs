@@ -306,6 +306,14 @@ impl AdapterSites for AutoModel {
         on_model!(self, m => m.tied_weights())
     }
 
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        on_model!(self, m => m.legacy_path(path))
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        on_model!(self, m => m.legacy_target_names(name))
+    }
+
     fn name_or_path(&self) -> Option<String> {
         on_model!(self, m => m.name_or_path())
     }

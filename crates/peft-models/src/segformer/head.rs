@@ -182,4 +182,12 @@ impl AdapterSites for SegformerForSemanticSegmentation {
     fn output_head_paths(&self) -> Vec<String> {
         vec!["decode_head.classifier".into()]
     }
+
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        super::load::legacy_path(path)
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        super::load::legacy_target_names(name)
+    }
 }

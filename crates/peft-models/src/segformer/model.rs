@@ -147,6 +147,14 @@ impl AdapterSites for SegformerModel {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.visit_sites_prefixed("", f);
     }
+
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        super::load::legacy_path(path)
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        super::load::legacy_target_names(name)
+    }
 }
 
 /// SegFormer with a linear classifier on the average of the last feature map
@@ -215,5 +223,13 @@ impl AdapterSites for SegformerForImageClassification {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
+    }
+
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        super::load::legacy_path(path)
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        super::load::legacy_target_names(name)
     }
 }

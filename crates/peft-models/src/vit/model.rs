@@ -141,6 +141,14 @@ impl AdapterSites for ViTModel {
     fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, SiteMut<'_>)) {
         self.visit_sites_prefixed("", f);
     }
+
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        super::load::legacy_path(path)
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        super::load::legacy_target_names(name)
+    }
 }
 
 /// ViT with a linear classifier on the CLS position (transformers' `ViTForImageClassification`).
@@ -206,5 +214,13 @@ impl AdapterSites for ViTForImageClassification {
 
     fn output_head_paths(&self) -> Vec<String> {
         vec!["classifier".into()]
+    }
+
+    fn legacy_path(&self, path: &str) -> Option<String> {
+        super::load::legacy_path(path)
+    }
+
+    fn legacy_target_names(&self, name: &str) -> Vec<String> {
+        super::load::legacy_target_names(name)
     }
 }
