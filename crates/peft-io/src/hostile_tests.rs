@@ -103,8 +103,8 @@ proptest! {
         let json = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
         let mut header = (json.len() as u64).to_le_bytes().to_vec();
         header.extend(json);
-        check_safetensors(&[header.as_slice(), &bytes].concat())?;
-        check_gguf(&[b"GGUF\x03\0\0\0".as_slice(), &bytes].concat())?;
+        check_safetensors(&[header.as_slice(), bytes.as_slice()].concat())?;
+        check_gguf(&[b"GGUF\x03\0\0\0".as_slice(), bytes.as_slice()].concat())?;
     }
 
     #[test]
