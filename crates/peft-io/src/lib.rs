@@ -10,3 +10,6 @@ pub mod tensors;
 pub mod weights;
 
 pub use peft_core::{Error, Result};
+
+#[cfg(test)]
+mod hostile_tests;

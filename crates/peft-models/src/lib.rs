@@ -17,3 +17,6 @@ pub mod t5;
 pub mod tokenizer;
 pub mod vit;
 pub mod whisper;
+
+#[cfg(test)]
+mod hostile_tests;

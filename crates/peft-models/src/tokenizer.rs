@@ -71,7 +71,21 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-        let inner = tokenizers::Tokenizer::from_str(&text).map_err(|e| format_error(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses the text of a `tokenizer.json`; `path` only names the source in errors.
+    ///
+    /// Fails with [`Error::Format`] when it is not a tokenizer.
+    pub fn from_json(text: &str, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        // tokenizers 0.22 panics (an `expect` in its decoder's deserializer) on a syntax error
+        // inside `decoder`: check the whole text is JSON first, so a broken file is an error.
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format_error(path, e))?;
+        if let Some(missing) = json.get("post_processor").and_then(undeclared_special_token) {
+            return Err(format_error(path, format!("the post-processor's template uses special token `{missing}`, which its `special_tokens` does not define")));
+        }
+        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| format_error(path, e))?;
         Ok(Tokenizer { inner, path: path.into() })
     }
 
@@ -136,6 +150,36 @@ impl Tokenizer {
     }
 }
 
+/// A special token a `TemplateProcessing` template names but does not define, searched through
+/// nested processors. tokenizers 0.22 checks this when building a template, not when reading one,
+/// and then panics on the first encode.
+fn undeclared_special_token(processor: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let Value::Object(map) = processor else {
+        return processor.as_array()?.iter().find_map(undeclared_special_token);
+    };
+    if map.get("type").and_then(Value::as_str) == Some("TemplateProcessing") {
+        let defined = map.get("special_tokens").and_then(Value::as_object);
+        let pieces = ["single", "pair"].into_iter().filter_map(|k| map.get(k));
+        let named = pieces.flat_map(|t| match t {
+            Value::String(s) => s.split_whitespace().map(Value::from).collect(),
+            Value::Array(items) => items.clone(),
+            _ => Vec::new(),
+        });
+        for piece in named {
+            let id = match &piece {
+                Value::String(p) if !p.starts_with('$') => p.split(':').next().map(str::to_string),
+                Value::Object(o) => o.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_string),
+                _ => None,
+            };
+            if let Some(id) = id.filter(|id| !defined.is_some_and(|d| d.contains_key(id))) {
+                return Some(id);
+            }
+        }
+    }
+    map.values().find_map(undeclared_special_token)
+}
+
 fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Format { path: path.into(), format: "tokenizer.json", message: e.to_string() }
 }
@@ -174,6 +218,28 @@ mod tests {
         let (ids, mask) = left.to_tensors(&Device::flex());
         assert_eq!(ids.dims(), [2, 2]);
         assert_eq!(mask.into_data().convert::<i64>().try_to_vec::<i64>().expect("succeeds"), vec![1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_syntax_error_inside_the_decoder_is_an_error_not_a_panic() {
+        // Found by `fuzz/` (target `tokenizer`): tokenizers 0.22 panicked on this.
+        let broken = WORDS.replace("\"decoder\": null", "\"decoder\": {\"type\": \"Fuse\u{1}\"}");
+        let err = Tokenizer::from_json(&broken, "tokenizer.json").expect_err("a control character in a string");
+        assert!(matches!(err, Error::Format { format: "tokenizer.json", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_template_naming_an_undefined_special_token_is_an_error_not_a_panic() {
+        // Found by `fuzz/` (target `tokenizer`): tokenizers 0.22 read it, then panicked encoding.
+        let template = r#""post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLQ]", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}}], "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [0], "tokens": ["<pad>"]}}}"#;
+        let broken = WORDS.replace("\"post_processor\": null", template);
+        let err = Tokenizer::from_json(&broken, "tokenizer.json").expect_err("an undefined special token");
+        assert!(err.to_string().contains("[CLQ]"), "{err}");
+        let fixed = broken.replace("[CLQ]", "[CLS]");
+        let t = Tokenizer::from_json(&fixed, "tokenizer.json").expect("a defined one loads");
+        assert_eq!(t.encode("hello", true).expect("encodes"), vec![0, 2]);
     }
 
     #[test]

@@ -274,6 +274,9 @@ fn warn_unknown<C: MethodConfig>(config: &C, file: &Path) {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

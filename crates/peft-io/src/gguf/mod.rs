@@ -82,7 +82,22 @@ impl GgufFile {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
         let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
-        let mut r = Reader::new(BufReader::new(file), len, path);
+        Self::read_header(BufReader::new(file), len, path)
+    }
+
+    /// Parses the header of a GGUF file already in memory; `path` names the source in errors
+    /// and is where [`GgufFile::read_tensor`] would read from (use
+    /// [`GgufFile::read_tensor_from`] with the same bytes instead).
+    ///
+    /// # Errors
+    /// As [`GgufFile::open`], except that no file is opened.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
+        Self::read_header(bytes, bytes.len() as u64, path.as_ref())
+    }
+
+    /// The header from `reader`, which holds `len` bytes in all.
+    fn read_header<R: Read>(reader: R, len: u64, path: &Path) -> Result<Self> {
+        let mut r = Reader::new(reader, len, path);
 
         let magic = r.u32("the magic").map_err(|_| format_error(path, "too short to be a GGUF file"))?;
         if &magic.to_le_bytes() != MAGIC {
@@ -113,7 +128,12 @@ impl GgufFile {
         }
         let data_offset = r.pos.div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(raw.len());
+        let mut names = std::collections::HashSet::with_capacity(raw.len());
         for (name, shape, ty, rel, byte_len) in raw {
+            // Tensors are looked up by name: a second one of the same name would never be read.
+            if !names.insert(name.clone()) {
+                return Err(format_error(path, format!("tensor `{name}` appears twice in the tensor index")));
+            }
             let offset = data_offset.checked_add(rel).filter(|_| rel % alignment == 0);
             let Some(offset) = offset.filter(|o| o.checked_add(byte_len).is_some_and(|end| end <= len)) else {
                 let message = format!(
@@ -148,17 +168,41 @@ impl GgufFile {
     /// Fails with [`Error::MissingTensor`] naming the file when there is no such tensor and
     /// [`Error::Io`] when its bytes cannot be read.
     pub fn read_tensor(&self, name: &str) -> Result<TensorData> {
-        let info = self.tensor_info(name).ok_or_else(|| Error::MissingTensor {
-            key: name.into(),
-            file: self.path.clone(),
-            fix: "the file does not hold this tensor; check that it is a model of the expected architecture".into(),
-        })?;
+        let info = self.tensor_info(name).ok_or_else(|| self.missing(name))?;
         let mut file = File::open(&self.path).map_err(|e| Error::io("cannot open", &self.path, e))?;
         file.seek(SeekFrom::Start(info.offset)).map_err(|e| Error::io("cannot read", &self.path, e))?;
         let mut bytes = vec![0u8; info.byte_len as usize];
         file.read_exact(&mut bytes).map_err(|e| Error::io("cannot read", &self.path, e))?;
-        Ok(TensorData::new(info.ggml_type.dequantize(&bytes), info.shape.clone()))
+        Ok(decode(info, &bytes))
     }
+
+    /// One tensor as [`GgufFile::read_tensor`] gives it, taken from `bytes`, the whole file in
+    /// memory (the bytes [`GgufFile::from_bytes`] parsed).
+    ///
+    /// Fails with [`Error::MissingTensor`] when there is no such tensor and [`Error::Format`]
+    /// when its bytes lie past the end of `bytes`.
+    pub fn read_tensor_from(&self, bytes: &[u8], name: &str) -> Result<TensorData> {
+        let info = self.tensor_info(name).ok_or_else(|| self.missing(name))?;
+        let range = usize::try_from(info.offset).ok().zip(usize::try_from(info.byte_len).ok());
+        let Some(raw) = range.and_then(|(start, n)| bytes.get(start..start.checked_add(n)?)) else {
+            let message = format!("tensor `{name}` ({} bytes at {}) lies past the end of the {} bytes given", info.byte_len, info.offset, bytes.len());
+            return Err(format_error(&self.path, message));
+        };
+        Ok(decode(info, raw))
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::MissingTensor {
+            key: name.into(),
+            file: self.path.clone(),
+            fix: "the file does not hold this tensor; check that it is a model of the expected architecture".into(),
+        }
+    }
+}
+
+/// A tensor's bytes (checked at [`GgufFile::open`] to be whole blocks for its shape) as `f32`.
+fn decode(info: &GgufTensorInfo, bytes: &[u8]) -> TensorData {
+    TensorData::new(info.ggml_type.dequantize(bytes), info.shape.clone())
 }
 
 /// `(name, shape, type, offset relative to the data section, byte length)` of tensor `i`.

@@ -165,3 +165,39 @@ fn hostile_tensor_entries_are_errors() {
         assert!(matches!(err, Error::Format { .. }), "{what}: {err}");
     }
 }
+
+#[test]
+fn bytes_in_memory_read_as_the_file_does() {
+    let bytes = file_bytes(64);
+    let (_dir, path) = write(&bytes);
+    let (from_file, in_memory) = (GgufFile::open(&path).expect("opens"), GgufFile::from_bytes(&bytes, &path).expect("parses"));
+    assert_eq!((&in_memory.metadata, &in_memory.tensors, in_memory.data_offset), (&from_file.metadata, &from_file.tensors, from_file.data_offset));
+    let values = |d: TensorData| d.try_to_vec::<f32>().expect("f32");
+    assert_eq!(values(in_memory.read_tensor_from(&bytes, "w").expect("reads")), values(from_file.read_tensor("w").expect("reads")));
+    assert!(matches!(in_memory.read_tensor_from(&bytes, "nope"), Err(Error::MissingTensor { .. })));
+    // Other bytes than those parsed: a tensor past their end is an error, not a panic.
+    let err = in_memory.read_tensor_from(&bytes[..bytes.len() - 1], "w").expect_err("cut short");
+    assert!(matches!(err, Error::Format { .. }), "{err}");
+}
+
+#[test]
+fn a_tensor_name_given_twice_is_an_error() {
+    // Found by `fuzz/` (target `gguf`): the second tensor of a name was listed but never readable.
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(2u64.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    for offset in [0u64, 32] {
+        string(&mut out, "w");
+        out.extend(1u32.to_le_bytes());
+        out.extend(8u64.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend(offset.to_le_bytes());
+    }
+    out.resize(out.len().div_ceil(32) * 32 + 64, 0);
+    let err = GgufFile::from_bytes(&out, "m.gguf").expect_err("a duplicate name");
+    assert!(matches!(&err, Error::Format { .. }) && err.to_string().contains("`w` appears twice"), "{err}");
+    let mut once = out.clone();
+    once[8] = 1;
+    assert!(GgufFile::from_bytes(&once, "m.gguf").is_ok(), "the same file with one tensor reads");
+}

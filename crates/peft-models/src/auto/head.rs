@@ -101,7 +101,15 @@ impl ModelInfo {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let path = dir.as_ref().join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read the model config", &path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: path.clone(), source: e })?;
+        Self::from_json(&text, &path)
+    }
+
+    /// Reads the text of a `config.json`; `path` only names the source in errors.
+    ///
+    /// Fails with [`Error::Json`] when it is not JSON; missing keys give an empty `model_type`
+    /// (which [`ModelInfo::head`] reports as unsupported) and no architectures.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Json { path: path.into(), source: e })?;
         let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let architectures = json
             .get("architectures")

@@ -138,11 +138,11 @@ impl BertConfig {
                 format!("use a divisor of hidden_size = {}", self.hidden_size),
             ));
         }
-        if self.model_type == ModelType::Roberta && self.pad_token_id + 1 >= self.max_position_embeddings {
+        if self.model_type == ModelType::Roberta && self.pad_token_id.saturating_add(1) >= self.max_position_embeddings {
             return Err(Error::config(
                 "max_position_embeddings",
                 self.max_position_embeddings,
-                format!("RoBERTa positions start at pad_token_id + 1 = {}; use a larger table", self.pad_token_id + 1),
+                format!("RoBERTa positions start at pad_token_id + 1 = {}; use a larger table", self.pad_token_id.saturating_add(1)),
             ));
         }
         if self.model_type == ModelType::Bert && self.pad_token_id >= self.vocab_size.max(1) {
@@ -193,5 +193,7 @@ mod tests {
         assert_eq!(field(r#"{"hidden_size": 30, "num_attention_heads": 4}"#), "num_attention_heads");
         assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
         assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
+        // The largest id overflowed `pad_token_id + 1` (a panic in debug builds).
+        assert_eq!(field(r#"{"model_type": "roberta", "pad_token_id": 18446744073709551615}"#), "max_position_embeddings");
     }
 }

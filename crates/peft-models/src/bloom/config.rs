@@ -95,7 +95,12 @@ impl BloomConfig {
     /// is malformed, and as [`BloomConfig::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let (text, path) = crate::config_file::read(path)?;
-        let (mut config, labels): (BloomConfig, _) = crate::config_file::parse(&text, &path, &[])?;
+        Self::from_json(&text, &path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` only names the source in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let (mut config, labels): (BloomConfig, _) = crate::config_file::parse(text, path, &[])?;
         if let Some(n) = labels {
             config.num_labels = n;
         }

@@ -158,7 +158,7 @@ impl Gpt2Config {
 
     /// Width of the MLP.
     pub fn inner_dim(&self) -> usize {
-        self.n_inner.unwrap_or(4 * self.n_embd)
+        self.n_inner.unwrap_or(self.n_embd.saturating_mul(4))
     }
 
     /// The end-of-sequence ids, possibly none.
@@ -207,5 +207,11 @@ mod tests {
         assert_eq!(field(r#"{"n_layer": 0}"#), "n_layer");
         assert_eq!(field(r#"{"vocab_size": 0}"#), "vocab_size");
         assert_eq!(field(r#"{"n_embd": 0}"#), "n_embd");
+    }
+
+    #[test]
+    fn huge_widths_do_not_overflow() {
+        let c = parse(r#"{"n_embd": 18446744073709551615, "n_head": 1}"#).expect("valid sizes, however large");
+        assert_eq!(c.inner_dim(), usize::MAX);
     }
 }

@@ -113,7 +113,12 @@ impl LlamaConfig {
     /// is malformed, and as [`LlamaConfig::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let (text, path) = crate::config_file::read(path)?;
-        let (config, _): (LlamaConfig, _) = crate::config_file::parse(&text, &path, &[])?;
+        Self::from_json(&text, &path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` only names the source in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let (config, _): (LlamaConfig, _) = crate::config_file::parse(text, path, &[])?;
         config.validate()?;
         Ok(config)
     }

@@ -114,7 +114,12 @@ impl T5Config {
     /// is malformed, and as [`T5Config::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let (text, path) = crate::config_file::read(path)?;
-        let (config, _): (T5Config, _) = crate::config_file::parse(&text, &path, &[])?;
+        Self::from_json(&text, &path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` only names the source in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let (config, _): (T5Config, _) = crate::config_file::parse(text, path, &[])?;
         config.validate()?;
         Ok(config)
     }

@@ -53,8 +53,13 @@ impl Tokenizer {
     /// [`GgufFile::open`]'s errors; [`Error::Unsupported`] for another `tokenizer.ggml.model`;
     /// [`Error::Format`] naming the file when the token list or a merge is missing or malformed.
     pub fn from_gguf(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = GgufFile::open(path)?;
+        Self::from_gguf_file(&GgufFile::open(path)?)
+    }
+
+    /// The tokenizer of a GGUF header already read ([`GgufFile::open`] or
+    /// [`GgufFile::from_bytes`]); errors as [`Tokenizer::from_gguf`], naming [`GgufFile::path`].
+    pub fn from_gguf_file(file: &GgufFile) -> Result<Self> {
+        let path = file.path();
         let bad = |message: String| Error::Format { path: path.into(), format: "GGUF tokenizer", message };
         let kind = file.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("(none)");
         if kind != "gpt2" {

@@ -147,7 +147,7 @@ impl ViTConfig {
     /// the strided convolution does).
     pub fn num_patches(&self) -> usize {
         let ([h, w], [ph, pw]) = (self.image_size.dims(), self.patch_size.dims());
-        (h / ph.max(1)) * (w / pw.max(1))
+        (h / ph.max(1)).saturating_mul(w / pw.max(1))
     }
 
     /// Width of the pooler output.
@@ -167,5 +167,11 @@ mod tests {
         assert_eq!(field(r#"{"num_attention_heads": 0}"#), "num_attention_heads");
         assert_eq!(field(r#"{"num_hidden_layers": 0}"#), "num_hidden_layers");
         assert_eq!(field(r#"{"patch_size": 0}"#), "patch_size");
+    }
+
+    #[test]
+    fn huge_images_do_not_overflow() {
+        let c = ViTConfig::from_json(r#"{"image_size": 18446744073709551615, "patch_size": 1}"#, Path::new("config.json")).expect("valid");
+        assert_eq!(c.num_patches(), usize::MAX);
     }
 }

@@ -97,7 +97,12 @@ impl WhisperConfig {
     /// is malformed, and as [`WhisperConfig::validate`] does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let (text, path) = crate::config_file::read(path)?;
-        let (config, _): (WhisperConfig, _) = crate::config_file::parse(&text, &path, &[])?;
+        Self::from_json(&text, &path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` only names the source in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let (config, _): (WhisperConfig, _) = crate::config_file::parse(text, path, &[])?;
         config.validate()?;
         Ok(config)
     }
@@ -143,7 +148,7 @@ impl WhisperConfig {
 
     /// Frames of `input_features` the encoder takes: `2 * max_source_positions` (conv2 has stride 2).
     pub fn input_frames(&self) -> usize {
-        2 * self.max_source_positions
+        self.max_source_positions.saturating_mul(2)
     }
 
     /// The end-of-sequence ids, possibly none.
@@ -179,5 +184,11 @@ mod tests {
         assert_eq!(field(r#""decoder_attention_heads": 0"#), "decoder_attention_heads");
         assert_eq!(field(r#""decoder_attention_heads": 5"#), "decoder_attention_heads");
         assert_eq!(field(r#""decoder_attention_heads": 4, "decoder_layers": 0"#), "decoder_layers");
+    }
+
+    #[test]
+    fn huge_position_tables_do_not_overflow() {
+        let c = parse(r#"{"max_source_positions": 18446744073709551615}"#);
+        assert_eq!(c.input_frames(), usize::MAX);
     }
 }
