@@ -181,8 +181,10 @@ fn tied_heads_and_sites() {
     assert_eq!(gpt2.tied_weights(), vec![("lm_head.weight".to_string(), "transformer.wte.weight".to_string())]);
     assert_eq!(gpt2.default_target_modules(), vec!["c_attn".to_string()]);
     let sites = gpt2.site_paths();
-    assert_eq!(sites.len(), 2 + 2 * 4 + 1);
-    assert_eq!(sites[2], ("transformer.h.0.attn.c_attn".to_string(), SiteKind::Linear));
+    // wte, wpe; per block the attention hook (LLaMA-Adapter) and four linears; lm_head.
+    assert_eq!(sites.len(), 2 + 2 * 5 + 1);
+    assert_eq!(sites[2], ("transformer.h.0.attn".to_string(), SiteKind::Attention));
+    assert_eq!(sites[3], ("transformer.h.0.attn.c_attn".to_string(), SiteKind::Linear));
     assert!(gpt2.transformer.h[0].attn.c_attn.fan_in_fan_out && !gpt2.lm_head.fan_in_fan_out);
 
     let bloom = BloomForCausalLM::from_pretrained(model_dir("bloom"), &device).expect("bloom");
