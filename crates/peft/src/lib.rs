@@ -111,6 +111,8 @@ mod guide {
     mod limits {}
     #[doc = include_str!("../../../docs/errors.md")]
     mod errors {}
+    #[doc = include_str!("../../../docs/fuzzing.md")]
+    mod fuzzing {}
     #[doc = include_str!("../../../docs/adding-a-method.md")]
     mod adding_a_method {}
 }
