@@ -71,11 +71,27 @@ pub fn write_adapter_folder_parts(
     site_tensors: Vec<(String, TensorData)>,
     model_level: Vec<(String, TensorData)>,
 ) -> Result<()> {
+    write_adapter_folder_with_card(dir, config, site_tensors, model_level, None)
+}
+
+/// Like [`write_adapter_folder_parts`], with `card` (see [`crate::card`]) written as the
+/// folder's `README.md` in the same write as the adapter files.
+pub fn write_adapter_folder_with_card(
+    dir: &Path,
+    config: &PeftConfig,
+    site_tensors: Vec<(String, TensorData)>,
+    model_level: Vec<(String, TensorData)>,
+    card: Option<&str>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
     let mut all: Vec<(String, TensorData)> = model_level;
     all.extend(site_tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)));
     write_safetensors(&dir.join(WEIGHTS_FILE), all)?;
-    write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())
+    write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())?;
+    match card {
+        Some(card) => write_atomic(&dir.join(crate::card::CARD_FILE), card.as_bytes()),
+        None => Ok(()),
+    }
 }
 
 /// The tensors of adapter `name` at every site that holds it, keyed `{path}.{suffix}` in the
