@@ -145,7 +145,8 @@ pub fn write_confusion_matrix(report: &Report, path: &Path) -> Result<()> {
     let label_room = (longest * 8 + 24).clamp(40, 220);
     let cell = (560 / n as u32).clamp(28, 90);
     let side = cell * n as u32;
-    let (width, height) = (side + label_room + 60, side + label_room + 70);
+    // At least wide enough for the caption, whatever the number of classes.
+    let (width, height) = ((side + label_room + 60).max(480), side + label_room + 70);
     let last = n as i32 - 1;
     let name = |i: i32| usize::try_from(i).ok().and_then(|i| report.labels.get(i)).cloned().unwrap_or_default();
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
