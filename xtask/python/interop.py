@@ -4,11 +4,14 @@ Python PEFT library and compare outputs with what Rust computed.
 usage: interop.py FIXTURES_DIR RUST_OUT_DIR
 """
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 import transformers
+from huggingface_hub import ModelCard
 from peft import PeftModel
 from safetensors.torch import load_file
 
@@ -38,11 +41,30 @@ def main() -> int:
             keep = rust["attention_mask"].bool()
             got, want = got[keep], want[keep]
         diff = (got - want).abs().max().item()
-        status = "ok" if diff < TOL else "MISMATCH"
+        card = card_problem(model, case_dir / "adapter")
+        status = f"CARD: {card}" if card else "ok" if diff < TOL else "MISMATCH"
         failures += status != "ok"
         print(f"{case_dir.name:32s} max abs diff {diff:.2e}  {status}")
     print(f"{len(cases) - failures} passed, {failures} failed")
     return 1 if failures else 0
+
+
+def card_problem(model, adapter: Path) -> str:
+    """What is wrong with the README.md model card Rust wrote beside the adapter ('' if nothing):
+    the Hub's parser must read its metadata, and the Python library must update it in place."""
+    path = adapter / "README.md"
+    if not path.is_file():
+        return "no README.md"
+    data = ModelCard.load(path).data
+    if data.library_name != "peft":
+        return f"library_name is {data.library_name!r}"
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(path, Path(tmp) / "README.md")
+        model.save_pretrained(tmp)
+        updated = (Path(tmp) / "README.md").read_text()
+    if "Written by the Rust peft crate" not in updated or "- PEFT " not in updated:
+        return "the Python library did not keep and update the card"
+    return ""
 
 
 if __name__ == "__main__":

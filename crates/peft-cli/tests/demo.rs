@@ -16,25 +16,56 @@ fn assets() -> PathBuf {
     dir
 }
 
-#[test]
-fn demo_runs_end_to_end_on_the_real_model() {
-    let out_dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_peft"))
+/// `peft demo` shortened (3 steps, 48 tweets to train on, 32 held out) into `out`; its stdout.
+fn short_demo(out: &std::path::Path, extra: &[&str]) -> String {
+    let run = Command::new(env!("CARGO_BIN_EXE_peft"))
         .args(["demo", "--steps", "3", "--train-size", "48", "--eval-size", "32", "--assets"])
         .arg(assets())
         .arg("--output")
-        .arg(out_dir.path())
+        .arg(out)
+        .args(extra)
         .output()
         .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    stdout
+}
+
+/// The demo's numbers (accuracy before and after, mean loss first and last), without timings or paths.
+fn numbers(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| match l {
+            _ if l.starts_with("held-out accuracy before") => Some(l.to_string()),
+            _ if l.starts_with("held-out accuracy after") => l.rsplit_once(": ").map(|(_, v)| v.to_string()),
+            _ if l.starts_with("loss curve") => l.rsplit_once(" (").map(|(_, v)| v.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn demo_runs_end_to_end_on_the_real_model_and_is_seeded() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let [a, b, c] = ["a", "b", "c"].map(|n| out_dir.path().join(n));
+    let stdout = short_demo(&a, &[]);
     // The Python library's line for the same model, head and config (PEFT 0.21.2).
     assert!(stdout.contains("trainable params: 74,883 || all params: 22,789,254 || trainable%: 0.3286"), "{stdout}");
     for line in ["held-out accuracy before training", "reloaded adapter: same logits", "merged into the weights: same logits"] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
-    assert!(out_dir.path().join("adapter/adapter_model.safetensors").is_file());
-    assert!(out_dir.path().join("loss.png").is_file());
+    assert!(a.join("adapter/adapter_model.safetensors").is_file());
+    assert!(a.join("adapter/README.md").is_file(), "the model card");
+    assert!(a.join("loss.png").is_file());
+
+    // Seeded: the same run twice gives the same numbers and the same adapter; --seed varies it.
+    let again = short_demo(&b, &[]);
+    assert_eq!(numbers(&again), numbers(&stdout));
+    assert_eq!(numbers(&stdout).len(), 3, "{stdout}");
+    let weights = |d: &std::path::Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).expect("weights");
+    assert_eq!(weights(&a), weights(&b));
+    short_demo(&c, &["--seed", "1"]);
+    assert_ne!(weights(&a), weights(&c));
 }
 
 #[test]

@@ -328,3 +328,86 @@ fn every_classifier_method_trains_then_predicts() {
         }
     }
 }
+
+/// A PNG's size and the variance of its grey levels (0 for a blank image).
+fn png_size_and_variance(path: &Path) -> ((u32, u32), f64) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).expect("the PNG exists")));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("pixels");
+    let channels = info.color_type.samples();
+    let grey: Vec<f64> = buf[..info.buffer_size()].chunks(channels).map(|p| p.iter().take(3).map(|&c| f64::from(c)).sum::<f64>() / 3.0).collect();
+    let mean = grey.iter().sum::<f64>() / grey.len() as f64;
+    ((info.width, info.height), grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64)
+}
+
+#[test]
+fn eval_every_shows_in_the_summary_the_plot_and_the_card_and_trains_the_same() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = headless_bert(dir.path());
+    let data = dir.path().join("data.csv");
+    labelled_csv(&data);
+    let [plain, evaluated] = ["plain", "evaluated"].map(|n| dir.path().join(n));
+    ok(&peft(&train_args(&base, &data, &plain, "3")));
+    let mut args = train_args(&base, &data, &evaluated, "3");
+    args.extend(["--eval-every", "2"]);
+    let out = ok(&peft(&args));
+
+    // The table: steps 2 and 4, each with a loss and an accuracy; step 4 is the final model.
+    assert!(out.contains("evaluation every 2 steps:"), "{out}");
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("evaluation every"))
+        .skip(2)
+        .map_while(|l| l.split_whitespace().map(str::parse::<f64>).collect::<Result<Vec<_>, _>>().ok().filter(|v| v.len() == 3))
+        .collect();
+    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), [2.0, 4.0], "{out}");
+    assert!(rows.iter().all(|r| r[1].is_finite() && r[1] > 0.0 && (0.0..=1.0).contains(&r[2])), "{out}");
+    let after: f64 = out.lines().find_map(|l| l.split("-> ").nth(1)).and_then(|v| v.trim().parse().ok()).expect("held-out accuracy line");
+    assert!((rows[1][2] - after).abs() < 1e-3, "the last evaluation is the final model's: {out}");
+    // Evaluating draws nothing from the seeded generator: the adapter is the same bytes.
+    let weights = |d: &Path| std::fs::read(d.join("adapter_model.safetensors")).expect("weights");
+    assert_eq!(weights(&plain), weights(&evaluated));
+
+    // The plot is drawn, not blank.
+    let (size, variance) = png_size_and_variance(&evaluated.join("loss.png"));
+    assert_eq!(size, (900, 520));
+    assert!(variance > 100.0, "blank plot: {variance}");
+
+    // The model card: the Python library's front matter, then the run.
+    let card = std::fs::read_to_string(evaluated.join("README.md")).expect("README.md");
+    let front = format!("---\nbase_model: {0}\nlibrary_name: peft\ntags:\n- base_model:adapter:{0}\n- lora\n- transformers\n---\n", s(&base));
+    assert!(card.starts_with(&front), "{card}");
+    for part in ["`data.csv`, 36 rows", "4 rows held out", "| held-out accuracy |", "| steps | 4 |", "| evaluation every | 2 steps |", "- task: SEQ_CLS"] {
+        assert!(card.contains(part), "no `{part}` in\n{card}");
+    }
+
+    // A README.md the user wrote is kept; the library's own card is rewritten.
+    std::fs::write(plain.join("README.md"), "# Mine\n").expect("write");
+    ok(&peft(&train_args(&base, &data, &plain, "3")));
+    assert_eq!(std::fs::read_to_string(plain.join("README.md")).expect("README"), "# Mine\n");
+    ok(&peft(&args));
+    assert!(std::fs::read_to_string(evaluated.join("README.md")).expect("README").starts_with(&front));
+}
+
+#[test]
+fn predict_plots_the_confusion_matrix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = headless_bert(dir.path());
+    let data = dir.path().join("data.csv");
+    labelled_csv(&data);
+    let adapter = dir.path().join("adapter");
+    ok(&peft(&train_args(&base, &data, &adapter, "1")));
+    let plot = dir.path().join("confusion.png");
+    let predictions = dir.path().join("p.jsonl");
+    ok(&peft(&["predict", "--adapter", s(&adapter), "--data", s(&data), "--output", s(&predictions), "--plot", s(&plot)]));
+    let ((w, h), variance) = png_size_and_variance(&plot);
+    assert!(w >= 200 && h >= 200, "{w}x{h}");
+    assert!(variance > 100.0, "blank plot: {variance}");
+
+    // Without labels there is no matrix to draw: one line saying what is needed.
+    let out = peft(&["predict", "--adapter", s(&adapter), "--text", "w5 w60", "--plot", s(&plot)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--plot needs") && err.contains("--label-column"), "{err}");
+}

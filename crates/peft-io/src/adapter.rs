@@ -72,11 +72,27 @@ pub fn write_adapter_folder_parts(
     site_tensors: Vec<(String, TensorData)>,
     model_level: Vec<(String, TensorData)>,
 ) -> Result<()> {
+    write_adapter_folder_with_card(dir, config, site_tensors, model_level, None)
+}
+
+/// Like [`write_adapter_folder_parts`], with `card` (see [`crate::card`]) written as the
+/// folder's `README.md` in the same atomic switch as the adapter files.
+pub fn write_adapter_folder_with_card(
+    dir: &Path,
+    config: &PeftConfig,
+    site_tensors: Vec<(String, TensorData)>,
+    model_level: Vec<(String, TensorData)>,
+    card: Option<&str>,
+) -> Result<()> {
     let mut all: Vec<(String, TensorData)> = model_level;
     all.extend(site_tensors.into_iter().map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v)));
     let weights = safetensors_bytes(&dir.join(WEIGHTS_FILE), all)?;
     let config = config.to_json_string();
-    write_files_atomically(dir, &[(WEIGHTS_FILE, &weights), (CONFIG_FILE, config.as_bytes())])
+    let mut files: Vec<(&str, &[u8])> = vec![(WEIGHTS_FILE, &weights), (CONFIG_FILE, config.as_bytes())];
+    if let Some(card) = card {
+        files.push((crate::card::CARD_FILE, card.as_bytes()));
+    }
+    write_files_atomically(dir, &files)
 }
 
 /// The tensors of adapter `name` at every site that holds it, keyed `{path}.{suffix}` in the

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod adapter;
+pub mod card;
 pub mod export;
 pub mod folder;
 pub mod gguf;

@@ -1,7 +1,8 @@
 //! `save_pretrained`, `from_pretrained` and `load_adapter` with the Hub's adapter folders.
 
 use peft_core::{AdapterSites, Result};
-use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder_parts};
+use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder_with_card};
+use peft_io::card::{CARD_FILE, TrainingSummary, may_write_card, model_card};
 use std::path::Path;
 
 use crate::bias::export_biases;
@@ -11,17 +12,34 @@ use crate::model::PeftModel;
 
 impl<M: AdapterSites> PeftModel<M> {
     /// Writes every adapter as the Python library does: `default` in `dir` itself
-    /// (`adapter_config.json` + `adapter_model.safetensors`), each other adapter in `dir/<name>/`.
+    /// (`adapter_config.json` + `adapter_model.safetensors`), each other adapter in `dir/<name>/`,
+    /// and a `README.md` model card in `dir` (base model, method, task; see [`peft_io::card`])
+    /// unless `dir` holds a `README.md` this library did not write.
     ///
     /// Each file is written to a temporary file and renamed into place.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
         let names = self.adapter_names();
-        self.save_adapters(dir, &names.iter().map(String::as_str).collect::<Vec<_>>())
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), None)
     }
 
-    /// Writes only the named adapters (`selected_adapters` in Python).
+    /// Like [`PeftModel::save_pretrained`], with what the trainer knows (training data,
+    /// hyper-parameters, final metrics) in the model card.
+    pub fn save_pretrained_with_summary(&self, dir: impl AsRef<Path>, training: &TrainingSummary) -> Result<()> {
+        let names = self.adapter_names();
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), Some(training))
+    }
+
+    /// Writes only the named adapters (`selected_adapters` in Python), and the model card.
     pub fn save_adapters(&self, dir: impl AsRef<Path>, names: &[&str]) -> Result<()> {
-        let dir = dir.as_ref();
+        self.save_selected(dir.as_ref(), names, None)
+    }
+
+    fn save_selected(&self, dir: &Path, names: &[&str], training: Option<&TrainingSummary>) -> Result<()> {
+        // The card sits in `dir` itself, as in Python; it describes the adapter saved there
+        // (`default`), else the first one named.
+        let card_for = |config: &peft_core::PeftConfig| -> Result<Option<String>> {
+            Ok(may_write_card(dir)?.then(|| model_card(config, training)))
+        };
         for name in names {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
@@ -34,7 +52,15 @@ impl<M: AdapterSites> PeftModel<M> {
             }
             let mut config = entry.config.clone();
             config.set_inference_mode(true);
-            write_adapter_folder_parts(&adapter_dir(dir, name), &config, tensors, model_level)?;
+            let card = if *name == DEFAULT_ADAPTER { card_for(&config)? } else { None };
+            write_adapter_folder_with_card(&adapter_dir(dir, name), &config, tensors, model_level, card.as_deref())?;
+        }
+        if !names.contains(&DEFAULT_ADAPTER)
+            && let Some(first) = names.first()
+            && let Some(card) = card_for(&self.entry(first)?.config)?
+        {
+            std::fs::create_dir_all(dir).map_err(|e| peft_core::Error::io("cannot create folder", dir, e))?;
+            peft_io::tensors::write_atomic(&dir.join(CARD_FILE), card.as_bytes())?;
         }
         Ok(())
     }

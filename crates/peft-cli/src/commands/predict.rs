@@ -66,6 +66,9 @@ pub struct Args {
     /// Print the scores as one JSON object (the `--metrics` file's) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Draw the confusion matrix as a PNG here (a classifier and a --data file with labels).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
     /// How to generate (causal and seq2seq LMs).
     #[command(flatten)]
     pub generation: GenerationArgs,
@@ -123,8 +126,11 @@ pub fn run(mut args: Args) -> Result<()> {
         if let Some(path) = &args.metrics {
             std::fs::write(path, serde_json::to_string_pretty(&report.json())? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
         }
-    } else if args.metrics.is_some() {
-        bail!("--metrics needs a sequence classifier and a --data file with a `{}` column (--label-column)", args.label_column);
+        if let Some(path) = &args.plot {
+            crate::plot::write_confusion_matrix(&report, path)?;
+        }
+    } else if let Some(flag) = [(args.metrics.is_some(), "--metrics"), (args.plot.is_some(), "--plot")].iter().find(|(given, _)| *given).map(|(_, f)| f) {
+        bail!("{flag} needs a sequence classifier and a --data file with a `{}` column (--label-column)", args.label_column);
     }
     Ok(())
 }

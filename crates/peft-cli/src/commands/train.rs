@@ -9,6 +9,7 @@ use peft::burn::module::Module;
 use peft::models::auto::{AutoModel, Head};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
+use peft::io::card::TrainingSummary;
 use peft::{TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use crate::data::{Row, column, label_ids, read_rows};
 use crate::rng::Rng;
 use crate::train::batch::truncate_keep_last;
 use crate::train::method::method_config;
-use crate::train::{TrainOptions, causal, classify};
+use crate::train::{EvalPoint, History, TrainOptions, causal, classify};
 
 /// Arguments of `peft train`.
 #[derive(clap::Args, Debug)]
@@ -127,6 +128,10 @@ pub struct Args {
     /// Evaluation data (same columns as --data); without it, --eval-fraction of --data is held out.
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
+    /// Evaluate on the evaluation data every N steps (shown in the progress bar, plotted and
+    /// listed at the end); 0: only before and after training.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub eval_every: usize,
 }
 
 /// What the model folder is trained as.
@@ -150,20 +155,62 @@ pub fn run(mut args: Args) -> Result<()> {
         None => Tokenizer::from_dir(&args.model)?,
     };
     let (train_rows, eval_rows) = &split_rows(&args)?;
-    let options = TrainOptions { steps: args.steps, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.01, seed: args.seed };
+    let options =
+        TrainOptions { steps: args.steps, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.01, seed: args.seed, eval_every: args.eval_every };
     let device = peft::device::device(&args.device)?.autodiff();
     // The backend's generator draws the fresh head, the adapter's init and dropout masks.
     device.seed(args.seed);
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
-    let losses = match family {
+    let history = match family {
         Family::Classifier { roberta } => train_classifier(&args, roberta, &tokenizer, train_rows, eval_rows, &options, &device)?,
         Family::CausalLm => train_causal(&args, &tokenizer, train_rows, eval_rows, &options, &device)?,
     };
+    print_evaluations(&history.evals, args.eval_every);
     let plot = args.output.join("loss.png");
-    crate::plot::write_loss_curve(&losses, &plot)?;
     keep_tokenizer(&args)?;
-    println!("saved the adapter and {} to {}", plot.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), args.output.display());
+    // The adapter is saved by now: a run whose losses are all NaN still says so, without a plot.
+    match crate::plot::write_loss_curve(&history.losses, &history.evals, &plot) {
+        Ok(()) => println!("saved the adapter and {} to {}", plot.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), args.output.display()),
+        Err(e) => {
+            eprintln!("warning: no loss plot: {e:#}");
+            println!("saved the adapter to {}", args.output.display());
+        }
+    }
     Ok(())
+}
+
+/// The evaluations made every `--eval-every` steps, as a table.
+fn print_evaluations(evals: &[EvalPoint], every: usize) {
+    if evals.is_empty() {
+        return;
+    }
+    let accuracy = evals.iter().any(|e| e.accuracy.is_some());
+    println!("evaluation every {every} steps:");
+    println!("{:>8} {:>10}{}", "step", "eval loss", if accuracy { "   accuracy" } else { "" });
+    for e in evals {
+        let acc = e.accuracy.map(|a| format!(" {a:>10.3}")).unwrap_or_default();
+        println!("{:>8} {:>10.4}{acc}", e.step, e.loss);
+    }
+}
+
+/// The card's account of the run: the data, the flags that shaped it, and `metrics`.
+fn summary(args: &Args, train_rows: usize, eval_rows: usize, metrics: Vec<(String, String)>) -> TrainingSummary {
+    let file = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let eval_data = match &args.eval_data {
+        Some(path) => format!("`{}`, {eval_rows} rows", file(path)),
+        None => format!("{eval_rows} rows held out of `{}` (--eval-fraction {}, seed {})", file(&args.data), args.eval_fraction, args.seed),
+    };
+    let mut hyperparameters: Vec<(String, String)> = vec![
+        ("steps".into(), args.steps.to_string()),
+        ("batch size".into(), args.batch_size.to_string()),
+        ("optimizer".into(), format!("AdamW, lr {}, weight decay 0.01", args.lr)),
+        ("max length".into(), args.max_length.to_string()),
+        ("seed".into(), args.seed.to_string()),
+    ];
+    if args.eval_every > 0 {
+        hyperparameters.push(("evaluation every".into(), format!("{} steps", args.eval_every)));
+    }
+    TrainingSummary { data: Some(format!("`{}`, {train_rows} rows", file(&args.data))), eval_data: Some(eval_data), hyperparameters, metrics }
 }
 
 /// A `--tokenizer FILE` is copied into the adapter folder, so `peft predict --adapter DIR` finds
@@ -214,7 +261,7 @@ fn train_classifier(
     eval_rows: &[Row],
     options: &TrainOptions,
     device: &peft::burn::tensor::Device,
-) -> Result<Vec<f32>> {
+) -> Result<History> {
     let all: Vec<Row> = train_rows.iter().chain(eval_rows).cloned().collect();
     let (classes, _) = label_ids(&column(&all, &args.label_column, &args.data, "--label-column")?);
     println!("classes: {}", classes.join(", "));
@@ -236,14 +283,20 @@ fn train_classifier(
     model.print_trainable_parameters();
     let plain = device.clone().inner();
     let before = classify::accuracy(classify::predict(&model.valid(), &eval_set, 32, &plain)?, &eval_set)?;
-    let (model, losses) = classify::train(model, &train_set, options, device)?;
+    let (model, history) = classify::train(model, &train_set, (options.eval_every > 0).then_some(&eval_set), options, device)?;
     let trained = model.valid();
-    let after = classify::accuracy(classify::predict(&trained, &eval_set, 32, &plain)?, &eval_set)?;
+    let (eval_loss, after) = classify::scores(classify::predict(&trained, &eval_set, 32, &plain)?, &eval_set)?;
     println!("held-out accuracy ({} rows): {before:.3} -> {after:.3}", eval_set.len());
-    trained.save_pretrained(&args.output)?;
+    let metrics = vec![
+        ("held-out accuracy before training".into(), format!("{before:.4}")),
+        ("held-out accuracy".into(), format!("{after:.4}")),
+        ("held-out loss".into(), format!("{eval_loss:.4}")),
+        ("classes".into(), classes.join(", ")),
+    ];
+    trained.save_pretrained_with_summary(&args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
     // The class names travel with the adapter (`peft predict` and `peft inspect` show them).
     crate::labels::write(&args.output, &classes)?;
-    Ok(losses)
+    Ok(history)
 }
 
 fn train_causal(
@@ -253,7 +306,7 @@ fn train_causal(
     eval_rows: &[Row],
     options: &TrainOptions,
     device: &peft::burn::tensor::Device,
-) -> Result<Vec<f32>> {
+) -> Result<History> {
     let base = LlamaForCausalLM::from_pretrained(&args.model, device)?;
     let eos = base.config().eos_token_ids().first().copied();
     let pad_id = tokenizer.pad_token_id().or(eos).unwrap_or(0);
@@ -288,10 +341,11 @@ fn train_causal(
     let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
     model.print_trainable_parameters();
     let before = causal::mean_loss(&model.valid(), &eval_set, 8, &device.clone().inner())?;
-    let (model, losses) = causal::train(model, &train_set, options, device)?;
+    let (model, history) = causal::train(model, &train_set, (options.eval_every > 0).then_some(&eval_set), options, device)?;
     let trained = model.valid();
     let after = causal::mean_loss(&trained, &eval_set, 8, &device.clone().inner())?;
     println!("held-out loss: {before:.3} -> {after:.3}");
-    trained.save_pretrained(&args.output)?;
-    Ok(losses)
+    let metrics = vec![("held-out loss before training".into(), format!("{before:.4}")), ("held-out loss".into(), format!("{after:.4}"))];
+    trained.save_pretrained_with_summary(&args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
+    Ok(history)
 }

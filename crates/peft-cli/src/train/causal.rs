@@ -1,11 +1,12 @@
 //! Causal language modelling: fine-tune on token rows whose labels mark what is learned.
 
 use anyhow::{Context, Result};
+use peft::burn::module::Module;
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::{Labels, ModelInputs, PeftModel, TaskModel};
 
 use super::batch::pad_right;
-use super::{TrainOptions, scalar};
+use super::{History, TrainOptions, scalar};
 
 /// Label of a position that is not learned (the prompt, padding), as in transformers.
 pub const IGNORE: i64 = -100;
@@ -43,9 +44,19 @@ impl Sequences {
     }
 }
 
-/// Trains with AdamW on the causal LM loss; returns the loss of every step.
-pub fn train<M: TaskModel>(model: PeftModel<M>, data: &Sequences, options: &TrainOptions, device: &Device) -> Result<(PeftModel<M>, Vec<f32>)> {
-    super::fit(model, data.len(), options, |m, batch| lm_loss(m, data, batch, device))
+/// Trains with AdamW on the causal LM loss; returns the loss of every step and, with `eval`, the
+/// mean held-out loss every `options.eval_every` steps.
+pub fn train<M: TaskModel>(
+    model: PeftModel<M>,
+    data: &Sequences,
+    eval: Option<&Sequences>,
+    options: &TrainOptions,
+    device: &Device,
+) -> Result<(PeftModel<M>, History)> {
+    let plain = device.clone().inner();
+    let mut evaluate = eval.map(|eval| move |m: &PeftModel<M>| -> Result<(f32, Option<f32>)> { Ok((mean_loss(&m.valid(), eval, 8, &plain)?, None)) });
+    let loss = |m: &PeftModel<M>, batch: &[usize]| lm_loss(m, data, batch, device);
+    super::fit(model, data.len(), options, loss, evaluate.as_mut().map(|f| f as &mut super::Evaluate<'_, M>))
 }
 
 /// transformers' causal LM loss of examples `batch`: position `t` predicts `labels[t + 1]`;

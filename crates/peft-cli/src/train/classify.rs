@@ -1,11 +1,12 @@
 //! Sequence classification: fine-tune on (tokens, class) pairs and measure accuracy.
 
 use anyhow::{Context, Result};
+use peft::burn::module::Module;
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::{Labels, ModelInputs, PeftModel, TaskModel};
 
 use super::batch::pad_right;
-use super::TrainOptions;
+use super::{History, TrainOptions};
 
 /// Tokenised examples with their classes.
 pub struct Examples {
@@ -39,18 +40,29 @@ impl Examples {
 }
 
 /// Trains the model's trainable parameters with AdamW on cross-entropy; returns the loss of every
-/// step. The model must live on an autodiff device.
+/// step and, with `eval`, its loss and accuracy every `options.eval_every` steps. The model must
+/// live on an autodiff device.
 pub fn train<M: TaskModel>(
     model: PeftModel<M>,
     data: &Examples,
+    eval: Option<&Examples>,
     options: &TrainOptions,
     device: &Device,
-) -> Result<(PeftModel<M>, Vec<f32>)> {
-    super::fit(model, data.len(), options, |m, batch| {
+) -> Result<(PeftModel<M>, History)> {
+    // Inference copies run on the plain device: inputs made on the autodiff one would be tracked.
+    let plain = device.clone().inner();
+    let mut evaluate = eval.map(|eval| {
+        move |m: &PeftModel<M>| -> Result<(f32, Option<f32>)> {
+            let (loss, accuracy) = scores(predict(&m.valid(), eval, 32, &plain)?, eval)?;
+            Ok((loss, Some(accuracy)))
+        }
+    });
+    let loss = |m: &PeftModel<M>, batch: &[usize]| {
         let (ids, mask, labels) = data.batch(batch, device);
         let output = m.forward(ModelInputs::ids_with_mask(ids, mask).with_labels(Labels::Sequence(labels)))?;
         output.loss.context("the classifier returned no loss")
-    })
+    };
+    super::fit(model, data.len(), options, loss, evaluate.as_mut().map(|f| f as &mut super::Evaluate<'_, M>))
 }
 
 /// Class logits of every example, `chunk` examples per forward (no gradients). Examples are
@@ -86,6 +98,27 @@ pub fn predict_with(
     }
     let order = Tensor::<1, Int>::from_data(TensorData::new(position, [data.len()]), device);
     Ok(Tensor::cat(parts, 0).select(0, order))
+}
+
+/// The mean cross-entropy and the accuracy of class `logits` against the examples' classes.
+///
+/// # Shapes
+/// - `logits`: `[data.len(), num_labels]`
+pub fn scores(logits: Tensor<2>, data: &Examples) -> Result<(f32, f32)> {
+    let [rows, classes] = logits.dims();
+    let values = logits.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read the logits: {e:?}"))?;
+    anyhow::ensure!(rows == data.len() && classes > 0, "{rows} rows of logits for {} examples", data.len());
+    let (mut loss, mut right) = (0.0f64, 0usize);
+    for (row, &label) in values.chunks(classes).zip(&data.labels) {
+        // log-sum-exp around the row's maximum, so large logits do not overflow.
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_sum = f64::from(max) + row.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+        loss += log_sum - f64::from(row.get(label).copied().unwrap_or(f32::NAN));
+        let best = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
+        right += usize::from(best == label);
+    }
+    let n = rows.max(1) as f64;
+    Ok(((loss / n) as f32, (right as f64 / n) as f32))
 }
 
 /// The share of examples whose highest logit is their class.
