@@ -40,19 +40,19 @@ impl InputLimits {
     pub fn check_ids_and_shapes(&self, inputs: &ModelInputs) -> Result<()> {
         if let Some(ids) = &inputs.input_ids {
             check_ids("input_ids", ids, self.vocab_size)?;
-            if let Some(mask) = &inputs.attention_mask {
-                if mask.dims() != ids.dims() {
-                    return Err(shape("attention_mask", format!("{:?} (the shape of `input_ids`)", ids.dims()), mask.dims().to_vec(), "give one mask value per token"));
-                }
+            if let Some(mask) = &inputs.attention_mask
+                && mask.dims() != ids.dims()
+            {
+                return Err(shape("attention_mask", format!("{:?} (the shape of `input_ids`)", ids.dims()), mask.dims().to_vec(), "give one mask value per token"));
             }
         }
         if let Some(ids) = &inputs.decoder_input_ids {
             check_ids("decoder_input_ids", ids, self.decoder_vocab_size.or(self.vocab_size))?;
         }
-        if let (Some(embeds), Some(hidden)) = (&inputs.inputs_embeds, self.hidden_size) {
-            if embeds.dims()[2] != hidden {
-                return Err(shape("inputs_embeds", format!("[batch, len, {hidden}]"), embeds.dims().to_vec(), "give vectors of the model's hidden size"));
-            }
+        if let (Some(embeds), Some(hidden)) = (&inputs.inputs_embeds, self.hidden_size)
+            && embeds.dims()[2] != hidden
+        {
+            return Err(shape("inputs_embeds", format!("[batch, len, {hidden}]"), embeds.dims().to_vec(), "give vectors of the model's hidden size"));
         }
         if let Some(pixels) = &inputs.pixel_values {
             self.check_pixels(&pixels.dims())?;
@@ -133,26 +133,26 @@ impl InputLimits {
 
     fn check_pixels(&self, dims: &[usize; 4]) -> Result<()> {
         let [_, channels, height, width] = *dims;
-        if let Some(want) = self.image_channels {
-            if channels != want {
-                return Err(shape("pixel_values", format!("[batch, {want}, height, width]"), dims.to_vec(), "give images with the model's channels (RGB: 3)"));
-            }
+        if let Some(want) = self.image_channels
+            && channels != want
+        {
+            return Err(shape("pixel_values", format!("[batch, {want}, height, width]"), dims.to_vec(), "give images with the model's channels (RGB: 3)"));
         }
-        if let Some([h, w]) = self.image_size {
-            if [height, width] != [h, w] {
-                let fix = format!("resize the images to {h}x{w}, the model's `image_size`");
-                return Err(shape("pixel_values", format!("[batch, {channels}, {h}, {w}]"), dims.to_vec(), &fix));
-            }
+        if let Some([h, w]) = self.image_size
+            && [height, width] != [h, w]
+        {
+            let fix = format!("resize the images to {h}x{w}, the model's `image_size`");
+            return Err(shape("pixel_values", format!("[batch, {channels}, {h}, {w}]"), dims.to_vec(), &fix));
         }
         Ok(())
     }
 
     fn check_features(&self, dims: &[usize; 3]) -> Result<()> {
         let [_, bins, frames] = *dims;
-        if let Some(want) = self.mel_bins {
-            if bins != want {
-                return Err(shape("input_features", format!("[batch, {want}, frames]"), dims.to_vec(), "compute the log-mel features with the model's `num_mel_bins`"));
-            }
+        if let Some(want) = self.mel_bins
+            && bins != want
+        {
+            return Err(shape("input_features", format!("[batch, {want}, frames]"), dims.to_vec(), "compute the log-mel features with the model's `num_mel_bins`"));
         }
         check_len("input_features", frames, self.max_frames, "cut the audio into shorter pieces")
     }

@@ -115,13 +115,21 @@ fn check_model_config(text: &str) -> Result<(), TestCaseError> {
     let path = Path::new("config.json");
     typed(ModelInfo::from_json(text, path).and_then(|i| i.head(None)).map(drop))?;
     typed(llama::LlamaConfig::from_json(text, path).map(|c| drop((c.head_dim(), c.num_key_value_heads(), c.sliding_window_for_layer(1), c.rope()))))?;
-    typed(gpt2::Gpt2Config::from_json(text, path).map(|c| drop((c.head_dim(), c.inner_dim(), c.eos_token_ids()))))?;
+    typed(gpt2::Gpt2Config::from_json(text, path).map(|c| {
+        let _ = (c.head_dim(), c.inner_dim(), c.eos_token_ids());
+    }))?;
     typed(bloom::BloomConfig::from_json(text, path).map(|c| drop((c.head_dim(), c.eos_token_ids()))))?;
-    typed(bert::BertConfig::from_json(text, path).map(|c| drop(c.head_dim())))?;
+    typed(bert::BertConfig::from_json(text, path).map(|c| {
+        let _ = c.head_dim();
+    }))?;
     typed(t5::T5Config::from_json(text, path).map(|c| drop((c.feed_forward(), c.num_decoder_layers(), c.num_labels()))))?;
     typed(whisper::WhisperConfig::from_json(text, path).map(|c| drop((c.input_frames(), c.eos_token_ids()))))?;
-    typed(vit::ViTConfig::from_json(text, path).map(|c| drop((c.num_patches(), c.pooler_size()))))?;
-    typed(segformer::SegformerConfig::from_json(text, path).map(|c| drop((0..c.num_encoder_blocks).map(|s| c.mlp_width(s)).max())))
+    typed(vit::ViTConfig::from_json(text, path).map(|c| {
+        let _ = (c.num_patches(), c.pooler_size());
+    }))?;
+    typed(segformer::SegformerConfig::from_json(text, path).map(|c| {
+        let _ = (0..c.num_encoder_blocks).map(|s| c.mlp_width(s)).max();
+    }))
 }
 
 fn check_tokenizer(tokenizer: Result<Tokenizer, Error>) -> Result<(), TestCaseError> {
