@@ -302,6 +302,40 @@ fn train_with_dora_writes_magnitudes_python_reads() {
 }
 
 #[test]
+fn logits_serve_pissa_and_olora_adapters_written_by_python() {
+    assert_causal_logits_match("llama_pissa", "llama");
+    assert_causal_logits_match("llama_olora", "llama");
+    assert_causal_logits_match("gpt2_pissa", "gpt2");
+}
+
+#[test]
+fn train_with_pissa_saves_plain_lora_for_the_original_base() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = word_tokenizer(dir.path());
+    let data = dir.path().join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let model = fixtures().join("models/llama");
+    let adapter = dir.path().join("adapter");
+    let out = ok(&peft(&["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data),
+        "--r", "2", "--steps", "3", "--batch-size", "4", "--lr", "0.01", "--init-lora-weights", "pissa_niter_2", "--output", s(&adapter)]));
+    assert!(out.contains("saved as plain LoRA"), "{out}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config")).expect("json");
+    assert_eq!((config["r"].as_u64(), config["lora_alpha"].as_f64(), config["init_lora_weights"].as_bool()), (Some(4), Some(32.0), Some(true)));
+    let saved = peft::io::tensors::read_safetensors(&adapter.join("adapter_model.safetensors")).expect("adapter file");
+    let key = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+    assert_eq!(saved.get(key).map(|t| t.shape().to_vec()), Some(vec![4, 32]), "rank 2 trained + rank 2 start");
+
+    let row = "3,4,5,6";
+    let (_, base) = logits(&peft(&["logits", "--model", s(&model), "--input-ids", row]));
+    let (_, adapted) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", row]));
+    assert!(max_diff(&base, &adapted) > 1e-4, "the trained update shows on the unchanged base");
+    let flag = peft(&["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data), "--method", "ia3",
+        "--init-lora-weights", "olora", "--output", s(&dir.path().join("x"))]);
+    assert!(one_line_error(&flag).contains("--init-lora-weights belongs to --method lora"));
+}
+
+#[test]
 fn train_ia3_then_python_s_keys_are_saved() {
     let dir = tempfile::tempdir().expect("temp dir");
     let tokenizer = word_tokenizer(dir.path());

@@ -1,8 +1,9 @@
 //! Attaching LoRA adapters to the sites a config targets.
 
-use peft_core::attach::{SiteAdapter, SiteInfo, SiteMethod, TargetRule, attach, file_tensor};
+use peft_core::attach::{SiteAdapter, SiteInfo, SiteMethod, TargetRule, attach, file_tensor, remove_adapter};
 use peft_core::{AdapterSites, Error, LoraConfig, Result, SiteMut};
 
+use crate::decompose::{check_rank, unsupported_on};
 use crate::init::factors;
 use crate::dora::{DoraConv1d, DoraConv2d, DoraEmbedding, DoraLinear};
 use crate::{LoraConv1d, LoraConv2d, LoraEmbedding, LoraLinear};
@@ -54,14 +55,20 @@ impl SiteMethod for LoraMethod<'_> {
 ///
 /// With `tensors`, the factors come from an adapter file (every shape is checked against the
 /// model first); without, they are initialised as `init_lora_weights` says. Nothing is attached
-/// unless every site succeeds, so on error the model is unchanged.
+/// unless every site succeeds, so on error the model is unchanged. PiSSA and OLoRA then split the
+/// base weights ([`crate::decompose_bases`]).
 pub fn inject<M: AdapterSites>(
     model: &mut M,
     config: &LoraConfig,
     name: &str,
     tensors: Option<&AdapterTensors>,
 ) -> Result<Injection> {
-    attach(model, name, &LoraMethod::new(config)?, tensors)
+    let injection = attach(model, name, &LoraMethod::new(config)?, tensors)?;
+    if let Err(e) = crate::decompose_bases(model, name, config, tensors.is_none()) {
+        remove_adapter(model, name);
+        return Err(e);
+    }
+    Ok(injection)
 }
 
 const FIX: &str = "the adapter file does not fit this config: check target_modules and the base model";
@@ -79,6 +86,7 @@ fn plan_site(
     match site {
         SiteMut::Linear(site) => {
             let [d_in, d_out] = site.dims();
+            check_rank(&config.init_lora_weights, path, r, [d_in, d_out])?;
             let device = site.base_layer.weight.lazy_device();
             let (lora, mut keys) = match tensors {
                 Some(t) => {
@@ -129,6 +137,7 @@ fn plan_site(
             Ok((SiteAdapter::embedding(adapter), keys))
         }
         SiteMut::Conv1d(site) => {
+            unsupported_on(&config.init_lora_weights, path, "convolution")?;
             let base = &site.base_layer;
             let [c_out, c_in, k] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();
@@ -152,6 +161,7 @@ fn plan_site(
             Ok((SiteAdapter::conv1d(adapter), keys))
         }
         SiteMut::Conv2d(site) => {
+            unsupported_on(&config.init_lora_weights, path, "convolution")?;
             let base = &site.base_layer;
             let [c_out, c_in, kh, kw] = base.weight.lazy_shape().dims();
             let device = base.weight.lazy_device();

@@ -4,6 +4,7 @@
 pub mod adalora;
 mod combine;
 mod conv;
+mod decompose;
 pub mod dora;
 mod embedding;
 mod init;
@@ -12,6 +13,7 @@ mod linear;
 
 pub use combine::{Combination, Source, add_weighted_adapter};
 pub use conv::{LoraConv1d, LoraConv2d};
+pub use decompose::decompose_bases;
 pub use embedding::LoraEmbedding;
 pub use inject::{AdapterTensors, Injection, LoraMethod, inject};
 pub use linear::LoraLinear;

@@ -1,7 +1,7 @@
 //! The Rust half of `cargo xtask interop`: adapters trained here, for the Python library to load.
 //!
 //! For each fixture case it attaches a fresh adapter with the case's config (random factors, as
-//! `init_lora_weights = false`; random IA3 vectors, as `init_ia3_weights = false`), takes two AdamW steps so the weights are really Rust-made, saves
+//! `init_lora_weights = false`, except PiSSA and OLoRA, which start from the base weight; random IA3 vectors, as `init_ia3_weights = false`), takes two AdamW steps so the weights are really Rust-made, saves
 //! the adapter with `save_pretrained`, and writes the inputs and this crate's outputs next to it:
 //! `OUT/<case>/adapter/`, `OUT/<case>/outputs.safetensors`. `xtask/python/interop.py` then loads
 //! each adapter with `PeftModel.from_pretrained` onto the same base and compares.
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_case(&fixtures, &out, "roberta_seq_cls", RobertaForSequenceClassification::from_pretrained(models.join("roberta"), &device)?, |m, ids, mask| {
         m.forward_with_loss(ids, Some(mask), None, labels.clone())
     })?;
-    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama"), ("llama_dora", "llama")] {
+    for (case, model) in [("llama_qv", "llama"), ("llama_all_linear_rslora", "llama"), ("qwen2_bias_lora_only", "qwen2"), ("llama_embedding", "llama"), ("llama_dora", "llama"), ("llama_pissa", "llama"), ("llama_olora", "llama")] {
         let base = LlamaForCausalLM::from_pretrained(models.join(model), &device)?;
         write_case(&fixtures, &out, case, base, |m, ids, mask| {
             let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
@@ -86,7 +86,11 @@ fn write_case<M: AdapterSites, const D: usize>(
 
     // Fresh random weights (B non-zero, IA3 vectors away from one) so the outputs show them.
     let config: PeftConfig = match PeftConfig::from_dir(dir.join("adapter"))? {
-        PeftConfig::Lora(c) => c.with_inference_mode(false).with_init_lora_weights(InitLoraWeights::Random).into(),
+        // PiSSA/OLoRA keep their start (from the base weight), which the Python library redoes on load.
+        PeftConfig::Lora(c) => {
+            let init = if c.init_lora_weights.decomposes_base() { c.init_lora_weights.clone() } else { InitLoraWeights::Random };
+            c.with_inference_mode(false).with_init_lora_weights(init).into()
+        }
         PeftConfig::Ia3(c) => c.with_inference_mode(false).with_init_ia3_weights(false).into(),
         other => return Err(format!("{case}: interop writes LoRA and IA3 adapters, not {}", other.method_name()).into()),
     };

@@ -1,7 +1,7 @@
 //! `save_pretrained`, `from_pretrained` and `load_adapter` with the Hub's adapter folders.
 
 use peft_core::{AdapterSites, Result};
-use peft_io::adapter::{DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder_with_card};
+use peft_io::adapter::{AdapterFolder, DEFAULT_ADAPTER, adapter_dir, read_adapter_folder, site_tensors, write_adapter_folder_with_card};
 use peft_io::card::{CARD_FILE, TrainingSummary, may_write_card, model_card};
 use std::path::Path;
 
@@ -19,27 +19,58 @@ impl<M: AdapterSites> PeftModel<M> {
     /// Each file is written to a temporary file and renamed into place.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
         let names = self.adapter_names();
-        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), None)
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), None, None)
     }
 
     /// Like [`PeftModel::save_pretrained`], with what the trainer knows (training data,
     /// hyper-parameters, final metrics) in the model card.
     pub fn save_pretrained_with_summary(&self, dir: impl AsRef<Path>, training: &TrainingSummary) -> Result<()> {
         let names = self.adapter_names();
-        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), Some(training))
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), Some(training), None)
     }
 
     /// Writes only the named adapters (`selected_adapters` in Python), and the model card.
     pub fn save_adapters(&self, dir: impl AsRef<Path>, names: &[&str]) -> Result<()> {
-        self.save_selected(dir.as_ref(), names, None)
+        self.save_selected(dir.as_ref(), names, None, None)
     }
 
-    fn save_selected(&self, dir: &Path, names: &[&str], training: Option<&TrainingSummary>) -> Result<()> {
+    /// Like [`PeftModel::save_pretrained`], with every adapter converted to plain LoRA for the
+    /// original base model: what the Python library writes with
+    /// `save_pretrained(path_initial_model_for_weight_conversion=initial)`.
+    ///
+    /// A PiSSA or OLoRA adapter trains on a base whose weights it changed (`W - s B0 A0`); to share
+    /// it, save it once before training (`save_pretrained(initial)`), train, then call this: the
+    /// folder holds `s (B A - B0 A0)` as a LoRA adapter of rank `2 r` (see the `convert` module),
+    /// which loads onto the unchanged base model here and in Python and combines with other
+    /// adapters. Other tensors of the adapter (biases, `modules_to_save` heads) are kept as they
+    /// are (the Python library drops them).
+    ///
+    /// # Errors
+    /// Those of [`PeftModel::save_pretrained`]; reading `initial`; [`peft_core::Error::MissingTensor`]
+    /// or [`peft_core::Error::ShapeMismatch`] when `initial` is not this adapter before training;
+    /// [`peft_core::Error::Unsupported`] for adapters that are not LoRA, DoRA, and rsLoRA with
+    /// rank or alpha patterns. Nothing is written on error.
+    pub fn save_pretrained_as_lora(&self, dir: impl AsRef<Path>, initial: impl AsRef<Path>) -> Result<()> {
+        let initial = read_adapter_folder(initial.as_ref())?;
+        let names = self.adapter_names();
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), None, Some(&initial))
+    }
+
+    /// [`PeftModel::save_pretrained_as_lora`] with what the trainer knows in the model card.
+    pub fn save_pretrained_as_lora_with_summary(&self, dir: impl AsRef<Path>, initial: impl AsRef<Path>, training: &TrainingSummary) -> Result<()> {
+        let initial = read_adapter_folder(initial.as_ref())?;
+        let names = self.adapter_names();
+        self.save_selected(dir.as_ref(), &names.iter().map(String::as_str).collect::<Vec<_>>(), Some(training), Some(&initial))
+    }
+
+    fn save_selected(&self, dir: &Path, names: &[&str], training: Option<&TrainingSummary>, initial: Option<&AdapterFolder>) -> Result<()> {
         // The card sits in `dir` itself, as in Python; it describes the adapter saved there
         // (`default`), else the first one named.
         let card_for = |config: &peft_core::PeftConfig| -> Result<Option<String>> {
             Ok(may_write_card(dir)?.then(|| model_card(config, training)))
         };
+        // Everything is computed before the first folder is written.
+        let mut folders = Vec::with_capacity(names.len());
         for name in names {
             let entry = self.entry(name)?;
             let mut tensors = site_tensors(&self.base_model, name);
@@ -51,9 +82,16 @@ impl<M: AdapterSites> PeftModel<M> {
                 model_level.extend(head.into_iter().map(|(k, v)| (format!("{}{k}", crate::model::PROMPT_HEAD_PREFIX), v)));
             }
             let mut config = entry.config.clone();
+            if let Some(initial) = initial {
+                config = crate::convert::plain_lora_config(&config)?;
+                tensors = crate::convert::stack_with_initial(tensors, &initial.tensors, &initial.dir)?;
+            }
             config.set_inference_mode(true);
             let card = if *name == DEFAULT_ADAPTER { card_for(&config)? } else { None };
-            write_adapter_folder_with_card(&adapter_dir(dir, name), &config, tensors, model_level, card.as_deref())?;
+            folders.push((adapter_dir(dir, name), config, tensors, model_level, card));
+        }
+        for (folder, config, tensors, model_level, card) in folders {
+            write_adapter_folder_with_card(&folder, &config, tensors, model_level, card.as_deref())?;
         }
         if !names.contains(&DEFAULT_ADAPTER)
             && let Some(first) = names.first()

@@ -19,6 +19,7 @@ mod bias;
 mod combine;
 #[cfg(feature = "ia3")]
 mod combine_ia3;
+mod convert;
 pub mod device;
 mod files;
 mod forward;

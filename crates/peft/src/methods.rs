@@ -9,6 +9,18 @@ use peft_core::{AdapterSites, Error, ModelAdapter, PeftConfig, PeftType, Result}
 
 use crate::tensors::TensorMap;
 
+/// The last step of attaching adapter `name` once every check passed: PiSSA and OLoRA move part of
+/// each base weight into the adapter (`fresh`: the adapter was not loaded from a file, so its
+/// factors start from that part). Nothing changes on error.
+pub(crate) fn finish_attach<M: AdapterSites>(config: &PeftConfig, model: &mut M, name: &str, fresh: bool) -> Result<()> {
+    let _ = (&model, name, fresh);
+    match config {
+        #[cfg(feature = "lora")]
+        PeftConfig::Lora(c) => peft_lora::decompose_bases(model, name, c, fresh),
+        _ => Ok(()),
+    }
+}
+
 /// The site part of the built-in method `config` names, for `model` (LLaMA-Adapter picks the
 /// model's top layers).
 pub(crate) fn site_method<'a, M: AdapterSites>(config: &'a PeftConfig, model: &M) -> Result<Box<dyn SiteMethod + 'a>> {

@@ -130,16 +130,21 @@ impl<M: AdapterSites> PeftModel<M> {
             }
         };
         let entry = AdapterEntry { config, targeted, saved };
-        if let Some(tensors) = tensors {
-            // Biases change the base model: check everything before writing any.
-            let planned = crate::bias::plan_biases(&self.base_model, &entry, tensors, &mut consumed)
-                .and_then(|planned| check_all_consumed(tensors, &consumed).map(|_| planned));
-            match planned {
-                Ok(planned) => crate::bias::apply_biases(&mut self.base_model, planned),
-                Err(e) => {
-                    remove_adapter(&mut self.base_model, name);
-                    return Err(e);
-                }
+        // Biases and PiSSA/OLoRA change the base model: check everything before writing any.
+        let planned = match tensors {
+            Some(tensors) => crate::bias::plan_biases(&self.base_model, &entry, tensors, &mut consumed)
+                .and_then(|planned| check_all_consumed(tensors, &consumed).map(|_| Some(planned))),
+            None => Ok(None),
+        };
+        let finished = planned.and_then(|planned| {
+            crate::methods::finish_attach(&entry.config, &mut self.base_model, name, tensors.is_none()).map(|_| planned)
+        });
+        match finished {
+            Ok(Some(planned)) => crate::bias::apply_biases(&mut self.base_model, planned),
+            Ok(None) => {}
+            Err(e) => {
+                remove_adapter(&mut self.base_model, name);
+                return Err(e);
             }
         }
         self.registry.entries.insert(name.to_string(), entry);

@@ -66,6 +66,11 @@ pub struct Args {
     /// DoRA: also train a magnitude per output feature (`use_dora` of LoRA).
     #[arg(long)]
     pub use_dora: bool,
+    /// LoRA: how the factors start (`init_lora_weights`): `true`, `gaussian`, `pissa`,
+    /// `pissa_niter_K` or `olora`. PiSSA and OLoRA start from the base weight itself; their adapter
+    /// is saved converted to plain LoRA of twice the rank, for the unchanged base model.
+    #[arg(long)]
+    pub init_lora_weights: Option<String>,
     /// Modules to adapt, comma-separated, or `all-linear` (default: the architecture's).
     #[arg(long)]
     pub target_modules: Option<String>,
@@ -281,6 +286,7 @@ fn train_classifier(
     let base = AutoModel::from_pretrained_with_num_labels(&args.model, Some(Head::SequenceClassification), classes.len(), device)?;
     let model = get_peft_model(base, method)?;
     model.print_trainable_parameters();
+    let start = crate::train::save::Start::remember(&model)?;
     let plain = device.clone().inner();
     let before = classify::accuracy(classify::predict(&model.valid(), &eval_set, 32, &plain)?, &eval_set)?;
     let (model, history) = classify::train(model, &train_set, (options.eval_every > 0).then_some(&eval_set), options, device)?;
@@ -293,7 +299,7 @@ fn train_classifier(
         ("held-out loss".into(), format!("{eval_loss:.4}")),
         ("classes".into(), classes.join(", ")),
     ];
-    trained.save_pretrained_with_summary(&args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
+    start.save(&trained, &args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
     // The class names travel with the adapter (`peft predict` and `peft inspect` show them).
     crate::labels::write(&args.output, &classes)?;
     Ok(history)
@@ -340,12 +346,13 @@ fn train_causal(
     println!("{} examples to train on, {} held out ({})", train_set.len(), eval_set.len(), if pairs { "prompt/completion" } else { "text" });
     let model = get_peft_model(base, method_config(args, TaskType::CausalLm)?)?;
     model.print_trainable_parameters();
+    let start = crate::train::save::Start::remember(&model)?;
     let before = causal::mean_loss(&model.valid(), &eval_set, 8, &device.clone().inner())?;
     let (model, history) = causal::train(model, &train_set, (options.eval_every > 0).then_some(&eval_set), options, device)?;
     let trained = model.valid();
     let after = causal::mean_loss(&trained, &eval_set, 8, &device.clone().inner())?;
     println!("held-out loss: {before:.3} -> {after:.3}");
     let metrics = vec![("held-out loss before training".into(), format!("{before:.4}")), ("held-out loss".into(), format!("{after:.4}"))];
-    trained.save_pretrained_with_summary(&args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
+    start.save(&trained, &args.output, &summary(args, train_set.len(), eval_set.len(), metrics))?;
     Ok(history)
 }

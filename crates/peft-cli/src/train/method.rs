@@ -35,7 +35,7 @@ struct Flag {
 
 const PROMPT: &[&str] = &["prompt-tuning", "p-tuning", "prefix-tuning"];
 
-fn flags(args: &Args) -> [Flag; 15] {
+fn flags(args: &Args) -> [Flag; 16] {
     let lora = &["lora"][..];
     let lora_family = &["lora", "adalora"][..];
     [
@@ -46,6 +46,7 @@ fn flags(args: &Args) -> [Flag; 15] {
         Flag { name: "--target-r", given: args.target_r.is_some(), methods: &["adalora"] },
         Flag { name: "--total-step", given: args.total_step.is_some(), methods: &["adalora"] },
         Flag { name: "--use-dora", given: args.use_dora, methods: lora },
+        Flag { name: "--init-lora-weights", given: args.init_lora_weights.is_some(), methods: lora },
         Flag { name: "--target-modules", given: args.target_modules.is_some(), methods: &["lora", "adalora", "ia3", "llama-adapter"] },
         Flag { name: "--feedforward-modules", given: args.feedforward_modules.is_some(), methods: &["ia3"] },
         Flag { name: "--num-virtual-tokens", given: args.num_virtual_tokens.is_some(), methods: PROMPT },
@@ -102,6 +103,9 @@ pub fn method_config(args: &Args, task: TaskType) -> Result<PeftConfig> {
     set(&mut json, "lora_dropout", args.lora_dropout);
     if args.use_dora {
         json["use_dora"] = true.into();
+    }
+    if let Some(init) = &args.init_lora_weights {
+        json["init_lora_weights"] = serde_json::from_str(init).unwrap_or_else(|_| init.as_str().into());
     }
     if let Some(targets) = &args.target_modules {
         // LLaMA-Adapter names one attention module, not a list (Python's AdaptionPromptConfig).

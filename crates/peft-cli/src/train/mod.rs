@@ -4,6 +4,7 @@ pub mod batch;
 pub mod causal;
 pub mod classify;
 pub mod method;
+pub mod save;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};

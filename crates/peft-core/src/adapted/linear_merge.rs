@@ -35,6 +35,13 @@ impl AdaptedLinear {
         Ok(())
     }
 
+    /// Replaces the base weight (`[d_input, d_output]`) by `weight`, keeping its parameter id and
+    /// whether it trains: for initialisations that move part of the base weight into an adapter
+    /// (PiSSA, OLoRA). Merged adapters stay merged into the new value.
+    pub fn replace_base_weight(&mut self, weight: Tensor<2>) {
+        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+    }
+
     /// Replaces the base values, keeping parameter ids and whether they train.
     fn set_base(&mut self, weight: Tensor<2>, bias: Option<Tensor<1>>) {
         self.base_layer.weight = replace(&self.base_layer.weight, weight);

@@ -287,9 +287,9 @@ impl AdaLoraConfig {
         if !self.layers_pattern.is_any() && self.layers_to_transform.is_all() {
             return Err(Error::config("layers_pattern", format!("{:?}", self.layers_pattern), "set layers_to_transform too, or remove layers_pattern"));
         }
-        if let InitLoraWeights::Other(name) = &self.init_lora_weights {
+        if matches!(self.init_lora_weights, InitLoraWeights::Other(_)) || self.init_lora_weights.decomposes_base() {
             return Err(Error::Unsupported {
-                what: format!("init_lora_weights = {name:?} with AdaLoRA"),
+                what: format!("init_lora_weights = {} with AdaLoRA", serde_json::json!(self.init_lora_weights)),
                 supported: "true, false and \"gaussian\"".into(),
             });
         }

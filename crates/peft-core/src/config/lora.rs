@@ -67,8 +67,40 @@ pub enum InitLoraWeights {
     Gaussian,
     /// `false`: both factors random, so the adapter changes the output from the start (for tests).
     Random,
-    /// Another initialisation of the Python library (`"pissa"`, `"olora"`, ...), not supported here.
+    /// `"pissa"` / `"pissa_niter_K"` (Meng et al. 2024, arXiv 2404.02948): the factors start from the
+    /// base weight's top `r` singular triplets, `B A = U_r S_r V_rᵀ / s`, and the base weight keeps
+    /// the rest (`W - s B A`), so the output starts unchanged. `niter: Some(K)` takes the triplets
+    /// from a randomised SVD with `K` subspace iterations (faster on large layers, approximate).
+    Pissa {
+        /// The randomised SVD's subspace iterations (`None`: the exact SVD).
+        niter: Option<usize>,
+    },
+    /// `"olora"` (Büyükakyüz 2024, arXiv 2406.01775): `B = Q_r`, `A = R_r` from the QR factors of the
+    /// base weight, and the base weight keeps `W - s B A`.
+    Olora,
+    /// Another initialisation of the Python library (`"corda"`, `"loftq"`, ...), not supported here.
     Other(String),
+}
+
+impl InitLoraWeights {
+    /// Whether this initialisation moves part of the base weight into the factors (PiSSA, OLoRA):
+    /// such adapters change their base model's weights when they are attached.
+    pub fn decomposes_base(&self) -> bool {
+        matches!(self, InitLoraWeights::Pissa { .. } | InitLoraWeights::Olora)
+    }
+
+    fn from_name(name: String) -> Self {
+        match name.as_str() {
+            "gaussian" => return InitLoraWeights::Gaussian,
+            "pissa" => return InitLoraWeights::Pissa { niter: None },
+            _ if name.eq_ignore_ascii_case("olora") => return InitLoraWeights::Olora,
+            _ => {}
+        }
+        match name.strip_prefix("pissa_niter_").map(str::parse::<usize>) {
+            Some(Ok(niter)) => InitLoraWeights::Pissa { niter: Some(niter) },
+            _ => InitLoraWeights::Other(name),
+        }
+    }
 }
 
 impl Serialize for InitLoraWeights {
@@ -77,6 +109,9 @@ impl Serialize for InitLoraWeights {
             InitLoraWeights::Default => s.serialize_bool(true),
             InitLoraWeights::Random => s.serialize_bool(false),
             InitLoraWeights::Gaussian => s.serialize_str("gaussian"),
+            InitLoraWeights::Pissa { niter: None } => s.serialize_str("pissa"),
+            InitLoraWeights::Pissa { niter: Some(k) } => s.serialize_str(&format!("pissa_niter_{k}")),
+            InitLoraWeights::Olora => s.serialize_str("olora"),
             InitLoraWeights::Other(o) => s.serialize_str(o),
         }
     }
@@ -93,8 +128,7 @@ impl<'de> Deserialize<'de> for InitLoraWeights {
         Ok(match Raw::deserialize(d)? {
             Raw::Flag(true) => InitLoraWeights::Default,
             Raw::Flag(false) => InitLoraWeights::Random,
-            Raw::Name(n) if n == "gaussian" => InitLoraWeights::Gaussian,
-            Raw::Name(n) => InitLoraWeights::Other(n),
+            Raw::Name(n) => InitLoraWeights::from_name(n),
         })
     }
 }
@@ -294,7 +328,7 @@ impl LoraConfig {
         if let InitLoraWeights::Other(name) = &self.init_lora_weights {
             return Err(Error::Unsupported {
                 what: format!("init_lora_weights = {name:?}"),
-                supported: "true, false and \"gaussian\"".into(),
+                supported: "true, false, \"gaussian\", \"pissa\", \"pissa_niter_K\" and \"olora\"".into(),
             });
         }
         self.extra.reject_enabled(PYTHON_LORA_KEYS)?;
@@ -362,5 +396,25 @@ mod tests {
         assert!("some".parse::<Bias>().is_err());
         let regex = LoraConfig::new(8).with_target_modules("(unclosed").validate().expect_err("bad regex");
         assert!(regex.to_string().contains("target_modules"));
+    }
+
+    #[test]
+    fn pissa_and_olora_names_round_trip() {
+        for (name, init) in [
+            ("pissa", InitLoraWeights::Pissa { niter: None }),
+            ("pissa_niter_16", InitLoraWeights::Pissa { niter: Some(16) }),
+            ("olora", InitLoraWeights::Olora),
+        ] {
+            let parsed: InitLoraWeights = serde_json::from_value(serde_json::json!(name)).expect("parses");
+            assert_eq!(parsed, init);
+            assert!(parsed.decomposes_base());
+            assert_eq!(serde_json::to_value(&parsed).expect("writes"), serde_json::json!(name));
+            LoraConfig::new(4).with_init_lora_weights(parsed).validate().expect("supported");
+        }
+        let odd: InitLoraWeights = serde_json::from_value(serde_json::json!("pissa_niter_x")).expect("parses");
+        assert_eq!(odd, InitLoraWeights::Other("pissa_niter_x".into()));
+        let err = LoraConfig::new(4).with_init_lora_weights(odd).validate().expect_err("not a number of iterations");
+        assert!(err.to_string().contains("pissa_niter_K"), "{err}");
+        assert!(!InitLoraWeights::Gaussian.decomposes_base());
     }
 }
