@@ -15,5 +15,5 @@ pub use conv::{LoraConv1d, LoraConv2d};
 pub use embedding::LoraEmbedding;
 pub use inject::{AdapterTensors, Injection, LoraMethod, inject};
 pub use linear::LoraLinear;
-pub use adalora::{AdaLoraLinear, AdaLoraMethod};
+pub use adalora::{AdaLoraConv2d, AdaLoraLinear, AdaLoraMethod};
 pub use peft_core::{AdaLoraConfig, LoraConfig, TaskType};
