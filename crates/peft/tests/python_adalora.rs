@@ -519,3 +519,32 @@ fn copied_gradients_include_the_convolution_factors() {
         assert_eq!(max_abs_diff(a.into_data(), &b.into_data()), 0.0);
     }
 }
+
+/// On SegFormer, AdaLoRA attaches to the patch embeddings' strided, padded convolutions beside
+/// the decode head's linear `proj` layers, and merging gives the output the adapted forward
+/// computes on activations; its depthwise (grouped) convolutions are refused, naming the layer.
+#[test]
+fn segformer_convolutions_merge_as_they_run_and_grouped_ones_are_refused() {
+    use peft::models::segformer::SegformerForSemanticSegmentation;
+    let device = common::device();
+    let load = || SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
+    match get_peft_model(load(), AdaLoraConfig::new(10).with_init_r(2).with_target_r(1).with_target_modules(["dwconv"])) {
+        Err(peft::Error::Unsupported { what, .. }) => assert!(what.contains("mlp.dwconv.dwconv") && what.contains("groups"), "{what}"),
+        other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+    }
+    let config = AdaLoraConfig::new(10).with_init_r(3).with_target_r(1).with_target_modules(["proj"]).with_init_lora_weights(peft::InitLoraWeights::Random);
+    let model = get_peft_model(load(), config).expect("attaches");
+    let targeted = model.targeted_modules("default").expect("default");
+    let convs = targeted.iter().filter(|t| t.contains("patch_embeddings")).count();
+    assert_eq!(convs, 4, "one patch embedding convolution per stage: {targeted:?}");
+    assert!(targeted.iter().any(|t| t.starts_with("decode_head.")), "the linear proj layers too: {targeted:?}");
+    let pixels: Tensor<4> = Case::load("segformer_qv").floats("pixel_values", &device);
+    let base = load().forward(pixels.clone()).into_data();
+    let adapted = model.model().forward(pixels.clone()).into_data();
+    assert!(max_abs_diff(adapted.clone(), &base) > 1e-3, "random factors change the output");
+    let merged = model.merge_and_unload().expect("merges");
+    let diff = max_abs_diff(merged.forward(pixels).into_data(), &adapted);
+    // Standard normal factors make large outputs: compare relative to their size.
+    let size = adapted.clone().convert::<f32>().try_into_vec::<f32>().expect("f32").iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(diff < 1e-5 * size.max(1.0), "merged differs from the adapted forward by {diff} (outputs up to {size})");
+}

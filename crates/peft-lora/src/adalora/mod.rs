@@ -98,6 +98,12 @@ impl SiteMethod for AdaLoraMethod<'_> {
             }
             SiteMut::Conv2d(site) => {
                 let base = &site.base_layer;
+                if base.groups != 1 {
+                    return Err(Error::Unsupported {
+                        what: format!("AdaLoRA on the grouped convolution `{path}` (groups = {})", base.groups),
+                        supported: "convolutions with groups = 1 (the Python library's SVDConv2d fails on grouped ones too)".into(),
+                    });
+                }
                 let device = base.weight.lazy_device();
                 let Some(tensors) = tensors else {
                     let layer = AdaLoraConv2d::init(base, init_r, scaling_for(init_r), dropout, init, &device)?;
