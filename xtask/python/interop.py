@@ -34,10 +34,13 @@ def main() -> int:
         model = PeftModel.from_pretrained(base, case_dir / "adapter").eval()
         rust = load_file(case_dir / "outputs.safetensors")
         with torch.no_grad():
-            out_py = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"])
+            if "pixel_values" in rust:  # vision cases (AdaLoRA on ViT's patch embedding)
+                out_py = model(pixel_values=rust["pixel_values"])
+            else:
+                out_py = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"])
         got = out_py.logits if hasattr(out_py, "logits") else out_py.last_hidden_state
         want = rust["adapted"]
-        if got.dim() == 3:  # compare real tokens only
+        if got.dim() == 3 and "attention_mask" in rust:  # compare real tokens only
             keep = rust["attention_mask"].bool()
             got, want = got[keep], want[keep]
         diff = (got - want).abs().max().item()

@@ -17,5 +17,5 @@ pub use decompose::decompose_bases;
 pub use embedding::LoraEmbedding;
 pub use inject::{AdapterTensors, Injection, LoraMethod, inject};
 pub use linear::LoraLinear;
-pub use adalora::{AdaLoraLinear, AdaLoraMethod};
+pub use adalora::{AdaLoraConv2d, AdaLoraLinear, AdaLoraMethod};
 pub use peft_core::{AdaLoraConfig, LoraConfig, TaskType};

@@ -14,6 +14,7 @@ use peft::models::bert::{BertForSequenceClassification, RobertaForSequenceClassi
 use peft::models::bloom::BloomForCausalLM;
 use peft::models::gpt2::Gpt2LMHeadModel;
 use peft::models::llama::LlamaForCausalLM;
+use peft::models::vit::ViTForImageClassification;
 use peft::{AdapterSites, InitLoraWeights, Labels, ModelInputs, PeftConfig, PeftModel, get_peft_model};
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         write_adaption_prompt_case(&fixtures, &out, case, LlamaForCausalLM::from_pretrained(models.join(model), &device)?)?;
     }
     write_adalora_case(&fixtures, &out, LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?)?;
+    // AdaLoRA on ViT's patch embedding convolution and q_proj/v_proj, on `pixel_values`.
+    write_adalora_vit_case(&fixtures, &out, ViTForImageClassification::from_pretrained(models.join("vit"), &device)?)?;
     println!("wrote Rust adapters under {}", out.display());
     Ok(())
 }
@@ -136,6 +139,48 @@ fn write_adalora_case(fixtures: &Path, out: &Path, base: LlamaForCausalLM) -> Re
     }
     let output = model.valid().logits(ids.clone().inner(), Some(mask.clone().inner()))?;
     save_case(out, &dir, case, &model, ids, mask, output.into_data())
+}
+
+/// AdaLoRA on a convolution: the case `adalora_vit`'s config (the patch embedding `projection`
+/// and q_proj/v_proj) attached fresh with random factors, trained 6 steps with the rank allocator
+/// (init_r 4 pruned to an average of 2), so the file holds a cut `[r', 3 * 8 * 8]` convolution
+/// `lora_A` and a `rank_pattern`; the inputs are the case's `pixel_values`.
+fn write_adalora_vit_case(fixtures: &Path, out: &Path, base: ViTForImageClassification) -> Result<(), Box<dyn std::error::Error>> {
+    let case = "adalora_vit";
+    let dir = fixtures.join("cases").join(case);
+    let device = base.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let pixels = Tensor::<4>::from_data(read_safetensors(&dir.join("expected.safetensors"))?["pixel_values"].clone(), &device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    let PeftConfig::AdaLora(config) = PeftConfig::from_dir(dir.join("adapter"))? else { return Err("an AdaLoRA case".into()) };
+    let steps = 6;
+    let mut config = config
+        .with_total_step(steps)
+        .with_tinit(1)
+        .with_tfinal(2)
+        .with_delta_t(1)
+        .with_init_r(4)
+        .with_target_r(2)
+        .with_init_lora_weights(InitLoraWeights::Random);
+    config.common.inference_mode = false;
+    let mut model = get_peft_model(base, config)?;
+    let mut optim = AdamWConfig::new().init();
+    for step in 0..steps {
+        let (_, loss) = model.model().forward_with_loss(pixels.clone(), labels.clone())?;
+        let loss = match model.adalora_orth_reg() {
+            Some(penalty) => loss + penalty,
+            None => loss,
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let kept = model.copy_adalora_gradients(&grads);
+        model = optim.step(1e-2, model, grads);
+        model.update_and_allocate(step, &kept)?;
+    }
+    let output = model.valid().model().forward(pixels.clone().inner())?;
+    let target = out.join(case);
+    model.save_pretrained(target.join("adapter"))?;
+    write_safetensors(&target.join("outputs.safetensors"), vec![("pixel_values".into(), pixels.into_data()), ("adapted".into(), output.into_data())])?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
 }
 
 /// The case's `input_ids` and `attention_mask`, on `base`'s device.

@@ -4,7 +4,6 @@
 //! As the Python library, one AdaLoRA adapter trains at a time: the first AdaLoRA adapter not in
 //! inference mode (Python's `trainable_adapter_name`).
 
-use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use peft_core::{AdaLoraConfig, AdapterSites, Error, PeftConfig, Result, TaskOutput};
@@ -94,24 +93,17 @@ impl<M: AdapterSites> PeftModel<M> {
         Ok(allocation)
     }
 
-    /// A copy of the gradients of the training AdaLoRA adapter's factors (`A`, `E`, `B`), for
-    /// [`PeftModel::update_and_allocate`] after the optimizer step has consumed `grads`.
+    /// A copy of the gradients of the training AdaLoRA adapter's factors (`A`, `E`, `B` of its
+    /// linear and convolution layers), for [`PeftModel::update_and_allocate`] after the optimizer
+    /// step has consumed `grads`.
     pub fn copy_adalora_gradients(&self, grads: &GradientsParams) -> GradientsParams {
         let mut copy = GradientsParams::new();
         let Some((name, _)) = self.training_adalora() else { return copy };
-        self.base_model.visit_sites(&mut |_, site| {
-            let peft_core::SiteMut::Linear(s) = site else { return };
-            let Some(layer) = s.adapters.get_mut(name).and_then(|a| a.downcast_mut::<peft_lora::AdaLoraLinear>()) else { return };
-            for param in [&layer.lora_a, &layer.lora_e, &layer.lora_b] {
-                copy_grad(grads, &mut copy, param);
+        for id in adalora::factor_ids(&self.base_model, name) {
+            if let Some(g) = grads.get::<2>(id) {
+                copy.register(id, g);
             }
-        });
+        }
         copy
-    }
-}
-
-fn copy_grad(from: &GradientsParams, to: &mut GradientsParams, param: &Param<Tensor<2>>) {
-    if let Some(g) = from.get::<2>(param.id) {
-        to.register(param.id, g);
     }
 }

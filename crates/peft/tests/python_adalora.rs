@@ -340,3 +340,211 @@ fn adalora_defaults_follow_the_python_table() {
     let lora = peft::get_peft_model(base(), peft::LoraConfig::new(2).with_task_type(peft::TaskType::SeqCls)).expect("LoRA");
     assert!(lora.targeted_modules("default").expect("default").iter().all(|t| !t.ends_with(".key")), "LoRA keeps query/value");
 }
+
+fn toy(device: &burn::tensor::Device) -> common::toy::Toy {
+    let weights = read_safetensors(&root().join("models/toy/model.safetensors")).expect("toy weights");
+    common::toy::Toy::load(&weights, device)
+}
+
+/// AdaLoRA on a 2-D convolution (the Python library's `SVDConv2d`) beside a linear layer:
+/// outputs, disabling, the trainable count, the saved file, merging and the gradients.
+#[test]
+fn toy_convolution_and_linear_layers_match_python() {
+    let case = Case::load("adalora_toy");
+    let device = common::device();
+    let ids = case.ints("input_ids", &device);
+    let mut peft = PeftModel::from_pretrained(toy(&device), case.adapter()).expect("loads the Python adapter");
+    assert_close(&case, "adapted", peft.model().forward(ids.clone()).into_data(), "with the adapter");
+    assert!(max_abs_diff(peft.model().forward(ids.clone()).into_data(), &case.expected["base"]) > 1e-2, "the adapter changes the output");
+    assert_close(&case, "base", peft.with_adapters_disabled(|m| m.forward(ids.clone())).into_data(), "disabled");
+    let mut targeted = peft.targeted_modules("default").expect("default");
+    targeted.sort();
+    assert_eq!(targeted, ["conv2d", "lin"]);
+    peft.set_trainable("default", true).expect("trainable");
+    // conv2d: A [3, 1 * 3 * 3], E [3, 1], B [4, 3]; lin: A [3, 4], E [3, 1], B [5, 3].
+    assert_eq!(peft.trainable_parameters().0 as u64, case.meta["trainable_params"].as_u64().expect("count"));
+    assert_eq!(peft.trainable_parameters().0, 27 + 3 + 12 + 12 + 3 + 15);
+    assert_saved_equal(&peft, &case.adapter());
+
+    // Merging and unmerging: the merged kernel gives the adapted output, unmerging the base's.
+    peft.merge_adapter().expect("merges");
+    assert_close(&case, "merged", peft.model().forward(ids.clone()).into_data(), "merged in place");
+    peft.unmerge_adapters().expect("unmerges");
+    assert_close(&case, "base", peft.with_adapters_disabled(|m| m.forward(ids.clone())).into_data(), "unmerged base");
+    assert_close(&case, "adapted", peft.model().forward(ids.clone()).into_data(), "unmerged adapter");
+
+    // A mixed batch: row 0 through AdaLoRA, row 1 through the base model alone.
+    let rows = peft.with_batch_adapters(&["default", peft::BASE_ONLY], |m| m.forward(ids.clone()).into_data()).expect("mixed batch");
+    let values: Vec<f32> = rows.convert::<f32>().try_into_vec().expect("f32");
+    let adapted: Vec<f32> = case.expected["adapted"].clone().convert::<f32>().try_into_vec().expect("f32");
+    let base: Vec<f32> = case.expected["base"].clone().convert::<f32>().try_into_vec().expect("f32");
+    let half = values.len() / 2;
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst(&values[..half], &adapted[..half]) < TOL, "row 0: AdaLoRA");
+    assert!(worst(&values[half..], &base[half..]) < TOL, "row 1: the base model");
+
+    let merged = peft.merge_and_unload().expect("merges");
+    assert_close(&case, "merged", merged.forward(ids).into_data(), "merged and unloaded");
+
+    let device = common::device().autodiff();
+    let ids = case.ints("input_ids", &device);
+    let mut model = PeftModel::from_pretrained(toy(&device), case.adapter()).expect("loads");
+    model.set_trainable("default", true).expect("trainable");
+    let loss = model.model().forward(ids).powi_scalar(2).mean();
+    assert_eq!(assert_loss_and_gradients(&case, &model, loss), 6, "A, E and B of the convolution and the linear layer");
+}
+
+/// ViT's patch embedding (a 3 -> 32 convolution with kernel and stride 8) with AdaLoRA, beside
+/// q_proj/v_proj: outputs, the file, a fresh attach, merging, the gradients, and the loss with
+/// the orthogonality penalty over the convolution's factors too.
+#[test]
+fn vit_patch_embedding_matches_python() {
+    use peft::models::vit::ViTForImageClassification;
+    let case = Case::load("adalora_vit");
+    let device = common::device();
+    let load = || ViTForImageClassification::from_pretrained(root().join("models/vit"), &device).expect("vit");
+    let pixels: Tensor<4> = case.floats("pixel_values", &device);
+    let run = |m: &ViTForImageClassification| m.forward(pixels.clone()).expect("forward").into_data();
+    assert_close(&case, "base", run(&load()), "base model");
+    let mut peft = PeftModel::from_pretrained(load(), case.adapter()).expect("loads the Python adapter");
+    assert_close(&case, "adapted", run(peft.model()), "with the adapter");
+    assert_close(&case, "base", peft.with_adapters_disabled(|m| run(m)), "disabled");
+    let mut targeted = peft.targeted_modules("default").expect("default");
+    targeted.sort();
+    let expected: Vec<String> = serde_json::from_value(case.meta["targeted_modules"].clone()).expect("names");
+    assert_eq!(targeted, expected);
+    assert!(targeted.contains(&"vit.embeddings.patch_embeddings.projection".to_string()));
+    // The trainable count is Python's; its total also counts one `ranknum` scalar per layer,
+    // which is no parameter here.
+    peft.set_trainable("default", true).expect("trainable");
+    assert_eq!(peft.trainable_parameters().0 as u64, case.meta["trainable_params"].as_u64().expect("count"));
+    assert_eq!(peft.trainable_parameters().1 as u64 + 5, case.meta["all_params"].as_u64().expect("count"));
+    assert_saved_equal(&peft, &case.adapter());
+    // The same config attached fresh builds a convolution layer at the patch embedding.
+    let mut config = PeftConfig::from_dir(case.adapter()).expect("config");
+    config.set_inference_mode(false);
+    let fresh = get_peft_model(load(), config).expect("attaches");
+    let mut fresh_targets = fresh.targeted_modules("default").expect("default");
+    fresh_targets.sort();
+    assert_eq!(fresh_targets, expected);
+    assert_close(&case, "base", run(fresh.model()), "a fresh adapter (E = 0) leaves the output alone");
+    let merged = peft.merge_and_unload().expect("merges");
+    assert_close(&case, "merged", run(&merged), "merged");
+
+    let device = common::device().autodiff();
+    let base = ViTForImageClassification::from_pretrained(root().join("models/vit"), &device).expect("vit");
+    let mut model = PeftModel::from_pretrained(base, case.adapter()).expect("loads");
+    model.set_trainable("default", true).expect("trainable");
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    let (_, loss) = model.model().forward_with_loss(case.floats("pixel_values", &device), labels).expect("forward");
+    // Python's AdaLoraModel.forward adds the penalty over every lora_A and lora_B, the
+    // convolution's `[r, c_in * kh * kw]` A included (its PeftModel without a task type skips it).
+    let penalty = model.adalora_orth_reg().expect("a training AdaLoRA adapter");
+    let with_penalty = loss.clone() + penalty;
+    assert_close(&case, "loss_with_orth", with_penalty.into_data(), "loss with the orthogonality penalty");
+    assert_eq!(assert_loss_and_gradients(&case, &model, loss), 15, "A, E and B of projection and 2 x q/v");
+}
+
+/// The rank allocator over a convolution and a linear layer masks what Python's masks: the
+/// budget counts the convolution's ranks like any layer's, and its scores use the flattened
+/// kernel's factors.
+#[test]
+fn the_allocator_masks_convolution_ranks_as_python() {
+    let case = Case::load("adalora_toy_allocate");
+    let device = common::device().autodiff();
+    let mut model = PeftModel::from_pretrained(toy(&device), root().join("cases/adalora_toy/adapter")).expect("loads");
+    model.set_trainable("default", true).expect("trainable");
+    let ids = case.ints("input_ids", &device);
+    let PeftConfig::AdaLora(config) = model.peft_config("default").expect("config").clone() else { panic!("AdaLoRA") };
+    let mut masked_steps = 0;
+    for expected in case.meta["steps"].as_array().expect("steps") {
+        let step = expected["step"].as_u64().expect("step") as usize;
+        let loss = model.model().forward(ids.clone()).powi_scalar(2).mean();
+        let python_loss = expected["loss"].as_f64().expect("loss") as f32;
+        assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < TOL, "step {step}: loss");
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let allocation = model.update_and_allocate(step, &grads).expect("allocates");
+        assert_eq!(allocation.budget as u64, expected["budget"].as_u64().expect("budget"), "step {step}: budget");
+        assert_eq!(budget_schedule(&config, 6, 2, step).0, allocation.budget, "3 + 3 ranks down to 1 + 1");
+        let python = &expected["rank_pattern"];
+        match &allocation.rank_pattern {
+            None => assert!(python.is_null(), "step {step}: Python masked"),
+            Some(ours) => {
+                masked_steps += 1;
+                assert_eq!(&serde_json::to_value(ours).expect("json"), python, "step {step}: rank pattern");
+            }
+        }
+    }
+    assert_eq!(masked_steps, 3, "steps 4, 6 (deltaT) and 7 (total_step - tfinal) mask");
+    let PeftConfig::AdaLora(after) = model.peft_config("default").expect("config") else { panic!("AdaLoRA") };
+    let pattern = after.rank_pattern.clone().expect("pattern");
+    assert!(pattern["conv2d.lora_E"].iter().any(|k| *k), "the convolution keeps a rank");
+    // Python's E after the last step: the dropped ranks zero, the kept ones equal ours.
+    let dir = tempfile::tempdir().expect("temp dir");
+    model.save_pretrained(dir.path()).expect("saves");
+    let file = read_safetensors(&dir.path().join("adapter_model.safetensors")).expect("file");
+    for (key, keep) in &pattern {
+        let python: Vec<f32> = case.expected[&format!("final.{key}")].clone().convert::<f32>().try_into_vec().expect("f32");
+        let ours: Vec<f32> = file[&format!("base_model.model.{key}")].clone().convert::<f32>().try_into_vec().expect("f32");
+        let kept: Vec<f32> = python.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect();
+        assert_eq!(ours.len(), kept.len(), "{key}");
+        assert!(ours.iter().zip(&kept).all(|(a, b)| (a - b).abs() < TOL), "{key}: {ours:?} vs {kept:?}");
+        assert!(python.iter().zip(keep).all(|(v, k)| *k || *v == 0.0), "{key}: Python zeroed the dropped ranks");
+    }
+    // The cut file loads back (conv2d's lora_A has one row of 9) with the trained output.
+    let conv_a = &file["base_model.model.conv2d.lora_A"];
+    assert_eq!(conv_a.shape().to_vec(), vec![1, 9]);
+    let trained = model.model().forward(ids.clone()).into_data();
+    let plain = common::device();
+    let case_ids = |d: &burn::tensor::Device| case.ints("input_ids", d);
+    let reloaded = PeftModel::from_pretrained(toy(&plain), dir.path()).expect("reloads the cut file");
+    let diff = max_abs_diff(reloaded.model().forward(case_ids(&plain)).into_data(), &trained);
+    assert!(diff < TOL, "the cut file gives the same output: {diff}");
+}
+
+/// The copy of the gradients kept for the allocator holds the convolution's factors too.
+#[test]
+fn copied_gradients_include_the_convolution_factors() {
+    let case = Case::load("adalora_toy");
+    let device = common::device().autodiff();
+    let mut model = PeftModel::from_pretrained(toy(&device), case.adapter()).expect("loads");
+    model.set_trainable("default", true).expect("trainable");
+    let loss = model.model().forward(case.ints("input_ids", &device)).powi_scalar(2).mean();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let copy = model.copy_adalora_gradients(&grads);
+    let ids = peft::lora::adalora::factor_ids(model.model(), "default");
+    assert_eq!(ids.len(), 6, "A, E and B at two sites");
+    for id in ids {
+        let (a, b) = (grads.get::<2>(id).expect("gradient"), copy.get::<2>(id).expect("copied"));
+        assert_eq!(max_abs_diff(a.into_data(), &b.into_data()), 0.0);
+    }
+}
+
+/// On SegFormer, AdaLoRA attaches to the patch embeddings' strided, padded convolutions beside
+/// the decode head's linear `proj` layers, and merging gives the output the adapted forward
+/// computes on activations; its depthwise (grouped) convolutions are refused, naming the layer.
+#[test]
+fn segformer_convolutions_merge_as_they_run_and_grouped_ones_are_refused() {
+    use peft::models::segformer::SegformerForSemanticSegmentation;
+    let device = common::device();
+    let load = || SegformerForSemanticSegmentation::from_pretrained(root().join("models/segformer"), &device).expect("segformer");
+    match get_peft_model(load(), AdaLoraConfig::new(10).with_init_r(2).with_target_r(1).with_target_modules(["dwconv"])) {
+        Err(peft::Error::Unsupported { what, .. }) => assert!(what.contains("mlp.dwconv.dwconv") && what.contains("groups"), "{what}"),
+        other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+    }
+    let config = AdaLoraConfig::new(10).with_init_r(3).with_target_r(1).with_target_modules(["proj"]).with_init_lora_weights(peft::InitLoraWeights::Random);
+    let model = get_peft_model(load(), config).expect("attaches");
+    let targeted = model.targeted_modules("default").expect("default");
+    let convs = targeted.iter().filter(|t| t.contains("patch_embeddings")).count();
+    assert_eq!(convs, 4, "one patch embedding convolution per stage: {targeted:?}");
+    assert!(targeted.iter().any(|t| t.starts_with("decode_head.")), "the linear proj layers too: {targeted:?}");
+    let pixels: Tensor<4> = Case::load("segformer_qv").floats("pixel_values", &device);
+    let base = load().forward(pixels.clone()).into_data();
+    let adapted = model.model().forward(pixels.clone()).into_data();
+    assert!(max_abs_diff(adapted.clone(), &base) > 1e-3, "random factors change the output");
+    let merged = model.merge_and_unload().expect("merges");
+    let diff = max_abs_diff(merged.forward(pixels).into_data(), &adapted);
+    // Standard normal factors make large outputs: compare relative to their size.
+    let size = adapted.clone().convert::<f32>().try_into_vec::<f32>().expect("f32").iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(diff < 1e-5 * size.max(1.0), "merged differs from the adapted forward by {diff} (outputs up to {size})");
+}

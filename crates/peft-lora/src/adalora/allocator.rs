@@ -15,9 +15,9 @@
 use burn::module::ParamId;
 use burn::tensor::Tensor;
 use indexmap::IndexMap;
-use peft_core::{AdaLoraConfig, AdapterSites, Error, Result, SiteMut};
+use peft_core::{AdaLoraConfig, AdapterSites, Error, Result};
 
-use super::AdaLoraLinear;
+use super::svd::each_layer;
 
 /// The moving averages of one layer's factors: `(Ī, Ū)` for `A`, `E` and `B`.
 #[derive(Clone, Debug)]
@@ -54,17 +54,6 @@ pub struct Allocation {
     pub budget: usize,
     /// The new rank pattern when this step masked (also stored in the config).
     pub rank_pattern: Option<IndexMap<String, Vec<bool>>>,
-}
-
-/// The AdaLoRA adapters named `name`, by site path, mutably.
-fn each_layer<M: AdapterSites>(model: &mut M, name: &str, f: &mut dyn FnMut(&str, &mut AdaLoraLinear)) {
-    model.visit_sites_mut(&mut |path, site| {
-        if let SiteMut::Linear(s) = site
-            && let Some(layer) = s.adapters.get_mut(name).and_then(|a| a.downcast_mut::<AdaLoraLinear>())
-        {
-            f(path, layer);
-        }
-    });
 }
 
 /// The key of a layer's entry in `rank_pattern`, as the Python library saves it.
@@ -119,7 +108,7 @@ pub fn update_and_allocate<M: AdapterSites>(
     let pattern = mask_to_budget(model, name, init_budget, budget)?;
     config.rank_pattern = Some(pattern.clone());
     if step == end_of_budgeting {
-        each_layer(model, name, &mut |_, layer| layer.importance = None);
+        each_layer(model, name, &mut |_, layer| *layer.importance_mut() = None);
     }
     Ok(Allocation { budget, rank_pattern: Some(pattern) })
 }
@@ -148,11 +137,12 @@ fn update_importance<M: AdapterSites>(
             let unc = unc.mul_scalar(beta2) + (ipt - avg.clone()).abs().mul_scalar(1.0 - beta2);
             Some((avg, unc))
         };
-        let old = layer.importance.take();
-        let a = next(&layer.lora_a, "lora_A", old.as_ref().map(|o| &o.a));
-        let e = next(&layer.lora_e, "lora_E", old.as_ref().map(|o| &o.e));
-        let b = next(&layer.lora_b, "lora_B", old.as_ref().map(|o| &o.b));
-        layer.importance = match (a, e, b) {
+        let old = layer.importance_mut().take();
+        let [lora_a, lora_e, lora_b] = layer.factors();
+        let a = next(lora_a, "lora_A", old.as_ref().map(|o| &o.a));
+        let e = next(lora_e, "lora_E", old.as_ref().map(|o| &o.e));
+        let b = next(lora_b, "lora_B", old.as_ref().map(|o| &o.b));
+        *layer.importance_mut() = match (a, e, b) {
             (Some(a), Some(e), Some(b)) => Some(Importance { a, e, b }),
             _ => old,
         };
@@ -180,7 +170,7 @@ fn rank_scores(importance: &Importance) -> Vec<f32> {
 fn mask_to_budget<M: AdapterSites>(model: &mut M, name: &str, init_budget: usize, budget: usize) -> Result<IndexMap<String, Vec<bool>>> {
     let mut scores: Vec<(String, Vec<f32>)> = Vec::new();
     let mut unscored = None;
-    each_layer(model, name, &mut |path, layer| match &layer.importance {
+    each_layer(model, name, &mut |path, layer| match layer.importance_mut() {
         Some(importance) => scores.push((path.to_string(), rank_scores(importance))),
         None => {
             unscored.get_or_insert_with(|| path.to_string());
@@ -207,7 +197,7 @@ pub fn apply_rank_pattern<M: AdapterSites>(model: &mut M, name: &str, pattern: &
     each_layer(model, name, &mut |path, layer| {
         if let Some(keep) = pattern.get(&rank_pattern_key(path)).filter(|k| k.len() == layer.rank()) {
             layer.mask_singular_values(keep);
-            layer.kept = Some(keep.clone());
+            *layer.kept_mut() = Some(keep.clone());
         }
     });
 }

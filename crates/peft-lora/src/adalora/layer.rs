@@ -3,11 +3,11 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::linear;
-use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use peft_core::{LinearAdapter, LowRank, Result};
 
 /// What the Python library adds to `ranknum` before dividing by it.
-const RANKNUM_EPS: f64 = 1e-5;
+pub(crate) const RANKNUM_EPS: f64 = 1e-5;
 
 /// AdaLoRA on a linear layer: `h = W0 x + (dropout(x) (A ⊙ E)ᵀ Bᵀ) * scaling / (ranknum + 1e-5)`.
 ///
@@ -103,36 +103,11 @@ impl AdaLoraLinear {
     /// # Shapes
     /// - `keep`: one flag per rank.
     pub fn mask_singular_values(&mut self, keep: &[bool]) {
-        let r = self.rank();
-        let dropped: Vec<bool> = keep.iter().map(|k| !k).collect();
-        let e = self.lora_e.clone();
-        self.lora_e = e.map(|t| {
-            let (trains, autodiff) = (t.is_require_grad(), t.is_autodiff());
-            // On the plain tensor, then back as a fresh leaf: the value changes outside any graph.
-            let plain = t.inner();
-            let dropped = Tensor::<2, Bool>::from_data(TensorData::new(dropped, [r, 1]), &plain.device());
-            let masked = plain.mask_fill(dropped, 0.0);
-            if autodiff { Tensor::from_inner(masked).set_require_grad(trains) } else { masked }
-        });
+        self.lora_e = super::svd::masked_singular_values(&self.lora_e, keep);
     }
 
     fn exported(&self, data: TensorData, rows: bool) -> TensorData {
-        let Some(kept) = self.kept.as_ref().filter(|k| k.len() == self.rank() && k.iter().any(|x| !x)) else { return data };
-        let shape = data.shape().to_vec();
-        let values: Vec<f32> = data.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-        let [n_rows, n_cols] = [shape[0], shape[1]];
-        let take = |i: usize, j: usize| if rows { kept[i] } else { kept[j] };
-        let mut out = Vec::with_capacity(values.len());
-        for i in 0..n_rows {
-            for j in 0..n_cols {
-                if take(i, j) {
-                    out.push(values[i * n_cols + j]);
-                }
-            }
-        }
-        let k = kept.iter().filter(|x| **x).count();
-        let out_shape = if rows { [k, n_cols] } else { [n_rows, k] };
-        TensorData::new(out, out_shape)
+        super::svd::cut_to_kept(data, self.kept.as_deref(), self.rank(), rows)
     }
 }
 

@@ -1,12 +1,13 @@
 //! AdaLoRA's orthogonality regulariser on the singular vectors.
 
 use burn::tensor::Tensor;
-use peft_core::{AdapterSites, SiteMut};
+use peft_core::AdapterSites;
 
-use super::AdaLoraLinear;
+use super::svd::svd_layer;
 
 /// `mean over the factors P of ||P Pᵀ - I||_F` of adapter `name`: `A Aᵀ` (`[r, r]`) for each
-/// `A: [r, d_input]` and `Bᵀ B` (`[r, r]`) for each `B: [d_output, r]`, as the Python library's
+/// `A: [r, d_input]` and `Bᵀ B` (`[r, r]`) for each `B: [d_output, r]` (linear and
+/// convolution layers alike), as the Python library's
 /// `AdaLoraModel.forward` adds it (times `orth_reg_weight`) to the loss. Differentiable; `None`
 /// when the model has no AdaLoRA layer named `name`.
 ///
@@ -16,15 +17,13 @@ pub fn orth_regularization<M: AdapterSites>(model: &M, name: &str) -> Option<Ten
     let mut total: Option<Tensor<1>> = None;
     let mut count = 0usize;
     model.visit_sites(&mut |_, site| {
-        let SiteMut::Linear(s) = site else { return };
-        let Some(layer) = s.adapters.get_mut(name).and_then(|a| a.downcast_mut::<AdaLoraLinear>()) else { return };
+        let Some(layer) = svd_layer(site, name) else { return };
         count += 2;
         if layer.rank() == 0 {
             // `||[] - []||_F` is zero; the factors still count, as in Python.
             return;
         }
-        let a = layer.lora_a.val();
-        let b = layer.lora_b.val();
+        let [a, _, b] = layer.factors().map(|p| p.val());
         let term = distance_from_identity(a.clone().matmul(a.transpose())) + distance_from_identity(b.clone().transpose().matmul(b));
         total = Some(match total.take() {
             Some(t) => t + term,
