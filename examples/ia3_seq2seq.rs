@@ -1,8 +1,8 @@
 //! (IA)³ on a seq2seq model: `IA3Config(task_type=SEQ_2_SEQ_LM)` with T5's default targets (`k`,
 //! `v`, and `wo` scaling its input), trained to copy, saved, reloaded and merged.
 //!
-//! `cargo run -p peft-examples --example ia3_seq2seq [T5_DIR] [--smoke]` (default: the tiny
-//! `fixtures/models/t5`). See `peft_examples::ia3_seq2seq` and `docs/ia3.md`.
+//! `cargo run -p peft-examples --example ia3_seq2seq [T5_OR_MT5_DIR] [--smoke]` (default: the tiny
+//! `fixtures/models/t5`; `fixtures/models/mt5` runs it on mT5). See `peft_examples::ia3_seq2seq` and `docs/ia3.md`.
 
 use anyhow::{Result, ensure};
 use peft_examples::common::{Args, fixtures_dir, target_dir};

@@ -2,8 +2,10 @@
 //! `IA3Config(task_type=SEQ_2_SEQ_LM)` with the architecture's default targets.
 //!
 //! On T5 the defaults are `k`, `v` and `wo`, with `wo` feed-forward: the vectors scale the keys
-//! and values of every attention and the input of every feed-forward output layer. The model is
-//! a T5 folder (default: the tiny `fixtures/models/t5`), the task is to copy the source sentence,
+//! and values of every attention and the input of every feed-forward output layer. On mT5 (a gated
+//! feed-forward, `wi_0`/`wi_1`/`wo`) they are `k`, `v` and `wi_1`, none feed-forward, as in the
+//! Python library. The model is a T5 or mT5 folder (default: the tiny `fixtures/models/t5`;
+//! `fixtures/models/mt5` is the other), the task is to copy the source sentence,
 //! as in the quicktour (one vector per layer learns far less than LoRA: the loss falls, the copies
 //! stay wrong on this tiny random model). Training moves only the vectors; the adapter is saved, reloaded onto a
 //! fresh base, and merged, and each copy must give the trained model's logits.

