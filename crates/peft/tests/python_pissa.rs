@@ -146,13 +146,13 @@ fn a_failed_pissa_load_leaves_the_base_weights_alone() {
 #[test]
 fn pissa_refuses_ranks_and_layers_it_cannot_split() {
     let too_wide = LoraConfig::new(64).with_target_modules(["v_proj"]).with_init_lora_weights(InitLoraWeights::Pissa { niter: None });
-    let err = get_peft_model(llama(), too_wide).err().expect("r above the layer's smaller side");
+    let Err(err) = get_peft_model(llama(), too_wide) else { panic!("r above the layer's smaller side") };
     assert!(matches!(&err, Error::InvalidConfig { field: "r", fix, .. } if fix.contains("v_proj")), "{err}");
 
     let toy_weights = read_safetensors(&root().join("models/toy/model.safetensors")).expect("toy");
     let toy = common::toy::Toy::load(&toy_weights, &common::device());
     let on_conv = LoraConfig::new(2).with_target_modules(["conv2d"]).with_init_lora_weights(InitLoraWeights::Olora);
-    let err = get_peft_model(toy, on_conv).err().expect("OLoRA on a convolution");
+    let Err(err) = get_peft_model(toy, on_conv) else { panic!("OLoRA on a convolution") };
     assert!(matches!(&err, Error::Unsupported { what, .. } if what.contains("conv2d")), "{err}");
 
     let adalora = serde_json::json!({"peft_type": "ADALORA", "total_step": 10, "init_lora_weights": "pissa"});
