@@ -60,6 +60,8 @@ fn to_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// The padding id the file configures (its padding itself is switched off, see `from_json`).
+    pad_id: Option<u32>,
     path: PathBuf,
 }
 
@@ -85,8 +87,15 @@ impl Tokenizer {
         if let Some(missing) = json.get("post_processor").and_then(undeclared_special_token) {
             return Err(format_error(path, format!("the post-processor's template uses special token `{missing}`, which its `special_tokens` does not define")));
         }
-        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| format_error(path, e))?;
-        Ok(Tokenizer { inner, path: path.into() })
+        let mut inner = tokenizers::Tokenizer::from_str(text).map_err(|e| format_error(path, e))?;
+        // Files saved by sentence-transformers configure fixed padding to 128 and truncation at
+        // 128; transformers ignores both unless a call asks, and so does this type: with them,
+        // every text came back as 128 ids padded with `[PAD]`, so truncating it afterwards cut off
+        // `[SEP]` and left padding the attention mask marks as real.
+        let pad_id = inner.get_padding().map(|p| p.pad_id);
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| format_error(path, e))?;
+        Ok(Tokenizer { inner, pad_id, path: path.into() })
     }
 
     /// Reads `dir/tokenizer.json`.
@@ -94,7 +103,9 @@ impl Tokenizer {
         Self::from_file(dir.as_ref().join(TOKENIZER_FILE))
     }
 
-    /// The token ids of `text`, with the tokenizer's special tokens (BOS, ...) when asked.
+    /// The token ids of `text`, with the tokenizer's special tokens (BOS, ...) when asked; never
+    /// padded or truncated (the file's padding and truncation settings are ignored, as
+    /// transformers ignores them).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let encoding = self.inner.encode(text, add_special_tokens).map_err(|e| format_error(&self.path, e))?;
         Ok(encoding.get_ids().to_vec())
@@ -141,7 +152,7 @@ impl Tokenizer {
 
     /// The padding id the file configures, if it configures padding.
     pub fn pad_token_id(&self) -> Option<u32> {
-        self.inner.get_padding().map(|p| p.pad_id)
+        self.pad_id
     }
 
     /// The wrapped `tokenizers` tokenizer, for everything this type does not cover.
@@ -218,6 +229,25 @@ mod tests {
         let (ids, mask) = left.to_tensors(&Device::flex());
         assert_eq!(ids.dims(), [2, 2]);
         assert_eq!(mask.into_data().convert::<i64>().try_to_vec::<i64>().expect("succeeds"), vec![1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn the_files_padding_and_truncation_are_not_applied() {
+        // As in sentence-transformers' MiniLM `tokenizer.json`: fixed padding, truncation at 4.
+        let padded = WORDS
+            .replace(
+                "\"truncation\": null",
+                r#""truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0}"#,
+            )
+            .replace(
+                "\"padding\": null",
+                r#""padding": {"strategy": {"Fixed": 6}, "direction": "Right", "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<pad>"}"#,
+            );
+        let t = Tokenizer::from_json(&padded, "tokenizer.json").expect("loads");
+        assert_eq!(t.encode("hello world", false).expect("encodes"), vec![2, 3]);
+        assert_eq!(t.encode("hello world hello world hello", false).expect("encodes"), vec![2, 3, 2, 3, 2]);
+        assert_eq!(t.pad_token_id(), Some(0));
+        assert_eq!(Tokenizer::from_json(WORDS, "tokenizer.json").expect("loads").pad_token_id(), None);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Tokenizer {
                 .map_err(|e| bad(e.to_string()))?;
             inner.with_post_processor(Some(processor));
         }
-        Ok(Tokenizer { inner, path: path.into() })
+        Ok(Tokenizer { inner, pad_id: None, path: path.into() })
     }
 }
 
