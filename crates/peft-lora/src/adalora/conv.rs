@@ -1,14 +1,14 @@
 //! AdaLoRA on a 2-D convolution, as the Python library's `SVDConv2d`.
 
-use burn::module::{Module, Param};
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use peft_core::{Conv2dAdapter, Error, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use peft_core::{Conv2dAdapter, Error, LinearAdapter, Result};
 
-use super::layer::RANKNUM_EPS;
+use super::AdaLoraLinear;
 
 /// The base convolution's geometry, which the adapter's kernel follows.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,35 +80,20 @@ fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
 /// AdaLoRA on a `Conv2d`: `h = conv(x) + conv(dropout(x), reshape(B (A ⊙ E))) * scaling / (ranknum + 1e-5)`,
 /// the second convolution with the base's stride, padding and dilation and no bias.
 ///
-/// The factors are those of [`super::AdaLoraLinear`] with the kernel flattened into the input:
+/// The factors are an [`AdaLoraLinear`] over the kernel flattened into the input:
 /// `lora_A: [r, c_in * kh * kw]`, `lora_E: [r, 1]`, `lora_B: [c_out, r]`, as the Python library's
-/// `SVDConv2d` stores them. The forward never builds the `[c_out, c_in, kh, kw]` delta kernel:
+/// `SVDConv2d` stores them; so the allocator's masks, the kept ranks and the file keys are the
+/// linear layer's. The forward never builds the `[c_out, c_in, kh, kw]` delta kernel:
 /// `(A ⊙ E)` reshaped to `[r, c_in, kh, kw]` convolves the input into `r` channels, and `B` mixes
 /// them into `c_out` as a 1x1 convolution, the same sum in another order.
 #[derive(Module, Debug)]
 pub struct AdaLoraConv2d {
-    /// `A`, shape `[r, c_in * kh * kw]`.
-    pub lora_a: Param<Tensor<2>>,
-    /// `E`, shape `[r, 1]`.
-    pub lora_e: Param<Tensor<2>>,
-    /// `B`, shape `[c_out, r]`.
-    pub lora_b: Param<Tensor<2>>,
-    /// Dropout on the adapter's input.
-    pub dropout: Dropout,
-    /// The numerator of the scale (`lora_alpha`, or the rank when `lora_alpha <= 0`).
-    pub scaling: f64,
-    /// The denominator of the scale without its `1e-5` (the initial rank).
-    pub ranknum: f64,
+    /// `A`, `E`, `B`, dropout, scale, kept ranks and importance, as on a linear layer of width
+    /// `c_in * kh * kw`.
+    pub svd: AdaLoraLinear,
     /// The base convolution's geometry.
     #[module(skip)]
     pub geometry: ConvGeometry,
-    /// The ranks the allocator kept (one flag per row of `A`), applied when the adapter is
-    /// exported; `None` exports every rank.
-    #[module(skip)]
-    pub kept: Option<Vec<bool>>,
-    /// The allocator's moving averages for this layer (empty before the first update).
-    #[module(skip)]
-    pub(crate) importance: Option<super::allocator::Importance>,
 }
 
 impl AdaLoraConv2d {
@@ -118,20 +103,10 @@ impl AdaLoraConv2d {
     /// # Shapes
     /// - `a`: `[r, c_in * kh * kw]`, `e`: `[r, 1]`, `b`: `[c_out, r]`
     pub fn new(geometry: ConvGeometry, a: Tensor<2>, e: Tensor<2>, b: Tensor<2>, scaling: f64, ranknum: f64, dropout: f64) -> Self {
-        AdaLoraConv2d {
-            lora_a: Param::from_tensor(a),
-            lora_e: Param::from_tensor(e),
-            lora_b: Param::from_tensor(b),
-            dropout: DropoutConfig::new(dropout).init(),
-            scaling,
-            ranknum,
-            geometry,
-            kept: None,
-            importance: None,
-        }
+        AdaLoraConv2d { svd: AdaLoraLinear::new(a, e, b, scaling, ranknum, dropout), geometry }
     }
 
-    /// A fresh adapter of rank `r` on `base`, initialised as [`super::AdaLoraLinear::init`]
+    /// A fresh adapter of rank `r` on `base`, initialised as [`AdaLoraLinear::init`]
     /// (`E = 0` and `A`, `B ~ N(0, 0.02²)` with `init`, else all standard normal).
     ///
     /// # Errors
@@ -139,51 +114,28 @@ impl AdaLoraConv2d {
     pub fn init(base: &Conv2d, r: usize, scaling: f64, dropout: f64, init: bool, device: &Device) -> Result<Self> {
         let geometry = ConvGeometry::of(base)?;
         let c_out = base.weight.lazy_shape().dims::<4>()[0];
-        let std = if init { 0.02 } else { 1.0 };
-        let a = Tensor::random([r, geometry.d_input()], Distribution::Normal(0.0, std), device);
-        let b = Tensor::random([c_out, r], Distribution::Normal(0.0, std), device);
-        let e = if init { Tensor::zeros([r, 1], device) } else { Tensor::random([r, 1], Distribution::Normal(0.0, 1.0), device) };
-        Ok(Self::new(geometry, a, e, b, scaling, r as f64, dropout))
+        let svd = AdaLoraLinear::init(geometry.d_input(), c_out, r, scaling, dropout, init, device);
+        Ok(AdaLoraConv2d { svd, geometry })
     }
 
     /// The number of ranks the layer holds (rows of `A`).
     pub fn rank(&self) -> usize {
-        self.lora_a.shape().dims::<2>()[0]
-    }
-
-    /// `scaling / (ranknum + 1e-5)`, the factor on the delta.
-    pub fn scale(&self) -> f64 {
-        self.scaling / (self.ranknum + RANKNUM_EPS)
+        self.svd.rank()
     }
 
     /// `(A ⊙ E)` as a kernel `[r, c_in, kh, kw]`.
     fn kernel_a(&self) -> Tensor<4> {
         let g = &self.geometry;
-        (self.lora_a.val() * self.lora_e.val()).reshape([self.rank(), g.channels_in, g.kernel_size[0], g.kernel_size[1]])
+        (self.svd.lora_a.val() * self.svd.lora_e.val()).reshape([self.rank(), g.channels_in, g.kernel_size[0], g.kernel_size[1]])
     }
 
     /// `B (A ⊙ E) * scale` reshaped to the base kernel `[c_out, c_in, kh, kw]`, as the Python
     /// library's `get_delta_weight`.
     pub fn delta_weight(&self) -> Tensor<4> {
         let g = &self.geometry;
-        let b = self.lora_b.val();
-        let c_out = b.dims()[0];
-        b.matmul(self.lora_a.val() * self.lora_e.val())
-            .mul_scalar(self.scale())
-            .reshape([c_out, g.channels_in, g.kernel_size[0], g.kernel_size[1]])
-    }
-
-    /// Zeroes the singular values whose flag in `keep` is false (the allocator's mask), keeping
-    /// the parameter's identity and whether it requires gradients.
-    ///
-    /// # Shapes
-    /// - `keep`: one flag per rank.
-    pub fn mask_singular_values(&mut self, keep: &[bool]) {
-        self.lora_e = super::svd::masked_singular_values(&self.lora_e, keep);
-    }
-
-    fn exported(&self, data: TensorData, rows: bool) -> TensorData {
-        super::svd::cut_to_kept(data, self.kept.as_deref(), self.rank(), rows)
+        let delta = self.svd.delta_weight().transpose(); // [c_out, c_in * kh * kw]
+        let c_out = delta.dims()[0];
+        delta.reshape([c_out, g.channels_in, g.kernel_size[0], g.kernel_size[1]])
     }
 }
 
@@ -199,11 +151,11 @@ impl Conv2dAdapter for AdaLoraConv2d {
             return y;
         }
         let [_, _, height, width] = x.dims();
-        let hidden = conv2d(peft_core::dropout(&self.dropout, x.clone()), self.kernel_a(), None, self.geometry.options(height, width));
-        let c_out = self.lora_b.shape().dims::<2>()[0];
+        let hidden = conv2d(peft_core::dropout(&self.svd.dropout, x.clone()), self.kernel_a(), None, self.geometry.options(height, width));
+        let c_out = self.svd.lora_b.shape().dims::<2>()[0];
         let pointwise = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let delta = conv2d(hidden, self.lora_b.val().reshape([c_out, r, 1, 1]), None, pointwise);
-        y + delta.mul_scalar(self.scale())
+        let delta = conv2d(hidden, self.svd.lora_b.val().reshape([c_out, r, 1, 1]), None, pointwise);
+        y + delta.mul_scalar(self.svd.scale())
     }
 
     fn merge(&self, weight: Tensor<4>) -> Result<Tensor<4>> {
@@ -220,20 +172,18 @@ impl Conv2dAdapter for AdaLoraConv2d {
         Ok(weight - self.delta_weight())
     }
 
-    /// `lora_A`, `lora_E`, `lora_B` as [`super::AdaLoraLinear`] exports them (no `.weight`,
+    /// `lora_A`, `lora_E`, `lora_B` exactly as [`AdaLoraLinear`] exports them (no `.weight`,
     /// cut to the kept ranks).
     fn export(&self) -> Vec<(String, TensorData)> {
-        vec![
-            ("lora_A".into(), self.exported(self.lora_a.val().into_data(), true)),
-            ("lora_B".into(), self.exported(self.lora_b.val().into_data(), false)),
-            ("lora_E".into(), self.exported(self.lora_e.val().into_data(), true)),
-        ]
+        LinearAdapter::export(&self.svd)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Param;
+    use burn::tensor::Distribution;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Tolerance;
 
@@ -279,8 +229,8 @@ mod tests {
         let device = Device::flex();
         let base = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
         let layer = AdaLoraConv2d::init(&base, 2, 8.0, 0.0, true, &device).expect("groups = 1");
-        assert_eq!(layer.lora_a.shape().dims::<2>(), [2, 18]);
-        assert_eq!(layer.lora_b.shape().dims::<2>(), [4, 2]);
+        assert_eq!(layer.svd.lora_a.shape().dims::<2>(), [2, 18]);
+        assert_eq!(layer.svd.lora_b.shape().dims::<2>(), [4, 2]);
         let x = Tensor::<4>::random([1, 2, 5, 5], Distribution::Default, &device);
         let y = base.forward(x.clone());
         layer.adapt_output(&x, y.clone()).into_data().assert_approx_eq::<f32>(&y.into_data(), Tolerance::default());
@@ -295,9 +245,9 @@ mod tests {
         let device = Device::flex();
         let base = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
         let mut layer = adapter(&base, 3, &device);
-        layer.mask_singular_values(&[true, false, true]);
-        layer.kept = Some(vec![true, false, true]);
-        let e: Vec<f32> = layer.lora_e.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+        layer.svd.mask_singular_values(&[true, false, true]);
+        layer.svd.kept = Some(vec![true, false, true]);
+        let e: Vec<f32> = layer.svd.lora_e.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
         assert_eq!(e[1], 0.0);
         assert!(e[0] != 0.0 && e[2] != 0.0);
         let shapes: Vec<(String, Vec<usize>)> = layer.export().into_iter().map(|(k, d)| (k, d.shape().to_vec())).collect();

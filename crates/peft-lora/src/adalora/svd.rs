@@ -30,30 +30,42 @@ pub(crate) trait SvdLayer {
     }
 }
 
-macro_rules! svd_layer {
-    ($layer:ty) => {
-        impl SvdLayer for $layer {
-            fn factors(&self) -> [&Param<Tensor<2>>; 3] {
-                [&self.lora_a, &self.lora_e, &self.lora_b]
-            }
+impl SvdLayer for AdaLoraLinear {
+    fn factors(&self) -> [&Param<Tensor<2>>; 3] {
+        [&self.lora_a, &self.lora_e, &self.lora_b]
+    }
 
-            fn mask_singular_values(&mut self, keep: &[bool]) {
-                <$layer>::mask_singular_values(self, keep)
-            }
+    fn mask_singular_values(&mut self, keep: &[bool]) {
+        AdaLoraLinear::mask_singular_values(self, keep)
+    }
 
-            fn kept_mut(&mut self) -> &mut Option<Vec<bool>> {
-                &mut self.kept
-            }
+    fn kept_mut(&mut self) -> &mut Option<Vec<bool>> {
+        &mut self.kept
+    }
 
-            fn importance_mut(&mut self) -> &mut Option<Importance> {
-                &mut self.importance
-            }
-        }
-    };
+    fn importance_mut(&mut self) -> &mut Option<Importance> {
+        &mut self.importance
+    }
 }
 
-svd_layer!(AdaLoraLinear);
-svd_layer!(AdaLoraConv2d);
+/// A convolution's factors are a linear layer's over the flattened kernel.
+impl SvdLayer for AdaLoraConv2d {
+    fn factors(&self) -> [&Param<Tensor<2>>; 3] {
+        self.svd.factors()
+    }
+
+    fn mask_singular_values(&mut self, keep: &[bool]) {
+        self.svd.mask_singular_values(keep)
+    }
+
+    fn kept_mut(&mut self) -> &mut Option<Vec<bool>> {
+        self.svd.kept_mut()
+    }
+
+    fn importance_mut(&mut self) -> &mut Option<Importance> {
+        self.svd.importance_mut()
+    }
+}
 
 /// Adapter `name`'s AdaLoRA layer at `site`: linear sites hold an [`AdaLoraLinear`], 2-D
 /// convolutions an [`AdaLoraConv2d`] (the only kinds the Python library adapts).
