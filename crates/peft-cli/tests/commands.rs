@@ -93,6 +93,15 @@ fn word_tokenizer(dir: &Path) -> PathBuf {
     path
 }
 
+/// The word tokenizer and 16 prompt/completion rows of its words (`pairs.jsonl`) in `dir`.
+fn word_pairs(dir: &Path) -> (PathBuf, PathBuf) {
+    let tokenizer = word_tokenizer(dir);
+    let data = dir.join("pairs.jsonl");
+    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
+    std::fs::write(&data, rows.join("\n")).expect("write data");
+    (tokenizer, data)
+}
+
 #[test]
 fn logits_for_seq2seq_and_image_models_match_python() {
     let e = expected("whisper_qv");
@@ -287,10 +296,7 @@ fn logits_serve_dora_adapters_written_by_python() {
 #[test]
 fn train_with_dora_writes_magnitudes_python_reads() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tokenizer = word_tokenizer(dir.path());
-    let data = dir.path().join("pairs.jsonl");
-    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
-    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let (tokenizer, data) = word_pairs(dir.path());
     let adapter = dir.path().join("adapter");
     ok(&peft(&["train", "--model", s(&fixtures().join("models/llama")), "--tokenizer", s(&tokenizer), "--data", s(&data),
         "--r", "2", "--steps", "2", "--batch-size", "4", "--use-dora", "--output", s(&adapter)]));
@@ -311,10 +317,7 @@ fn logits_serve_pissa_and_olora_adapters_written_by_python() {
 #[test]
 fn train_with_pissa_saves_plain_lora_for_the_original_base() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tokenizer = word_tokenizer(dir.path());
-    let data = dir.path().join("pairs.jsonl");
-    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
-    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let (tokenizer, data) = word_pairs(dir.path());
     let model = fixtures().join("models/llama");
     let adapter = dir.path().join("adapter");
     let out = ok(&peft(&["train", "--model", s(&model), "--tokenizer", s(&tokenizer), "--data", s(&data),
@@ -376,10 +379,7 @@ fn train_ia3_then_python_s_keys_are_saved() {
 #[test]
 fn train_prompt_methods_on_a_causal_lm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tokenizer = word_tokenizer(dir.path());
-    let data = dir.path().join("pairs.jsonl");
-    let rows: Vec<String> = (0..16).map(|i| format!(r#"{{"prompt": "w{} w{}", "completion": "w{}"}}"#, 3 + i, 4 + i, 5 + i)).collect();
-    std::fs::write(&data, rows.join("\n")).expect("write data");
+    let (tokenizer, data) = word_pairs(dir.path());
     let model = fixtures().join("models/llama");
     let train = |method: &str, extra: &[&str]| -> (PathBuf, String) {
         let adapter = dir.path().join(method);
