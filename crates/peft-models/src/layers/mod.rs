@@ -14,6 +14,7 @@
 mod activation;
 mod init;
 mod layer_norm;
+pub(crate) mod legacy;
 mod loss;
 mod mask;
 mod rms_norm;

@@ -28,20 +28,12 @@ fn vit_key(key: &str) -> String {
 
 /// `path` (a module path or tensor key) in today's names when it is written in transformers 4's.
 pub(crate) fn legacy_path(path: &str) -> Option<String> {
-    let renamed = vit_key(path);
-    (renamed != path).then_some(renamed)
+    crate::layers::legacy::renamed(path, vit_key)
 }
 
 /// Today's names for a transformers 4 `target_modules` name (`query`, as the PEFT guides write it).
 pub(crate) fn legacy_target_names(name: &str) -> Vec<String> {
-    let new = match name {
-        "query" => "q_proj",
-        "key" => "k_proj",
-        "value" => "v_proj",
-        dotted if dotted.contains('.') => return legacy_path(dotted).into_iter().collect(),
-        _ => return Vec::new(),
-    };
-    vec![new.to_string()]
+    crate::layers::legacy::target_names(name, &[], legacy_path)
 }
 
 /// The folder's tensors with ViT keys renamed.
