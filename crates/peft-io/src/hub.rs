@@ -40,6 +40,20 @@ use crate::weights::{MODEL_FILE, MODEL_INDEX_FILE};
 /// The revision used when none is asked for.
 pub const DEFAULT_REVISION: &str = "main";
 
+/// The files of a model folder besides `config.json` and the weights: generation settings, the
+/// tokenizer's files and image preprocessing. Downloaded with a model when the repository has
+/// them, and copied next to merged weights (`peft merge`).
+pub const MODEL_SIDE_FILES: &[&str] = &[
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+];
+
 /// What a repository must hold to be usable, which decides the files checked and downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepoFiles {
@@ -55,16 +69,7 @@ impl RepoFiles {
     #[cfg(feature = "download")]
     fn optional(self) -> &'static [&'static str] {
         match self {
-            RepoFiles::Model => &[
-                "generation_config.json",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-                "vocab.txt",
-                "vocab.json",
-                "merges.txt",
-                "preprocessor_config.json",
-            ],
+            RepoFiles::Model => MODEL_SIDE_FILES,
             RepoFiles::Adapter => &["labels.json", "tokenizer.json", "README.md"],
         }
     }

@@ -5,19 +5,6 @@ use std::path::PathBuf;
 
 use crate::models::{LoadSpec, load};
 
-/// Files of the base folder copied next to the merged weights.
-const COPIED: &[&str] = &[
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "preprocessor_config.json",
-];
-
 /// Arguments of `peft merge`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,7 +44,8 @@ pub fn run(mut args: Args) -> Result<()> {
     let staging = args.out.with_extension("partial");
     let _ = std::fs::remove_dir_all(&staging);
     peft::io::export::write_model(&merged, &staging)?;
-    for name in COPIED {
+    // The base's config and its side files (tokenizer, generation settings) travel along.
+    for name in std::iter::once(&"config.json").chain(peft::io::hub::MODEL_SIDE_FILES) {
         let from = args.base.join(name);
         if from.is_file() {
             std::fs::copy(&from, staging.join(name)).with_context(|| format!("cannot copy {}", from.display()))?;
