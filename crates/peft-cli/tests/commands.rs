@@ -1,32 +1,10 @@
 //! `peft train`, `merge`, `generate` and `logits` on every family, as a user runs them.
 
+mod common;
+
+use common::{fixtures, ok, one_line_error, peft, s, word_tokenizer};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn peft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peft")).args(args).output().expect("the peft binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The error line of a failed run (exactly one line, no backtrace).
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "should fail: {}", String::from_utf8_lossy(&out.stdout));
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    err
-}
+use std::process::Output;
 
 fn expected(case: &str) -> peft::io::tensors::TensorMap {
     peft::io::tensors::read_safetensors(&fixtures().join("cases").join(case).join("expected.safetensors")).expect("case")
@@ -74,23 +52,6 @@ fn max_diff_where(a: &[f32], b: &[f32], keep: &[i64], width: usize) -> f32 {
         .flat_map(|(p, _)| (0..width).map(move |v| p * width + v))
         .map(|i| (a[i] - b[i]).abs())
         .fold(0.0, f32::max)
-}
-
-/// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
-fn word_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("[UNK]".into(), 0.into());
-    for i in 1..96 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    let path = dir.join("tokenizer.json");
-    std::fs::write(&path, json.to_string()).expect("write tokenizer");
-    path
 }
 
 /// The word tokenizer and 16 prompt/completion rows of its words (`pairs.jsonl`) in `dir`.

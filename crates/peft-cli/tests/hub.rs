@@ -2,16 +2,11 @@
 //! snapshots, as a download leaves it) with the tiny fixture models; downloads are switched off
 //! (`HF_HUB_OFFLINE=1`), so no test reaches the network.
 
+mod common;
+
+use common::{fixtures, s, word_tokenizer_json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// Puts the files of `from` into the cache as snapshot `commit` of `repo_id`, with
 /// `refs/<revision>` pointing at it (`revision` `None`: reachable by its commit only).
@@ -159,32 +154,17 @@ fn a_local_folder_wins_over_an_id() {
     assert_eq!(local_out, mistral_out);
 }
 
-/// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
-fn word_tokenizer(path: &Path) {
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("[UNK]".into(), 0.into());
-    for i in 1..96 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    std::fs::write(path, json.to_string()).expect("write tokenizer");
-}
-
 /// `peft predict --adapter ID` alone: the base comes from the id the adapter's config names.
 #[test]
 fn predict_finds_the_base_by_the_id_its_adapter_names() {
     let cache = tempfile::tempdir().expect("cache");
     let cwd = tempfile::tempdir().expect("cwd");
     llama_cache(cache.path());
-    word_tokenizer(&cache.path().join("models--org--tiny-llama/snapshots/1111111111111111111111111111111111111111/tokenizer.json"));
+    std::fs::write(cache.path().join("models--org--tiny-llama/snapshots/1111111111111111111111111111111111111111/tokenizer.json"), word_tokenizer_json()).expect("write tokenizer");
     let by_id = peft_in(cwd.path(), cache.path(), &["predict", "--adapter", "org/llama-qv", "--text", "w5 w6 w7", "--max-new-tokens", "3"]);
     assert!(by_id.status.success(), "{}", String::from_utf8_lossy(&by_id.stderr));
     let tokenizer = cwd.path().join("tokenizer.json");
-    word_tokenizer(&tokenizer);
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write tokenizer");
     let model = fixtures().join("models/llama");
     let adapter = fixtures().join("cases/llama_qv/adapter");
     let by_folder = peft_in(

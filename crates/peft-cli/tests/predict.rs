@@ -2,25 +2,11 @@
 //! `peft predict` on every kind of model, labels kept with the adapter, seeded runs,
 //! `--eval-data`.
 
+mod common;
+
+use common::{fixtures, ok, peft, s, word_tokenizer_json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn peft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peft")).args(args).output().expect("the peft binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Output;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}"))).collect()
@@ -42,21 +28,6 @@ fn softmax(x: &[f32]) -> Vec<f32> {
     let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
     let sum: f32 = e.iter().sum();
     e.iter().map(|v| v / sum).collect()
-}
-
-/// A word-level tokenizer: `w1` .. `w95` are ids 1..95, split on whitespace.
-fn word_tokenizer_json() -> String {
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("[UNK]".into(), 0.into());
-    for i in 1..96 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    })
-    .to_string()
 }
 
 /// The fixture BERT saved as a bare encoder (`BertModel`, no classifier, no label names), with
