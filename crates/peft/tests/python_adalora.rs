@@ -224,14 +224,7 @@ fn the_allocator_masks_what_python_masks() {
         assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < TOL, "step {step}: loss");
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let allocation = model.update_and_allocate(step, &grads).expect("allocates");
-        let python = &expected["rank_pattern"];
-        match &allocation.rank_pattern {
-            None => assert!(python.is_null(), "step {step}: Python masked"),
-            Some(ours) => {
-                masked_steps += 1;
-                assert_eq!(&serde_json::to_value(ours).expect("json"), python, "step {step}: rank pattern");
-            }
-        }
+        masked_steps += usize::from(same_mask_as_python(step, &allocation, &expected["rank_pattern"]));
     }
     assert_eq!(masked_steps, 3, "steps 4, 6 (deltaT) and 7 (total_step - tfinal) mask");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -466,14 +459,7 @@ fn the_allocator_masks_convolution_ranks_as_python() {
         let allocation = model.update_and_allocate(step, &grads).expect("allocates");
         assert_eq!(allocation.budget as u64, expected["budget"].as_u64().expect("budget"), "step {step}: budget");
         assert_eq!(budget_schedule(&config, 6, 2, step).0, allocation.budget, "3 + 3 ranks down to 1 + 1");
-        let python = &expected["rank_pattern"];
-        match &allocation.rank_pattern {
-            None => assert!(python.is_null(), "step {step}: Python masked"),
-            Some(ours) => {
-                masked_steps += 1;
-                assert_eq!(&serde_json::to_value(ours).expect("json"), python, "step {step}: rank pattern");
-            }
-        }
+        masked_steps += usize::from(same_mask_as_python(step, &allocation, &expected["rank_pattern"]));
     }
     assert_eq!(masked_steps, 3, "steps 4, 6 (deltaT) and 7 (total_step - tfinal) mask");
     let PeftConfig::AdaLora(after) = model.peft_config("default").expect("config") else { panic!("AdaLoRA") };
@@ -547,4 +533,19 @@ fn segformer_convolutions_merge_as_they_run_and_grouped_ones_are_refused() {
     // Standard normal factors make large outputs: compare relative to their size.
     let size = adapted.clone().convert::<f32>().try_into_vec::<f32>().expect("f32").iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(diff < 1e-5 * size.max(1.0), "merged differs from the adapted forward by {diff} (outputs up to {size})");
+}
+
+/// Asserts that step `step` masked as Python's allocator did (`python`: its rank pattern, `null`
+/// when it did not mask); whether it masked.
+fn same_mask_as_python(step: usize, allocation: &peft::Allocation, python: &serde_json::Value) -> bool {
+    match &allocation.rank_pattern {
+        None => {
+            assert!(python.is_null(), "step {step}: Python masked");
+            false
+        }
+        Some(ours) => {
+            assert_eq!(&serde_json::to_value(ours).expect("json"), python, "step {step}: rank pattern");
+            true
+        }
+    }
 }
