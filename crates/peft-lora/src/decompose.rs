@@ -14,8 +14,8 @@
 //! load leaves the base weights exactly as they were.
 
 use burn::linalg::{qr, svd};
-use burn::module::Param;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor, TensorData};
+use peft_core::adapted::replace_param;
 use peft_core::{AdapterSites, Error, InitLoraWeights, LoraConfig, Result, SiteMut};
 
 use crate::LoraLinear;
@@ -82,12 +82,12 @@ pub(crate) fn split(init: &InitLoraWeights, path: &str, weight: Tensor<2>, r: us
     if !init.decomposes_base() {
         return Ok(None);
     }
-    check_finite(&weight, path)?;
     // Burn's SVD is not an autodiff operation: the split runs on the device without autodiff,
-    // and its results move back to the weight's device.
+    // and its results move back to the weight's device. The weight is read once, for both.
     let device = weight.device();
-    let plain = device.clone().inner();
-    let weight = Tensor::<2>::from_data(weight.to_data(), &plain);
+    let data = weight.to_data();
+    check_finite(&data, path)?;
+    let weight = Tensor::<2>::from_data(data, &device.clone().inner());
     let (a, b) = match init {
         InitLoraWeights::Olora => olora(weight.clone(), r),
         InitLoraWeights::Pissa { niter: Some(niter) } => pissa_randomised(weight.clone(), r, scaling, *niter),
@@ -98,9 +98,8 @@ pub(crate) fn split(init: &InitLoraWeights, path: &str, weight: Tensor<2>, r: us
     Ok(Some(Split { a: back(a), b: back(b), residual: back(residual) }))
 }
 
-fn check_finite(weight: &Tensor<2>, path: &str) -> Result<()> {
-    let data = weight.to_data().convert::<f32>();
-    let finite = data.as_slice::<f32>().map(|v| v.iter().all(|x| x.is_finite())).unwrap_or(false);
+fn check_finite(data: &TensorData, path: &str) -> Result<()> {
+    let finite = data.iter::<f32>().all(f32::is_finite);
     if finite {
         Ok(())
     } else {
@@ -217,16 +216,10 @@ pub fn decompose_bases<M: AdapterSites>(model: &mut M, name: &str, config: &Lora
 }
 
 fn start_from(lora: &mut LoraLinear, a: Tensor<2>, b: Tensor<2>) {
-    lora.lora_a = reset(&lora.lora_a, a);
-    lora.lora_b = reset(&lora.lora_b, b);
+    lora.lora_a = replace_param(&lora.lora_a, a);
+    lora.lora_b = replace_param(&lora.lora_b, b);
 }
 
-/// `param` with a new value, same id and whether it trains.
-fn reset(param: &Param<Tensor<2>>, value: Tensor<2>) -> Param<Tensor<2>> {
-    let require_grad = param.val().is_require_grad();
-    let value = value.detach().set_require_grad(require_grad);
-    param.clone().map(|_| value)
-}
 
 #[cfg(test)]
 mod tests {

@@ -51,8 +51,9 @@ impl AdaptedLinear {
     }
 }
 
-/// A parameter with a new value, same id and same `require_grad`.
-pub(crate) fn replace<const D: usize>(param: &Param<Tensor<D>>, value: Tensor<D>) -> Param<Tensor<D>> {
+/// A parameter with a new value, same id and same `require_grad` (exported as
+/// [`crate::adapted::replace_param`], for methods that set an adapter's or a base layer's values).
+pub fn replace<const D: usize>(param: &Param<Tensor<D>>, value: Tensor<D>) -> Param<Tensor<D>> {
     let require_grad = param.val().is_require_grad();
     let value = value.detach().set_require_grad(require_grad);
     param.clone().map(|_| value)

@@ -18,6 +18,7 @@ pub use conv::{AdaptedConv1d, AdaptedConv2d, Conv1dAdapter, Conv2dAdapter};
 pub use embedding::{AdaptedEmbedding, EmbeddingAdapter};
 pub use erased::{AdapterObject, Erased, Upcast};
 pub use linear::{AdaptedLinear, LinearAdapter, LowRank};
+pub use linear_merge::replace as replace_param;
 pub use model_level::{ModelAdapter, PrepareContext};
 pub use saved::{SavedConv2d, SavedEmbedding, SavedLinear};
 pub use set::{AdapterSet, BASE_ONLY, MixedBatch, ParamIds, RowAdapters, check_name};
