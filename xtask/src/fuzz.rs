@@ -1,6 +1,7 @@
-//! `cargo xtask fuzz [--time S] [--target NAME]`: builds the `fuzz/` crate with cargo-fuzz
-//! (installing it if missing; nightly), runs each target for `S` seconds one after another, and
-//! prints the executions per target from libFuzzer's final statistics.
+//! `cargo xtask fuzz [--time S | --runs N] [--target NAME]`: builds the `fuzz/` crate with
+//! cargo-fuzz (installing it if missing; nightly), runs each target for `S` seconds (or until it
+//! has executed `N` inputs) one after another, and prints the executions per target from
+//! libFuzzer's final statistics.
 //!
 //! Every run starts from `fuzz/seeds/<target>` (committed) and grows `fuzz/corpus/<target>`
 //! (ignored by git). A crash, a leak, a timeout or an allocation past the limits below fails the
@@ -21,6 +22,13 @@ const RSS_LIMIT_MB: u32 = 2048;
 /// Seconds one input may take before it counts as a hang.
 const TIMEOUT_S: u32 = 10;
 
+/// When each target stops.
+#[derive(Clone, Copy)]
+enum Budget {
+    Seconds(u64),
+    Runs(u64),
+}
+
 /// One target's run.
 struct Outcome {
     target: String,
@@ -31,9 +39,11 @@ struct Outcome {
 
 pub(crate) fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let seconds: u64 = match value("--time") {
-        Some(s) => s.parse().with_context(|| format!("--time takes whole seconds, not `{s}`"))?,
-        None => 10,
+    let budget = match (value("--time"), value("--runs")) {
+        (Some(_), Some(_)) => bail!("give --time or --runs, not both"),
+        (Some(s), None) => Budget::Seconds(s.parse().with_context(|| format!("--time takes whole seconds, not `{s}`"))?),
+        (None, Some(n)) => Budget::Runs(n.parse().with_context(|| format!("--runs takes a whole number, not `{n}`"))?),
+        (None, None) => Budget::Seconds(10),
     };
     let only = value("--target");
     ensure_cargo_fuzz()?;
@@ -48,7 +58,7 @@ pub(crate) fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     crate::run(Command::new("cargo").current_dir(root).args(["+nightly", "fuzz", "build"]))?;
     let mut outcomes = Vec::new();
     for target in &targets {
-        let outcome = run_target(root, target, seconds)?;
+        let outcome = run_target(root, target, budget)?;
         eprintln!("{}", row(&outcome));
         outcomes.push(outcome);
     }
@@ -90,7 +100,7 @@ fn list_targets(root: &Path) -> Result<Vec<String>> {
     Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
 }
 
-fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
+fn run_target(root: &Path, target: &str, budget: Budget) -> Result<Outcome> {
     let corpus = root.join("fuzz/corpus").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("cannot create {}", corpus.display()))?;
     let seeds = root.join("fuzz/seeds").join(target);
@@ -99,8 +109,12 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }
+    let stop = match budget {
+        Budget::Seconds(seconds) => format!("-max_total_time={seconds}"),
+        Budget::Runs(runs) => format!("-runs={runs}"),
+    };
     cmd.arg("--").args([
-        format!("-max_total_time={seconds}"),
+        stop,
         format!("-rss_limit_mb={RSS_LIMIT_MB}"),
         format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"),
         format!("-timeout={TIMEOUT_S}"),

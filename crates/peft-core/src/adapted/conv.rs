@@ -10,6 +10,7 @@ use std::fmt::Debug;
 
 use super::linear_merge::{replace, unknown};
 use super::mixed::select_rows;
+use super::precision::{to_adapter_dtype, unflatten};
 use super::set::AdapterSet;
 use crate::{Error, Result};
 
@@ -73,62 +74,98 @@ macro_rules! adapted_conv {
         }
 
         impl $site {
+            /// The float type of the base kernel (the model's: inputs such as pixels or audio
+            /// features are cast to it before the first layer).
+            pub fn weight_dtype(&self) -> burn::tensor::DType {
+                self.base_layer.weight.val().dtype()
+            }
+
             /// Wraps an existing Burn convolution.
             pub fn from_conv(base_layer: $conv) -> Self {
                 $site { base_layer, adapters: AdapterSet::default() }
             }
 
-            /// The base convolution and the active adapters.
+            /// The base convolution and the active adapters; the base computes in its kernel's
+            /// float type, the adapters in f32, and the output has the input's type.
             ///
             /// # Shapes
             #[doc = concat!("- `x`: `", $shape, "`, output likewise")]
             pub fn forward(&self, x: Tensor<$rank>) -> Tensor<$rank> {
                 if self.adapters.is_empty() || self.adapters.is_disabled() {
-                    return self.base_layer.forward(x);
+                    return self.base_forward(x);
                 }
+                let dtype = x.dtype();
+                let x = to_adapter_dtype(x);
                 if let Some(rows) = self.adapters.rows() {
-                    let y = self.base_layer.forward(x.clone());
+                    let y = self.base_forward(x.clone());
                     // A batch of another size is recorded for the caller to report; the base output stands.
-                    let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
+                    let Some(rows) = rows.for_batch(y.dims()[0]) else { return y.cast(dtype) };
                     let adapters: Vec<&dyn $adapter> = self.adapters.iter().map(|(_, a)| a).collect();
                     // Each adapter's whole forward, as if it were the only active one (its input
                     // scaling needs a base forward of its own).
                     return select_rows(y, rows, |i, _| {
                         let a = adapters[i];
-                        a.adapt_output_with_base(&self.base_layer, &x, self.base_layer.forward(a.adapt_input(x.clone())))
-                    });
+                        a.adapt_output_with_base(&self.base_layer, &x, self.base_forward(a.adapt_input(x.clone())))
+                    })
+                    .cast(dtype);
                 }
                 let adapters: Vec<&dyn $adapter> = self.adapters.forward_adapters().collect();
                 let input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
-                let y = self.base_layer.forward(input);
-                adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
+                let y = self.base_forward(input);
+                adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y)).cast(dtype)
             }
 
-            /// Folds adapter `name` into the kernel.
+            /// The base convolution in its kernel's float type, returned in `x`'s.
+            fn base_forward(&self, x: Tensor<$rank>) -> Tensor<$rank> {
+                let dtype = x.dtype();
+                let kernel_dtype = self.base_layer.weight.val().dtype();
+                if dtype == kernel_dtype {
+                    return self.base_layer.forward(x);
+                }
+                self.base_layer.forward(x.cast(kernel_dtype)).cast(dtype)
+            }
+
+            /// Folds adapter `name` into the kernel: added in f32, rounded once to the kernel's
+            /// type; a half-precision kernel keeps its values from before the first merge.
             pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
                 self.adapters.check_no_rows(name)?;
                 if self.adapters.merged().iter().any(|n| n == name) {
                     return Ok(());
                 }
                 let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-                let weight = adapter.merge(self.base_layer.weight.val())?;
-                let bias = self.base_layer.bias.as_ref().map(|b| adapter.merge_bias(b.val())).transpose()?;
-                self.set_base(weight, bias);
+                let (weight, bias) = self.base_values();
+                let merged = adapter.merge(to_adapter_dtype(weight.clone()))?.cast(weight.dtype());
+                let merged_bias = bias.as_ref().map(|b| adapter.merge_bias(to_adapter_dtype(b.clone())).map(|m| m.cast(b.dtype()))).transpose()?;
+                self.set_base(merged, merged_bias);
+                self.adapters.keep_base(&weight, bias.into_iter().collect());
                 self.adapters.mark_merged(name);
                 Ok(())
             }
 
-            /// Takes merged adapter `name` back out of the kernel.
+            /// Takes merged adapter `name` back out of the kernel (the kept original when it is
+            /// the last merged adapter of a half-precision kernel).
             pub fn unmerge_adapter(&mut self, name: &str) -> Result<()> {
                 if !self.adapters.merged().iter().any(|n| n == name) {
                     return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
                 }
+                let (weight, bias) = self.base_values();
+                if let Some(mut kept) = self.adapters.kept_base_if_last(name) {
+                    let kept_bias = bias.as_ref().and_then(|b| (kept.len() > 1).then(|| unflatten(kept.remove(1), b)));
+                    self.set_base(unflatten(kept.remove(0), &weight), kept_bias);
+                    self.adapters.mark_unmerged(name);
+                    return Ok(());
+                }
                 let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-                let weight = adapter.unmerge(self.base_layer.weight.val())?;
-                let bias = self.base_layer.bias.as_ref().map(|b| adapter.unmerge_bias(b.val())).transpose()?;
-                self.set_base(weight, bias);
+                let unmerged = adapter.unmerge(to_adapter_dtype(weight.clone()))?.cast(weight.dtype());
+                let unmerged_bias = bias.as_ref().map(|b| adapter.unmerge_bias(to_adapter_dtype(b.clone())).map(|u| u.cast(b.dtype()))).transpose()?;
+                self.set_base(unmerged, unmerged_bias);
                 self.adapters.mark_unmerged(name);
                 Ok(())
+            }
+
+            /// The base kernel and bias as they are now.
+            fn base_values(&self) -> (Tensor<$wrank>, Option<Tensor<1>>) {
+                (self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))
             }
 
             /// Replaces the base kernel (and bias, where given) keeping their parameter ids.

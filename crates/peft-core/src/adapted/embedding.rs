@@ -7,6 +7,7 @@ use std::fmt::Debug;
 
 use super::linear_merge::{replace, unknown};
 use super::mixed::select_rows;
+use super::precision::{to_adapter_dtype, unflatten};
 use super::set::AdapterSet;
 use crate::{Error, Result};
 
@@ -64,7 +65,8 @@ impl AdaptedEmbedding {
         self.base_layer.weight.lazy_shape().dims()
     }
 
-    /// Looks up `ids` and applies the active adapters.
+    /// Looks up `ids` and applies the active adapters, in the table's float type (adapters
+    /// compute in f32, see [`super::precision`]).
     ///
     /// # Shapes
     /// - `ids`: `[batch, tokens]`
@@ -74,36 +76,48 @@ impl AdaptedEmbedding {
         if self.adapters.is_empty() || self.adapters.is_disabled() {
             return y;
         }
+        let dtype = y.dtype();
+        let y = to_adapter_dtype(y);
         if let Some(rows) = self.adapters.rows() {
             // A batch of another size is recorded for the caller to report; the base output stands.
-            let Some(rows) = rows.for_batch(y.dims()[0]) else { return y };
+            let Some(rows) = rows.for_batch(y.dims()[0]) else { return y.cast(dtype) };
             let adapters: Vec<&dyn EmbeddingAdapter> = self.adapters.iter().map(|(_, a)| a).collect();
-            return select_rows(y, rows, |i, y| adapters[i].adapt_output_with_base(&self.base_layer, &ids, y));
+            return select_rows(y, rows, |i, y| adapters[i].adapt_output_with_base(&self.base_layer, &ids, y)).cast(dtype);
         }
-        self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &ids, y))
+        self.adapters.forward_adapters().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &ids, y)).cast(dtype)
     }
 
-    /// Folds adapter `name` into the table.
+    /// Folds adapter `name` into the table: added in f32, rounded once to the table's type; a
+    /// half-precision table keeps its values from before the first merge.
     pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
         self.adapters.check_no_rows(name)?;
         if self.adapters.merged().iter().any(|n| n == name) {
             return Ok(());
         }
         let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-        let weight = adapter.merge(self.base_layer.weight.val())?;
-        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        let table = self.base_layer.weight.val();
+        let merged = adapter.merge(to_adapter_dtype(table.clone()))?;
+        self.base_layer.weight = replace(&self.base_layer.weight, merged.cast(table.dtype()));
+        self.adapters.keep_base(&table, Vec::new());
         self.adapters.mark_merged(name);
         Ok(())
     }
 
-    /// Takes merged adapter `name` back out of the table.
+    /// Takes merged adapter `name` back out of the table (the kept original when it is the last
+    /// merged adapter of a half-precision table).
     pub fn unmerge_adapter(&mut self, name: &str) -> Result<()> {
         if !self.adapters.merged().iter().any(|n| n == name) {
             return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
         }
-        let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-        let weight = adapter.unmerge(self.base_layer.weight.val())?;
-        self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        let table = self.base_layer.weight.val();
+        let restored = match self.adapters.kept_base_if_last(name).and_then(|mut kept| kept.pop()) {
+            Some(kept) => unflatten(kept, &table),
+            None => {
+                let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
+                adapter.unmerge(to_adapter_dtype(table.clone()))?.cast(table.dtype())
+            }
+        };
+        self.base_layer.weight = replace(&self.base_layer.weight, restored);
         self.adapters.mark_unmerged(name);
         Ok(())
     }

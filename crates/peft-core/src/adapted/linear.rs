@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::fmt::Debug;
 
 use super::mixed::select_rows;
+use super::precision::to_adapter_dtype;
 use super::set::AdapterSet;
 use crate::Result;
 
@@ -131,29 +132,42 @@ impl AdaptedLinear {
             );
         }
         if self.adapters.is_empty() || self.adapters.is_disabled() {
-            return self.base_layer.forward(input);
+            return self.base_forward(input);
         }
+        let dtype = input.dtype();
         // Adapters see `[batch, tokens, features]`: the batch axis stays first for mixed batches.
+        // They compute in f32 whatever the input's and the base's float types.
         let batch = if D >= 2 { dims[0] } else { 1 };
         let tokens = dims.iter().product::<usize>() / d_input.max(1) / batch.max(1);
-        let x = input.reshape([batch, tokens, d_input]);
+        let x = to_adapter_dtype(input.reshape([batch, tokens, d_input]));
         let y = match self.adapters.rows() {
             Some(rows) => match rows.for_batch(batch) {
                 Some(rows) => self.forward_mixed(x, rows),
                 // Recorded in the shared batch for the caller to report; the base output stands.
-                None => self.base_layer.forward(x),
+                None => self.base_forward(x),
             },
             None => self.forward_active(x),
         };
         let mut out_dims = dims;
         out_dims[D - 1] = d_output;
-        y.reshape(out_dims)
+        y.cast(dtype).reshape(out_dims)
+    }
+
+    /// The base layer alone, computed in its weight's float type and returned in `x`'s (the same
+    /// tensor operations as `Linear::forward` when the types agree).
+    fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let weight_dtype = self.base_layer.weight.val().dtype();
+        if dtype == weight_dtype {
+            return self.base_layer.forward(x);
+        }
+        self.base_layer.forward(x.cast(weight_dtype)).cast(dtype)
     }
 
     fn forward_active(&self, x: Tensor<3>) -> Tensor<3> {
         let adapters: Vec<&dyn LinearAdapter> = self.adapters.forward_adapters().collect();
         let base_input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
-        let y = self.base_layer.forward(base_input);
+        let y = self.base_forward(base_input);
         adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
     }
 
@@ -176,7 +190,7 @@ impl AdaptedLinear {
                 None => full.push(index),
             }
         }
-        let mut y = self.base_layer.forward(x.clone());
+        let mut y = self.base_forward(x.clone());
         if !low_rank.is_empty() {
             let slots: Vec<i64> = rows
                 .iter()
@@ -188,8 +202,8 @@ impl AdaptedLinear {
             let full_rows: Vec<Option<usize>> = rows.iter().map(|r| r.filter(|i| full.contains(i))).collect();
             y = select_rows(y, &full_rows, |i, _| match self.adapters.at(i) {
                 // The adapter's whole forward, as if it were the only active one.
-                Some((_, a)) => a.adapt_output_with_base(&self.base_layer, &x, self.base_layer.forward(a.adapt_input(x.clone()))),
-                None => self.base_layer.forward(x.clone()),
+                Some((_, a)) => a.adapt_output_with_base(&self.base_layer, &x, self.base_forward(a.adapt_input(x.clone()))),
+                None => self.base_forward(x.clone()),
             });
         }
         y

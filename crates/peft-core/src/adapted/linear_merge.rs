@@ -4,35 +4,54 @@ use burn::module::Param;
 use burn::tensor::Tensor;
 
 use super::linear::AdaptedLinear;
+use super::precision::{to_adapter_dtype, unflatten};
 use crate::{Error, Result};
 
 impl AdaptedLinear {
     /// Folds adapter `name` into the base weight, so the forward no longer computes it.
     ///
-    /// Merging an already merged adapter does nothing.
+    /// The update is added in f32 and rounded once to the base weight's type; a half-precision
+    /// base keeps its values from before the first merge (see [`super::precision`]). Merging an
+    /// already merged adapter does nothing.
     pub fn merge_adapter(&mut self, name: &str) -> Result<()> {
         self.adapters.check_no_rows(name)?;
         if self.adapters.merged().iter().any(|n| n == name) {
             return Ok(());
         }
         let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-        let (weight, bias) = adapter.merge(self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))?;
-        self.set_base(weight, bias);
+        let (weight, bias) = self.base_values();
+        let (merged, merged_bias) =
+            adapter.merge(to_adapter_dtype(weight.clone()), bias.clone().map(to_adapter_dtype))?;
+        self.set_base(merged.cast(weight.dtype()), merged_bias.zip(bias.as_ref()).map(|(m, b)| m.cast(b.dtype())));
+        self.adapters.keep_base(&weight, bias.into_iter().collect());
         self.adapters.mark_merged(name);
         Ok(())
     }
 
-    /// Takes merged adapter `name` back out of the base weight.
+    /// Takes merged adapter `name` back out of the base weight: the kept original values when it
+    /// is the last merged adapter of a half-precision base, else the weight minus its update.
     pub fn unmerge_adapter(&mut self, name: &str) -> Result<()> {
         if !self.adapters.merged().iter().any(|n| n == name) {
             return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
         }
+        let (weight, bias) = self.base_values();
+        if let Some(mut kept) = self.adapters.kept_base_if_last(name) {
+            let kept_bias = bias.as_ref().and_then(|b| (kept.len() > 1).then(|| unflatten(kept.remove(1), b)));
+            self.set_base(unflatten(kept.remove(0), &weight), kept_bias);
+            self.adapters.mark_unmerged(name);
+            return Ok(());
+        }
         let adapter = self.adapters.get(name).ok_or_else(|| unknown(name, self.adapters.names()))?;
-        let (weight, bias) =
-            adapter.unmerge(self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))?;
-        self.set_base(weight, bias);
+        let (unmerged, unmerged_bias) =
+            adapter.unmerge(to_adapter_dtype(weight.clone()), bias.clone().map(to_adapter_dtype))?;
+        self.set_base(unmerged.cast(weight.dtype()), unmerged_bias.zip(bias.as_ref()).map(|(u, b)| u.cast(b.dtype())));
         self.adapters.mark_unmerged(name);
         Ok(())
+    }
+
+    /// The base weight and bias as they are now.
+    fn base_values(&self) -> (Tensor<2>, Option<Tensor<1>>) {
+        (self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))
     }
 
     /// Replaces the base weight (`[d_input, d_output]`) by `weight`, keeping its parameter id and
@@ -40,6 +59,7 @@ impl AdaptedLinear {
     /// (PiSSA, OLoRA). Merged adapters stay merged into the new value.
     pub fn replace_base_weight(&mut self, weight: Tensor<2>) {
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        self.adapters.forget_kept_base();
     }
 
     /// Replaces the base values, keeping parameter ids and whether they train.

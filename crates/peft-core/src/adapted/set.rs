@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::erased::{AdapterObject, Erased};
+use super::precision::KeptBase;
 use crate::{Error, Result};
 
 /// The adapter name meaning "no adapter" in a mixed-adapter batch, as in the Python library.
@@ -105,11 +106,20 @@ pub struct AdapterSet<T: ?Sized + AdapterObject> {
     disabled: bool,
     /// Per-row adapter choice for a mixed-adapter batch (indices into `entries`).
     rows: Option<RowAdapters>,
+    /// A half-precision base's values from before its first merge (see [`super::precision`]).
+    kept: KeptBase,
 }
 
 impl<T: ?Sized + AdapterObject> Default for AdapterSet<T> {
     fn default() -> Self {
-        AdapterSet { entries: Vec::new(), active: Vec::new(), merged: Vec::new(), disabled: false, rows: None }
+        AdapterSet {
+            entries: Vec::new(),
+            active: Vec::new(),
+            merged: Vec::new(),
+            disabled: false,
+            rows: None,
+            kept: KeptBase::default(),
+        }
     }
 }
 
@@ -206,6 +216,26 @@ impl<T: ?Sized + AdapterObject> AdapterSet<T> {
     /// Records that `name` was taken back out of the base weight.
     pub fn mark_unmerged(&mut self, name: &str) {
         self.merged.retain(|n| n != name);
+        if self.merged.is_empty() {
+            self.kept.clear();
+        }
+    }
+
+    /// Keeps a half-precision base's values when no adapter is merged yet, so that unmerging the
+    /// last one restores them exactly (see [`super::precision`]). Call before
+    /// [`mark_merged`](Self::mark_merged).
+    pub(crate) fn keep_base<const D: usize>(&mut self, weight: &Tensor<D>, rest: Vec<Tensor<1>>) {
+        self.kept.keep(&self.merged, weight, rest);
+    }
+
+    /// The values [`keep_base`](Self::keep_base) kept, when `name` is the only merged adapter.
+    pub(crate) fn kept_base_if_last(&mut self, name: &str) -> Option<Vec<Tensor<1>>> {
+        self.kept.take_if_last(&self.merged, name)
+    }
+
+    /// Forgets kept base values (the base weight was replaced).
+    pub(crate) fn forget_kept_base(&mut self) {
+        self.kept.clear();
     }
 
     /// Sets the per-row adapters of a mixed batch (`BASE_ONLY` for the base alone), or clears
@@ -264,6 +294,7 @@ impl<T: ?Sized + AdapterObject> AdapterSet<T> {
             merged: self.merged,
             disabled: self.disabled,
             rows: self.rows,
+            kept: self.kept,
         }
     }
 }
@@ -300,6 +331,7 @@ impl<T: ?Sized + AdapterObject> Clone for AdapterSet<T> {
             merged: self.merged.clone(),
             disabled: self.disabled,
             rows: self.rows.clone(),
+            kept: self.kept.clone(),
         }
     }
 }
@@ -324,11 +356,15 @@ impl<T: ?Sized + AdapterObject> Module for AdapterSet<T> {
     }
 
     fn fork(self, device: &Device) -> Self {
-        self.map_entries(|a| a.apply(|ops, v| (ops.fork)(v, device)))
+        let mut set = self.map_entries(|a| a.apply(|ops, v| (ops.fork)(v, device)));
+        set.kept = std::mem::take(&mut set.kept).to_device(device);
+        set
     }
 
     fn to_device(self, device: &Device) -> Self {
-        self.map_entries(|a| a.apply(|ops, v| (ops.to_device)(v, device)))
+        let mut set = self.map_entries(|a| a.apply(|ops, v| (ops.to_device)(v, device)));
+        set.kept = std::mem::take(&mut set.kept).to_device(device);
+        set
     }
 
     fn train(self) -> Self {
@@ -359,7 +395,7 @@ impl<T: ?Sized + AdapterObject> Module for AdapterSet<T> {
     }
 
     fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
-        let AdapterSet { entries, active, merged, disabled, rows } = self;
+        let AdapterSet { entries, active, merged, disabled, rows, kept } = self;
         let entries = entries
             .into_iter()
             .map(|(name, adapter)| {
@@ -369,7 +405,7 @@ impl<T: ?Sized + AdapterObject> Module for AdapterSet<T> {
                 (name, adapter)
             })
             .collect();
-        AdapterSet { entries, active, merged, disabled, rows }
+        AdapterSet { entries, active, merged, disabled, rows, kept }
     }
 }
 

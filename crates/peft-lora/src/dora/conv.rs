@@ -3,6 +3,7 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv2d};
 use burn::tensor::{Tensor, TensorData};
+use peft_core::adapted::precision::to_adapter_dtype;
 use peft_core::{Conv1dAdapter, Conv2dAdapter, Result};
 
 use super::linear::not_merged;
@@ -70,15 +71,17 @@ macro_rules! dora_conv {
             }
 
             fn adapt_output_with_base(&self, base: &$conv, x: &Tensor<$rank>, y: Tensor<$rank>) -> Tensor<$rank> {
-                let factor: Tensor<$rank> = along(self.magnitude.val() / self.norms(base.weight.val()), 1);
+                // In f32 whatever the base's type, as the adapter (see `peft_core::adapted::precision`).
+                let factor: Tensor<$rank> = along(self.magnitude.val() / self.norms(to_adapter_dtype(base.weight.val())), 1);
                 let (input, base_term) = if peft_core::dropout_active(&self.lora.dropout, &x.device()) {
                     let dropped = self.lora.dropout.forward(x.clone());
                     let mut plain = base.clone();
                     plain.bias = None;
-                    (dropped.clone(), plain.forward(dropped))
+                    let kernel_dtype = plain.weight.val().dtype();
+                    (dropped.clone(), to_adapter_dtype(plain.forward(dropped.cast(kernel_dtype))))
                 } else {
                     let without_bias = match &base.bias {
-                        Some(bias) => y.clone() - along::<$rank>(bias.val(), 1),
+                        Some(bias) => y.clone() - along::<$rank>(to_adapter_dtype(bias.val()), 1),
                         None => y.clone(),
                     };
                     (x.clone(), without_bias)

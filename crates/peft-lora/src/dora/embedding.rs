@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::Embedding;
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Int, Tensor, TensorData};
+use peft_core::adapted::precision::to_adapter_dtype;
 use peft_core::{EmbeddingAdapter, Result};
 
 use super::linear::not_merged;
@@ -55,7 +56,7 @@ impl EmbeddingAdapter for DoraEmbedding {
     /// # Shapes
     /// - `ids`: `[batch, tokens]`, `y` and output: `[batch, tokens, d_model]`
     fn adapt_output_with_base(&self, base: &Embedding, ids: &Tensor<2, Int>, y: Tensor<3>) -> Tensor<3> {
-        let table = base.weight.val();
+        let table = to_adapter_dtype(base.weight.val());
         let d_model = table.dims()[1];
         let factor = (self.magnitude.val() / self.norms(table)).reshape([1, 1, d_model]);
         let rows = embedding(self.lora.lora_embedding_a.val(), ids.clone());

@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::module::linear;
 use burn::tensor::{Tensor, TensorData};
+use peft_core::adapted::precision::to_adapter_dtype;
 use peft_core::{Error, LinearAdapter, Result};
 
 use super::{MAGNITUDE_KEY, MergedNorm, column_norms};
@@ -57,7 +58,8 @@ impl LinearAdapter for DoraLinear {
     /// # Shapes
     /// - `x`: `[batch, tokens, d_input]`, `y` and output: `[batch, tokens, d_output]`
     fn adapt_output_with_base(&self, base: &Linear, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
-        let weight = base.weight.val();
+        // In f32 whatever the base's type, as the adapter (see `peft_core::adapted::precision`).
+        let weight = to_adapter_dtype(base.weight.val());
         let d_output = weight.dims()[1];
         let factor = self.factor(weight.clone()).reshape([1, 1, d_output]);
         let (input, base_term) = if peft_core::dropout_active(&self.lora.dropout, &x.device()) {
@@ -65,7 +67,7 @@ impl LinearAdapter for DoraLinear {
             (dropped.clone(), linear(dropped, weight, None))
         } else {
             let without_bias = match &base.bias {
-                Some(bias) => y.clone() - bias.val().reshape([1, 1, d_output]),
+                Some(bias) => y.clone() - to_adapter_dtype(bias.val()).reshape([1, 1, d_output]),
                 None => y.clone(),
             };
             (x.clone(), without_bias)

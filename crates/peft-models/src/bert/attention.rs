@@ -2,7 +2,7 @@
 
 use burn::module::{Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Tensor};
 use peft_core::cache::LayerKv;
 use peft_core::AdaptedLinear;
@@ -57,11 +57,8 @@ impl BertSelfAttention {
             k = Tensor::cat(vec![prefix.key.clone(), k], 2);
             v = Tensor::cat(vec![prefix.value.clone(), v], 2);
         }
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores + mask;
-        }
-        let probs = peft_core::dropout(&self.dropout, softmax(scores, 3));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+        let probs = peft_core::dropout(&self.dropout, attention_probs(scores, mask.as_ref(), 3));
         probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden])
     }
 }

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::AdaptedLinear;
 
@@ -59,8 +59,8 @@ impl BloomAttention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5)) + bias.clone();
-        let probs = self.attention_dropout.forward(softmax(scores, 3));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5));
+        let probs = self.attention_dropout.forward(attention_probs(scores, Some(bias), 3));
         let out = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, width]);
         self.hidden_dropout.forward(self.dense.forward(out))
     }

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Tensor};
 use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs, AttentionProjections};
 
@@ -68,11 +68,8 @@ impl Gpt2Attention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let mut scores = q.clone().matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling);
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let probs = self.attn_dropout.forward(softmax(scores, 3));
+        let scores = q.clone().matmul(k.swap_dims(2, 3)).mul_scalar(self.scaling);
+        let probs = self.attn_dropout.forward(attention_probs(scores, bias, 3));
         let out = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, width]);
         let output = self.resid_dropout.forward(self.c_proj.forward(out));
         if !self.hook.is_active() {

@@ -1,7 +1,7 @@
 //! LayerNorm with transformers' parameter names (`weight`, `bias`; Burn's own uses `gamma`/`beta`).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 /// Layer normalisation over the last axis: `y = (x - mean) / sqrt(var + eps) * weight + bias`,
 /// with the biased variance, as `torch.nn.LayerNorm`.
@@ -30,8 +30,12 @@ impl LayerNorm {
     /// # Shapes
     /// - `x`: `[..., d_model]`, and the same out.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // The statistics in f32 whatever the model's type (half-precision sums lose too much, and
+        // PyTorch's kernels accumulate in f32 too); the result returns to the weight's type.
+        let x = x.cast(FloatDType::F32);
         let (var, mean) = x.clone().var_mean_bias(D - 1);
         let normed = (x - mean).div((var + self.eps).sqrt());
-        normed * self.weight.val().unsqueeze() + self.bias.val().unsqueeze()
+        let weight = self.weight.val();
+        normed.cast(weight.dtype()) * weight.unsqueeze() + self.bias.val().unsqueeze()
     }
 }

@@ -2,7 +2,7 @@
 //! all a mean cross-entropy that skips [`IGNORE_INDEX`].
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 
 /// Labels equal to this are left out of the loss, as in PyTorch's `CrossEntropyLoss`.
 pub const IGNORE_INDEX: i64 = -100;
@@ -40,7 +40,8 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [batch] = labels.dims();
     let kept = labels.clone().not_equal_elem(IGNORE_INDEX);
     let index = labels.mask_fill(kept.clone().bool_not(), 0).reshape([batch, 1]);
-    let picked = log_softmax(logits, 1).gather(1, index).reshape([batch]);
+    // In f32 whatever the logits' type, as transformers upcasts them for the loss.
+    let picked = log_softmax(logits.cast(FloatDType::F32), 1).gather(1, index).reshape([batch]);
     let kept = kept.float();
     picked.mul(kept.clone()).sum().neg().div(kept.sum())
 }

@@ -9,7 +9,8 @@
 //! - [`linear`] and [`embedding`]: fresh adapter sites drawn from `N(0, std)`.
 //! - The losses: [`cross_entropy`], [`token_cross_entropy`], [`span_cross_entropy`],
 //!   [`causal_lm_loss`], [`seq2seq_lm_loss`], and [`shift_right`] for encoder-decoder labels.
-//! - The decoders' attention masks: [`full_key_mask`], [`causal_bias`], [`real_positions`].
+//! - The decoders' attention masks: [`full_key_mask`], [`causal_bias`], [`real_positions`], and
+//!   [`attention_probs`], the masked softmax in f32 whatever the model's type.
 
 mod activation;
 mod init;
@@ -19,6 +20,7 @@ mod loss;
 mod mask;
 mod rms_norm;
 mod rope;
+mod scores;
 
 pub use activation::HiddenAct;
 pub use init::{embedding, linear};
@@ -27,3 +29,4 @@ pub use loss::{IGNORE_INDEX, causal_lm_loss, cross_entropy, seq2seq_lm_loss, shi
 pub use mask::{causal_bias, full_key_mask, real_positions};
 pub use rms_norm::RmsNorm;
 pub use rope::{RopeScaling, RotaryEmbedding};
+pub use scores::attention_probs;

@@ -1,7 +1,7 @@
 //! Root-mean-square normalisation with transformers' parameter name (`weight`).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 /// RMSNorm over the last axis: `y = x / sqrt(mean(x²) + eps) * weight`, as `LlamaRMSNorm`.
 ///
@@ -26,9 +26,13 @@ impl RmsNorm {
     /// # Shapes
     /// - `x`: `[..., d_model]`, and the same out.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // In f32 whatever the model's type, as transformers does: a half-precision mean of squares
+        // loses too much. The result returns to the weight's type.
+        let x = x.cast(FloatDType::F32);
         let mean_square = x.clone().square().mean_dim(D - 1);
         let normed = x * (mean_square + self.eps).sqrt().recip();
-        normed * self.weight.val().unsqueeze()
+        let weight = self.weight.val();
+        normed.cast(weight.dtype()) * weight.unsqueeze()
     }
 }
 

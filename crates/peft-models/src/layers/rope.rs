@@ -96,7 +96,10 @@ impl RotaryEmbedding {
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, d - half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos.clone() + rotated * sin.clone()
+        // The angles are computed in f32; a half-precision model rotates in its own type, as
+        // transformers casts `cos` and `sin` to the queries' type.
+        let dtype = x.dtype();
+        x * cos.clone().cast(dtype) + rotated * sin.clone().cast(dtype)
     }
 }
 

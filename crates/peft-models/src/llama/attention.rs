@@ -1,7 +1,7 @@
 //! Grouped-query self-attention with RoPE, and the masks it takes.
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::{AdaptedLinear, AttentionHook, AttentionInputs, AttentionProjections};
 
@@ -82,11 +82,8 @@ impl LlamaAttention {
         // batched product serves them all without copying keys and values `group` times.
         let q = q.reshape([batch, kv, group * len, d]);
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5));
-        let mut scores = scores.reshape([batch, kv, group, len, keys]);
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let probs = softmax(scores, 4).reshape([batch, kv, group * len, keys]);
+        let scores = scores.reshape([batch, kv, group, len, keys]);
+        let probs = attention_probs(scores, bias, 4).reshape([batch, kv, group * len, keys]);
         let out = probs.matmul(v).reshape([batch, heads, len, d]).swap_dims(1, 2).reshape([batch, len, heads * d]);
         let output = self.o_proj.forward(out);
         match hook_query {

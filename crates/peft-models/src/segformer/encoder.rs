@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Tensor};
 use peft_core::{AdaptedConv2d, AdaptedLinear};
 
@@ -82,7 +82,7 @@ impl SegformerAttention {
         let k = heads(self.k_proj.forward(kv.clone()));
         let v = heads(self.v_proj.forward(kv));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = self.dropout.forward(attention_probs(scores, None, 3));
         self.o_proj.forward(probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]))
     }
 }

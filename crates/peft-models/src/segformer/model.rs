@@ -65,6 +65,8 @@ impl SegformerStage {
     /// - `x`: `[batch, c_in, height, width]`
     /// - output: `[batch, c, h, w]` (the patch embedding's grid)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // The pixels in the model's float type (f16/bf16 when its weights were cast).
+        let x = x.cast(self.patch_embeddings.proj.weight_dtype());
         let (tokens, height, width) = self.patch_embeddings.forward(x);
         let tokens = self.blocks.iter().fold(tokens, |t, block| block.forward(t, height, width));
         super::encoder::to_image(self.layer_norm.forward(tokens), height, width)

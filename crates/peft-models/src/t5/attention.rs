@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Tensor};
 use peft_core::{AdaptedEmbedding, AdaptedLinear, SiteMut};
 
@@ -87,8 +87,9 @@ impl T5Attention {
     pub fn position_bias(&self, len: usize, keys: usize, seen: usize, bidirectional: bool, device: &Device) -> Option<Tensor<4>> {
         let table = self.relative_attention_bias.as_ref()?;
         let ids = bucket_ids(len, keys, seen, bidirectional, self.num_buckets, self.max_distance, device);
-        // [len, keys, heads] -> [1, heads, len, keys]
-        Some(table.forward(ids).permute([2, 0, 1]).unsqueeze())
+        // [len, keys, heads] -> [1, heads, len, keys]; in f32 like the masks it is added to,
+        // whatever the table's type.
+        Some(table.forward(ids).permute([2, 0, 1]).unsqueeze::<4>().cast(burn::tensor::FloatDType::F32))
     }
 
     /// Attends from `x` to `key`/`value` with an additive `bias` (position bias plus masks).
@@ -101,11 +102,8 @@ impl T5Attention {
     pub fn attend(&self, x: Tensor<3>, key: Tensor<4>, value: Tensor<4>, bias: Option<&Tensor<4>>) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let q = self.heads(self.q.forward(x));
-        let mut scores = q.matmul(key.swap_dims(2, 3));
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let scores = q.matmul(key.swap_dims(2, 3));
+        let probs = self.dropout.forward(attention_probs(scores, bias, 3));
         let out = probs.matmul(value).swap_dims(1, 2).reshape([batch, len, self.num_heads * self.d_kv]);
         self.o.forward(out)
     }

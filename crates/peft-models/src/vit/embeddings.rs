@@ -28,6 +28,8 @@ impl ViTPatchEmbeddings {
     /// - `pixel_values`: `[batch, channels, height, width]`
     /// - output: `[batch, num_patches, hidden_size]`
     pub fn forward(&self, pixel_values: Tensor<4>) -> Tensor<3> {
+        // The pixels in the model's float type (f16/bf16 when its weights were cast).
+        let pixel_values = pixel_values.cast(self.projection.weight_dtype());
         self.projection.forward(pixel_values).flatten::<3>(2, 3).swap_dims(1, 2)
     }
 }

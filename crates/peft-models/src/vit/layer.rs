@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Tensor};
 use peft_core::AdaptedLinear;
 
@@ -53,7 +53,7 @@ impl ViTAttention {
         let k = heads(self.k_proj.forward(x.clone()));
         let v = heads(self.v_proj.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = self.dropout.forward(attention_probs(scores, None, 3));
         self.o_proj.forward(probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]))
     }
 }

@@ -2,7 +2,7 @@
 //! the additive masks it takes.
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
+use crate::layers::attention_probs;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::AdaptedLinear;
 
@@ -74,11 +74,8 @@ impl WhisperAttention {
     pub fn attend(&self, x: Tensor<3>, kv: &LayerKv, bias: Option<&Tensor<4>>) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
         let q = self.split_heads(self.q_proj.forward(x).mul_scalar((self.head_dim as f64).powf(-0.5)));
-        let mut scores = q.matmul(kv.key.clone().swap_dims(2, 3));
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let out = softmax(scores, 3).matmul(kv.value.clone());
+        let scores = q.matmul(kv.key.clone().swap_dims(2, 3));
+        let out = attention_probs(scores, bias, 3).matmul(kv.value.clone());
         self.out_proj.forward(out.swap_dims(1, 2).reshape([batch, len, d_model]))
     }
 

@@ -142,6 +142,8 @@ impl WhisperEncoder {
                 actual: vec![batch, mels, frames],
             });
         }
+        // The features in the model's float type (f16/bf16 when its weights were cast).
+        let input_features = input_features.cast(self.conv1.weight_dtype());
         let x = gelu(self.conv1.forward(input_features));
         let x = gelu(self.conv2.forward(x)).swap_dims(1, 2);
         let mut x = x + self.embed_positions.weight.val().reshape([1, positions, d_model]);
