@@ -9,6 +9,7 @@ mod metrics;
 mod models;
 mod plot;
 mod rng;
+mod span_metrics;
 mod train;
 
 use clap::{Parser, Subcommand};

@@ -382,3 +382,89 @@ fn predict_plots_the_confusion_matrix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--plot needs") && err.contains("--label-column"), "{err}");
 }
+
+/// The start and end logits `peft logits` gives for `ids`, per position.
+fn span_logits(model: &Path, adapter: &Path, ids: &[u32]) -> Vec<(f32, f32)> {
+    let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+    let (shape, l) = logits(&peft(&["logits", "--model", s(model), "--adapter", s(adapter), "--input-ids", &list.join(",")]));
+    assert_eq!(shape, [1, ids.len(), 2], "start and end logits per token");
+    l.chunks(2).map(|c| (c[0], c[1])).collect()
+}
+
+#[test]
+fn predict_answers_questions_from_the_context() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let model = fixtures().join("models/roberta_qa");
+    let adapter = fixtures().join("cases/heads_roberta_qa/adapter");
+    let (question, context) = ("w3 w9", "w4 w5 w6 w7 w8 w10");
+    let base = ["predict", "--adapter", s(&adapter), "--model", s(&model), "--tokenizer", s(&tokenizer)];
+    let args = [&base[..], &["--question", question, "--context", context]].concat();
+    let rows = json_lines(&ok(&peft(&args)));
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0]["question"].as_str(), rows[0]["context"].as_str()), (Some(question), Some(context)));
+    let answer = rows[0]["answer"].as_str().expect("an answer");
+    let (start, end) = (rows[0]["start"].as_u64().expect("start") as usize, rows[0]["end"].as_u64().expect("end") as usize);
+    assert_eq!(&context[start..end], answer, "start and end locate the answer in the context");
+    let score = rows[0]["score"].as_f64().expect("score");
+    assert!(score > 0.0 && score <= 1.0, "{score}");
+
+    // The same span from the model's logits: the word tokenizer adds no special tokens, so the
+    // context's words are positions 2.. of the question-then-context ids.
+    let ids = [3, 9, 4, 5, 6, 7, 8, 10];
+    let l = span_logits(&model, &adapter, &ids);
+    let words: Vec<&str> = context.split(' ').collect();
+    let mut best = (f32::MIN, 0, 0);
+    for a in 0..words.len() {
+        for b in a..words.len() {
+            let sum = l[2 + a].0 + l[2 + b].1;
+            if sum > best.0 {
+                best = (sum, a, b);
+            }
+        }
+    }
+    assert_eq!(answer, words[best.1..=best.2].join(" "), "the span with the largest start + end logit");
+
+    // Scored against expected answers from a file: the first right, the second wrong.
+    let data = dir.path().join("qa.csv");
+    std::fs::write(&data, format!("question,context,answer\n{question},{context},{answer}\nw3 w9,w11 w12,w95 w94\n")).expect("write");
+    let metrics = dir.path().join("metrics.json");
+    let out = ok(&peft(&[&base[..], &["--data", s(&data), "--metrics", s(&metrics), "--output", s(&dir.path().join("out.jsonl"))]].concat()));
+    assert!(out.contains("exact match 0.500") && out.contains("(2 rows)"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).expect("metrics")).expect("JSON");
+    assert_eq!((json["exact_match"].as_f64(), json["rows"].as_u64()), (Some(0.5), Some(2)));
+}
+
+#[test]
+fn predict_pairs_questions_with_contexts_one_to_one() {
+    let adapter = fixtures().join("cases/heads_roberta_qa/adapter");
+    let model = fixtures().join("models/roberta_qa");
+    let out = peft(&["predict", "--adapter", s(&adapter), "--model", s(&model), "--question", "w3", "--question", "w4", "--context", "w5"]);
+    assert!(!out.status.success());
+    assert!(common::one_line_error(&out).contains("give one --context per --question (2 questions, 1 contexts)"), "{out:?}");
+}
+
+#[test]
+fn predict_gives_a_feature_extractor_one_vector_per_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let model = fixtures().join("models/bert");
+    let adapter = fixtures().join("cases/bert_features/adapter");
+    let base = ["predict", "--adapter", s(&adapter), "--model", s(&model), "--tokenizer", s(&tokenizer), "--text", "w3 w9 w27", "--text", "w5"];
+    let (shape, hidden) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "3,9,27"]));
+    let width = shape[2];
+    let token = |i: usize| &hidden[i * width..(i + 1) * width];
+    let mean: Vec<f32> = (0..width).map(|j| (0..3).map(|i| token(i)[j]).sum::<f32>() / 3.0).collect();
+
+    let rows = json_lines(&ok(&peft(&base)));
+    assert_eq!(rows.len(), 2, "one vector per text, the shorter one padded in the batch");
+    let vector = |row: &serde_json::Value| -> Vec<f32> { row["embedding"].as_array().expect("embedding").iter().map(|v| v.as_f64().expect("number") as f32).collect() };
+    assert!(max_diff(&vector(&rows[0]), &mean) < 1e-5, "mean over the tokens");
+    let (_, alone) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "5"]));
+    assert!(max_diff(&vector(&rows[1]), &alone) < 1e-5, "padding is left out of the mean");
+
+    let first = json_lines(&ok(&peft(&[&base[..], &["--pooling", "first"]].concat())));
+    assert!(max_diff(&vector(&first[0]), token(0)) < 1e-5, "the first token's vector");
+}

@@ -13,6 +13,9 @@ use crate::{Error, ModelInputs, Result};
 pub struct InputLimits {
     /// Token ids must lie in `0..vocab_size`.
     pub vocab_size: Option<usize>,
+    /// Token types must lie in `0..type_vocab_size`; `Some(0)` for models without token types
+    /// (which then refuse them).
+    pub type_vocab_size: Option<usize>,
     /// Positions a sequence may occupy (virtual tokens, a prefix and generated tokens included).
     pub max_positions: Option<usize>,
     /// Decoder token ids must lie in `0..decoder_vocab_size` (encoder-decoders).
@@ -44,6 +47,22 @@ impl InputLimits {
                 && mask.dims() != ids.dims()
             {
                 return Err(shape("attention_mask", format!("{:?} (the shape of `input_ids`)", ids.dims()), mask.dims().to_vec(), "give one mask value per token"));
+            }
+            if let Some(types) = &inputs.token_type_ids
+                && types.dims() != ids.dims()
+            {
+                return Err(shape("token_type_ids", format!("{:?} (the shape of `input_ids`)", ids.dims()), types.dims().to_vec(), "give one token type per token"));
+            }
+        }
+        if let Some(types) = &inputs.token_type_ids {
+            match self.type_vocab_size {
+                Some(0) => {
+                    return Err(Error::Unsupported {
+                        what: "`token_type_ids` on a model without token types".into(),
+                        supported: "token types on BERT-family encoders; leave them out for this model".into(),
+                    });
+                }
+                limit => check_ids("token_type_ids", types, limit)?,
             }
         }
         if let Some(ids) = &inputs.decoder_input_ids {

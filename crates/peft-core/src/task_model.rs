@@ -29,6 +29,10 @@ pub struct ModelInputs {
     pub input_ids: Option<Tensor<2, Int>>,
     /// 1 for real tokens, 0 for padding; covers `inputs_embeds` when those are given.
     pub attention_mask: Option<Tensor<2, Int>>,
+    /// The segment of each token (BERT: 0 for the first text of a pair, 1 for the second), for
+    /// models with a token type table; zeros when absent. Like the mask, it covers
+    /// `inputs_embeds` when those are given.
+    pub token_type_ids: Option<Tensor<2, Int>>,
     /// Input vectors instead of `input_ids` (prompt tuning's virtual tokens + the embedded ids).
     pub inputs_embeds: Option<Tensor<3>>,
     /// Keys and values the inputs follow (prefix tuning's virtual tokens).
@@ -52,6 +56,12 @@ impl ModelInputs {
     /// Token ids with their padding mask.
     pub fn ids_with_mask(input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Self {
         ModelInputs { input_ids: Some(input_ids), attention_mask: Some(attention_mask), ..Default::default() }
+    }
+
+    /// Adds token types (segment ids, for pairs of texts on BERT).
+    pub fn with_token_type_ids(mut self, token_type_ids: Tensor<2, Int>) -> Self {
+        self.token_type_ids = Some(token_type_ids);
+        self
     }
 
     /// Adds labels.

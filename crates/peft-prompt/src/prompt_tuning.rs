@@ -109,6 +109,8 @@ pub(crate) fn prepend_prompts(prompts: Tensor<2>, mut inputs: ModelInputs, conte
     let prompts = prompts.unsqueeze_dim::<3>(0).repeat_dim(0, batch);
     inputs.inputs_embeds = Some(Tensor::cat(vec![prompts, embeds], 1));
     inputs.attention_mask = inputs.attention_mask.map(|m| Tensor::cat(vec![Tensor::ones([batch, virtual_tokens], &device), m], 1));
+    // The virtual tokens take the first segment, as in the Python library.
+    inputs.token_type_ids = inputs.token_type_ids.map(|t| Tensor::cat(vec![Tensor::zeros([batch, virtual_tokens], &device), t], 1));
     inputs.labels = match inputs.labels.take() {
         Some(Labels::Tokens(labels)) if !encoder_decoder => {
             let ignored = Tensor::<2, Int>::full([batch, virtual_tokens], -100, &device);

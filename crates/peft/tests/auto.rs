@@ -178,3 +178,40 @@ fn adapter_and_base_by_hub_id_from_the_cache() {
     let err = PeftModel::<AutoModel>::from_pretrained_auto_with_hub("org/vit-qv", &hub, &device).expect_err("base gone").to_string();
     assert!(err.contains("org/tiny-vit") && err.contains("`config.json`") && err.contains("HF_HUB_OFFLINE"), "{err}");
 }
+
+/// Token types (BERT's segments for a pair of texts) reach the encoder through `ModelInputs`,
+/// are checked against the model's table, and are refused by models without one.
+#[test]
+fn token_type_ids_reach_bert_and_are_checked() {
+    use peft::burn::tensor::{Int, Tensor};
+    use peft::{Error, ModelInputs};
+    let device = common::device();
+    let case = Case::load("bert_seq_cls");
+    let peft = PeftModel::<AutoModel>::from_pretrained_auto(case.adapter(), &device).expect("loads");
+    let ids = case.ints("input_ids", &device);
+    let mask = case.ints("attention_mask", &device);
+    let [batch, len] = ids.dims();
+    let second_half = Tensor::<2, Int>::ones([batch, len], &device).slice_fill([0..batch, 0..len / 2], 0);
+    let logits = |types: Option<Tensor<2, Int>>| {
+        let inputs = ModelInputs { token_type_ids: types, ..ModelInputs::ids_with_mask(ids.clone(), mask.clone()) };
+        peft.forward(inputs).map(|o| o.logits.into_data())
+    };
+    let plain = logits(None).expect("runs");
+    let zeros = logits(Some(Tensor::zeros([batch, len], &device))).expect("runs");
+    assert_eq!(plain, zeros, "absent token types are zeros");
+    let paired = logits(Some(second_half.clone())).expect("runs");
+    let AutoModel::BertSeqCls(bert) = peft.model() else { panic!("a BERT classifier") };
+    let direct = bert.forward(ids.clone(), Some(mask.clone()), Some(second_half)).into_data();
+    assert_eq!(paired, direct, "the types reach the embeddings");
+    assert_ne!(paired, plain, "and change the output");
+
+    let err = logits(Some(Tensor::full([batch, len], 2, &device))).expect_err("past the table of 2 types");
+    assert!(matches!(err, Error::TokenIdOutOfRange { input: "token_type_ids", id: 2, vocab_size: 2 }), "{err}");
+    let err = logits(Some(Tensor::zeros([batch, len + 1], &device))).expect_err("one type per token");
+    assert!(matches!(err, Error::InputShape { input: "token_type_ids", .. }), "{err}");
+
+    let gpt2 = PeftModel::<AutoModel>::from_pretrained_auto(Case::load("gpt2_lora").adapter(), &device).expect("loads");
+    let ids = Tensor::<2, Int>::from_data([[1, 2, 3]], &device);
+    let err = gpt2.forward(ModelInputs::ids(ids.clone()).with_token_type_ids(Tensor::zeros([1, 3], &device))).expect_err("no types");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+}

@@ -181,7 +181,7 @@ fn every_family_runs_with_a_half_precision_base() {
 }
 
 fn values(data: TensorData) -> Vec<f32> {
-    data.convert::<f32>().to_vec().expect("f32 values")
+    data.convert::<f32>().try_to_vec().expect("f32 values")
 }
 
 /// The inputs a fixture case holds, for the auto model.

@@ -31,7 +31,15 @@ fn stack_dims<S: DecoderStack>(stack: &S) -> Result<ModelDims> {
 /// The vocabulary and width of a stack's token table, and its position table if it has one.
 fn stack_limits<S: DecoderStack>(stack: &S) -> InputLimits {
     let [vocab_size, hidden_size] = stack.embeddings().dims();
-    InputLimits { vocab_size: Some(vocab_size), hidden_size: Some(hidden_size), max_positions: stack.max_positions(), ..Default::default() }
+    // Token types are refused: GPT-2's Python model would add them through its word
+    // embeddings, which this workspace does not do.
+    InputLimits {
+        vocab_size: Some(vocab_size),
+        type_vocab_size: Some(0),
+        hidden_size: Some(hidden_size),
+        max_positions: stack.max_positions(),
+        ..Default::default()
+    }
 }
 
 /// The loss of `logits` when `inputs` carry labels.

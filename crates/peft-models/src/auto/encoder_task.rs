@@ -43,10 +43,10 @@ macro_rules! encoder_task_models {
                 if inputs.past_key_values.is_some() {
                     return Err(no_prefix(stringify!($ty)));
                 }
-                let mask = inputs.attention_mask.clone();
+                let (mask, types) = (inputs.attention_mask.clone(), inputs.token_type_ids.clone());
                 let logits = Logits::$rank(match &inputs.inputs_embeds {
-                    Some(embeds) => self.forward_embeds(embeds.clone(), mask, None),
-                    None => self.forward(inputs.need_ids()?, mask, None),
+                    Some(embeds) => self.forward_embeds(embeds.clone(), mask, types),
+                    None => self.forward(inputs.need_ids()?, mask, types),
                 });
                 let loss = inputs.labels.as_ref().map(|l| task_loss($loss, &logits, l)).transpose()?;
                 Ok(TaskOutput { logits, loss })
@@ -84,7 +84,7 @@ impl TaskModel for BertModel {
     /// The last hidden state: of every position with `inputs_embeds` (virtual ones included);
     /// of the real tokens after a prefix in `past_key_values`.
     fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
-        let mask = inputs.attention_mask.clone();
+        let (mask, types) = (inputs.attention_mask.clone(), inputs.token_type_ids.clone());
         let hidden = match (&inputs.inputs_embeds, &inputs.past_key_values) {
             (Some(_), Some(_)) => {
                 return Err(Error::Unsupported {
@@ -92,9 +92,9 @@ impl TaskModel for BertModel {
                     supported: "one prompt method at a time".into(),
                 });
             }
-            (Some(embeds), None) => self.forward_embeds(embeds.clone(), mask, None),
-            (None, Some(prefix)) => self.forward_with_prefix(inputs.need_ids()?, mask, prefix),
-            (None, None) => self.forward(inputs.need_ids()?, mask, None),
+            (Some(embeds), None) => self.forward_embeds(embeds.clone(), mask, types),
+            (None, Some(prefix)) => self.forward_with_prefix(inputs.need_ids()?, mask, types, prefix),
+            (None, None) => self.forward(inputs.need_ids()?, mask, types),
         };
         let logits = Logits::Rank3(hidden);
         let loss = inputs.labels.as_ref().map(|l| task_loss(LossKind::None, &logits, l)).transpose()?;

@@ -79,7 +79,7 @@ token_task_models! {
 
 /// T5 takes ids of its vocabulary; relative positions have no table.
 fn t5_limits(config: &crate::t5::T5Config) -> InputLimits {
-    InputLimits { vocab_size: Some(config.vocab_size), hidden_size: Some(config.d_model), ..Default::default() }
+    InputLimits { vocab_size: Some(config.vocab_size), type_vocab_size: Some(0), hidden_size: Some(config.d_model), ..Default::default() }
 }
 
 task_model!(T5ForSequenceClassification, Some(TaskType::SeqCls), LossKind::Sequence, limits |m| t5_limits(&m.config), |m, inputs| Logits::Rank2(
@@ -221,7 +221,7 @@ impl TaskModel for LlamaForCausalLM {
     /// Rotary positions have no table; transformers runs past `max_position_embeddings` too.
     fn input_limits(&self) -> InputLimits {
         let c = self.config();
-        InputLimits { vocab_size: Some(c.vocab_size), hidden_size: Some(c.hidden_size), ..Default::default() }
+        InputLimits { vocab_size: Some(c.vocab_size), type_vocab_size: Some(0), hidden_size: Some(c.hidden_size), ..Default::default() }
     }
 
     fn dims(&self) -> Result<ModelDims> {

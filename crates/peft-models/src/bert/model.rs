@@ -127,10 +127,16 @@ impl BertModel {
     /// - `input_ids`, `attention_mask`: `[batch, seq]`
     /// - `prefix`: per layer `[batch, heads, virtual, head_dim]`
     /// - output: `[batch, seq, hidden_size]`
-    pub fn forward_with_prefix(&self, input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>, prefix: &KvCache) -> Tensor<3> {
+    pub fn forward_with_prefix(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        token_type_ids: Option<Tensor<2, Int>>,
+        prefix: &KvCache,
+    ) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let embedded = self.embeddings.forward_after(input_ids, None, prefix.seen());
+        let embedded = self.embeddings.forward_after(input_ids, token_type_ids, prefix.seen());
         let mask = full_key_mask(Some(prefix), attention_mask, batch, seq, &device);
         self.encoder.forward_with_prefix(embedded, mask.map(additive_mask), prefix)
     }
@@ -155,6 +161,7 @@ impl BertModel {
         };
         peft_core::InputLimits {
             vocab_size: Some(vocab_size),
+            type_vocab_size: Some(self.embeddings.token_type_embeddings.dims()[0]),
             hidden_size: Some(hidden_size),
             max_positions: Some(max_positions),
             ..Default::default()

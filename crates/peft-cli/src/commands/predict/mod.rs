@@ -2,7 +2,9 @@
 //!
 //! Sequence classifiers give each row's label and class probabilities (and, when the file has
 //! labels, accuracy, per-class precision / recall / F1 and a confusion matrix); token
-//! classifiers give a label per word; causal and seq2seq LMs give the completion.
+//! classifiers give a label per word; question answering gives the span of the context that
+//! answers (scored against expected answers when the file has them); feature extraction gives a
+//! vector per text; causal and seq2seq LMs give the completion.
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,9 +13,13 @@ use peft::burn::tensor::{Int, Tensor, TensorData};
 use peft::models::generation::GenerationConfig;
 use peft::models::tokenizer::{PaddingSide, Tokenizer};
 use peft::{PeftConfig, TaskModel, TaskType};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod features;
+mod sink;
+mod span;
+
+use self::sink::Sink;
 use crate::data::{Row, read_rows};
 use super::generation_args::GenerationArgs;
 use crate::metrics::Report;
@@ -38,6 +44,12 @@ pub struct Args {
     /// A text to predict on; repeat for several.
     #[arg(long)]
     pub text: Vec<String>,
+    /// A question to answer from the matching --context (question answering); repeat both.
+    #[arg(long)]
+    pub question: Vec<String>,
+    /// The passage the matching --question is answered from.
+    #[arg(long)]
+    pub context: Vec<String>,
     /// A .csv (header row) or .jsonl file of texts, with labels or without.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -50,7 +62,24 @@ pub struct Args {
     /// The class column of --data; when present, the predictions are scored against it.
     #[arg(long, default_value = "label")]
     pub label_column: String,
-    /// Write the scores (accuracy, per-class precision/recall/F1, confusion matrix) as JSON here.
+    /// The question column of --data (question answering).
+    #[arg(long, default_value = "question")]
+    pub question_column: String,
+    /// The passage column of --data (question answering).
+    #[arg(long, default_value = "context")]
+    pub context_column: String,
+    /// The expected answer column of --data (question answering); when present, the answers
+    /// are scored (exact match, F1).
+    #[arg(long, default_value = "answer")]
+    pub answer_column: String,
+    /// The longest answer, in tokens (question answering).
+    #[arg(long, default_value_t = 30)]
+    pub max_answer_tokens: usize,
+    /// How a feature extractor's token vectors become one vector per text.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub pooling: features::Pooling,
+    /// Write the scores (accuracy, per-class precision/recall/F1, confusion matrix; exact match
+    /// and F1 for question answering) as JSON here.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
     /// Rows per forward pass.
@@ -100,7 +129,16 @@ pub fn run(mut args: Args) -> Result<()> {
     let model = crate::models::load(&spec, &device)?;
     let mut sink = Sink::open(args.output.as_deref())?;
     let report = match model.base().task_type() {
-        Some(TaskType::SeqCls) => classify(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?,
+        _ if matches!(model.base().family(), "vit" | "segformer" | "whisper") => bail!(
+            "`peft predict` reads text; this adapter's base is a {} model (images or audio): use `peft logits`",
+            model.base().family()
+        ),
+        Some(TaskType::SeqCls) => classify(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?.map(Scores::Classes),
+        Some(TaskType::QuestionAns) => span::answer(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?.map(Scores::Spans),
+        Some(TaskType::FeatureExtraction) | None => {
+            features::embed(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
+            None
+        }
         Some(TaskType::TokenCls) => {
             tag_words(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
             None
@@ -109,10 +147,6 @@ pub fn run(mut args: Args) -> Result<()> {
             complete(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
             None
         }
-        other => bail!(
-            "`peft predict` serves sequence and token classifiers and causal / seq2seq LMs; this adapter's model is a {} model: use `peft logits`",
-            other.map_or("feature-extraction", |t| t.as_str())
-        ),
     };
     sink.finish()?;
     if let Some(report) = report {
@@ -126,35 +160,74 @@ pub fn run(mut args: Args) -> Result<()> {
         if let Some(path) = &args.metrics {
             std::fs::write(path, serde_json::to_string_pretty(&report.json())? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
         }
-        if let Some(path) = &args.plot {
-            crate::plot::write_confusion_matrix(&report, path)?;
+        match (&args.plot, &report) {
+            (Some(path), Scores::Classes(report)) => crate::plot::write_confusion_matrix(report, path)?,
+            (Some(_), Scores::Spans(_)) => bail!("--plot draws a classifier's confusion matrix; question answering has none"),
+            (None, _) => {}
         }
     } else if let Some(flag) = [(args.metrics.is_some(), "--metrics"), (args.plot.is_some(), "--plot")].iter().find(|(given, _)| *given).map(|(_, f)| f) {
-        bail!("{flag} needs a sequence classifier and a --data file with a `{}` column (--label-column)", args.label_column);
+        bail!(
+            "{flag} needs a --data file with expected outputs: a `{}` column (--label-column) for a sequence classifier, an `{}` column (--answer-column) for question answering",
+            args.label_column,
+            args.answer_column
+        );
     }
     Ok(())
 }
 
-/// The rows to predict on: `--text` values (column `text`), else the `--data` file.
-fn input_rows(args: &Args) -> Result<Vec<Row>> {
-    match (&args.data, args.text.is_empty()) {
-        (Some(_), false) => bail!("pass either --text or --data, not both"),
-        (None, true) => bail!("nothing to predict on: pass --text \"...\" (repeatable) or --data FILE.csv|.jsonl"),
-        (None, false) => Ok(args.text.iter().map(|t| Row::from([(args.text_column.clone(), t.clone())])).collect()),
-        (Some(path), true) => {
-            let rows = read_rows(path)?;
-            if rows.is_empty() {
-                bail!("{}: no rows", path.display());
-            }
-            Ok(rows)
+/// What `peft predict` scores when the rows carry expected outputs.
+enum Scores {
+    Classes(Report),
+    Spans(crate::span_metrics::SpanScores),
+}
+
+impl Scores {
+    fn text(&self) -> String {
+        match self {
+            Scores::Classes(r) => r.text(),
+            Scores::Spans(s) => s.text(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Scores::Classes(r) => r.json(),
+            Scores::Spans(s) => s.json(),
         }
     }
 }
 
-/// The values of `column` in every row, naming the flag that picks another column.
-fn texts<'a>(args: &Args, rows: &'a [Row], column: &str) -> Result<Vec<&'a str>> {
-    let source = args.data.clone().unwrap_or_else(|| PathBuf::from("--text"));
-    Ok(crate::data::column(rows, column, &source, "--text-column")?)
+/// The rows to predict on: `--text` values (column `text`), `--question` / `--context` pairs,
+/// or the `--data` file.
+fn input_rows(args: &Args) -> Result<Vec<Row>> {
+    let pairs = !args.question.is_empty() || !args.context.is_empty();
+    if [!args.text.is_empty(), pairs, args.data.is_some()].iter().filter(|given| **given).count() > 1 {
+        bail!("pass one of --text, --question with --context, or --data, not several");
+    }
+    if let Some(path) = &args.data {
+        let rows = read_rows(path)?;
+        if rows.is_empty() {
+            bail!("{}: no rows", path.display());
+        }
+        return Ok(rows);
+    }
+    if pairs {
+        if args.question.len() != args.context.len() {
+            bail!("give one --context per --question ({} questions, {} contexts)", args.question.len(), args.context.len());
+        }
+        let row = |(q, c): (&String, &String)| Row::from([(args.question_column.clone(), q.clone()), (args.context_column.clone(), c.clone())]);
+        return Ok(args.question.iter().zip(&args.context).map(row).collect());
+    }
+    if args.text.is_empty() {
+        bail!("nothing to predict on: pass --text \"...\" (repeatable), --question \"...\" --context \"...\", or --data FILE.csv|.jsonl");
+    }
+    Ok(args.text.iter().map(|t| Row::from([(args.text_column.clone(), t.clone())])).collect())
+}
+
+/// The values of `column` in every row, naming `flag`, which picks another column.
+fn texts<'a>(args: &Args, rows: &'a [Row], column: &str, flag: &str) -> Result<Vec<&'a str>> {
+    let source = args.data.clone().unwrap_or_else(|| PathBuf::from(if flag == "--text-column" { "--text" } else { "--question/--context" }));
+    Ok(crate::data::column(rows, column, &source, flag)?)
 }
 
 /// The class names: the adapter's `labels.json`, else the base's `config.json` `id2label` when
@@ -168,20 +241,20 @@ fn class_names(adapter: &Path, model_dir: &Path, classes: usize) -> Result<Vec<S
 }
 
 /// A progress bar on stderr (drawn only on a terminal) for `rows` rows.
-fn progress(rows: usize) -> Result<ProgressBar> {
+pub(super) fn progress(rows: usize) -> Result<ProgressBar> {
     let bar = ProgressBar::new(rows as u64);
     bar.set_style(ProgressStyle::with_template("predicting {bar:30} {pos}/{len} rows [{elapsed} < {eta}]")?);
     Ok(bar)
 }
 
 /// The padding id of the tokenizer, else the family's (RoBERTa pads with 1).
-fn pad_id(tokenizer: &Tokenizer, model: &Loaded) -> u32 {
+pub(super) fn pad_id(tokenizer: &Tokenizer, model: &Loaded) -> u32 {
     tokenizer.pad_token_id().unwrap_or(if model.base().family() == "roberta" { 1 } else { 0 })
 }
 
 /// `--max-length`, capped at the positions the model has (`max_position_embeddings`; RoBERTa
 /// keeps two of them for its padding offset), so a long text is cut rather than refused.
-fn max_tokens(args: &Args, model_dir: &Path, model: &Loaded) -> usize {
+pub(super) fn max_tokens(args: &Args, model_dir: &Path, model: &Loaded) -> usize {
     let config: Option<serde_json::Value> = std::fs::read_to_string(model_dir.join("config.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
     let positions = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|n| n as usize);
     let reserved = if model.base().family() == "roberta" { 2 } else { 0 };
@@ -198,7 +271,7 @@ fn classify(
     sink: &mut Sink,
     device: &peft::burn::tensor::Device,
 ) -> Result<Option<Report>> {
-    let texts = texts(args, rows, &args.text_column)?;
+    let texts = texts(args, rows, &args.text_column, "--text-column")?;
     let pad = pad_id(tokenizer, model);
     let max_length = max_tokens(args, model_dir, model);
     let bar = progress(rows.len())?;
@@ -221,7 +294,7 @@ fn classify(
             let index = chunk_index * args.batch_size.max(1) + row;
             let probabilities: serde_json::Map<String, serde_json::Value> =
                 names.iter().zip(p).map(|(n, v)| (n.clone(), serde_json::json!(round(*v)))).collect();
-            sink.write(&rows[index], &args.text_column, serde_json::json!({ "label": names[best], "probabilities": probabilities }))?;
+            sink.write(&[("text", texts[index])], serde_json::json!({ "label": names[best], "probabilities": probabilities }))?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -246,7 +319,7 @@ fn classify(
 }
 
 /// Probabilities to 6 decimals, so the output stays readable.
-fn round(v: f32) -> f64 {
+pub(super) fn round(v: f32) -> f64 {
     (f64::from(v) * 1e6).round() / 1e6
 }
 
@@ -260,7 +333,7 @@ fn tag_words(
     sink: &mut Sink,
     device: &peft::burn::tensor::Device,
 ) -> Result<()> {
-    let texts = texts(args, rows, &args.text_column)?;
+    let texts = texts(args, rows, &args.text_column, "--text-column")?;
     let pad = pad_id(tokenizer, model);
     let max_length = max_tokens(args, model_dir, model);
     let bar = progress(rows.len())?;
@@ -300,7 +373,7 @@ fn tag_words(
                 })
                 .collect();
             let index = chunk_index * args.batch_size.max(1) + row;
-            sink.write(&rows[index], &args.text_column, serde_json::json!({ "words": tagged }))?;
+            sink.write(&[("text", texts[index])], serde_json::json!({ "words": tagged }))?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -319,7 +392,7 @@ fn complete(
     device: &peft::burn::tensor::Device,
 ) -> Result<()> {
     let column = if rows.iter().all(|r| r.contains_key(&args.text_column)) || args.text_column != "text" { args.text_column.as_str() } else { "prompt" };
-    let prompts = texts(args, rows, column)?;
+    let prompts = texts(args, rows, column, "--text-column")?;
     let config = generation_config(args, model_dir)?;
     let bar = progress(rows.len())?;
     for (chunk_index, chunk) in prompts.chunks(args.batch_size.max(1)).enumerate() {
@@ -334,7 +407,7 @@ fn complete(
         let generated = model.generate(inputs, &config).map_err(crate::models::with_flag_hint)?;
         for (row, tokens) in generated.tokens.iter().enumerate() {
             let index = chunk_index * args.batch_size.max(1) + row;
-            sink.write(&rows[index], column, serde_json::json!({ "completion": tokenizer.decode(tokens, true)? }))?;
+            sink.write(&[("text", prompts[index])], serde_json::json!({ "completion": tokenizer.decode(tokens, true)? }))?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -346,73 +419,4 @@ fn complete(
 fn generation_config(args: &Args, model_dir: &Path) -> Result<GenerationConfig> {
     let config = GenerationConfig::from_pretrained(model_dir)?;
     args.generation.apply(config)
-}
-
-/// Where predictions go: JSON Lines (stdout or a .jsonl file) or a CSV file.
-enum Sink {
-    Lines(Box<dyn Write>),
-    Csv { writer: Box<csv::Writer<std::fs::File>>, header: Option<Vec<String>> },
-}
-
-impl Sink {
-    fn open(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else { return Ok(Sink::Lines(Box::new(std::io::BufWriter::new(std::io::stdout())))) };
-        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("csv") => Ok(Sink::Csv { writer: Box::new(csv::Writer::from_writer(file)), header: None }),
-            Some("jsonl" | "json") => Ok(Sink::Lines(Box::new(std::io::BufWriter::new(file)))),
-            _ => bail!("{}: --output must end in .jsonl or .csv", path.display()),
-        }
-    }
-
-    /// One row: its text, then `prediction`'s fields (in CSV,
-    /// probabilities become one `p_<class>` column each, word labels `word/label` pairs).
-    fn write(&mut self, row: &Row, text_column: &str, prediction: serde_json::Value) -> Result<()> {
-        let mut record = serde_json::Map::new();
-        record.insert("text".into(), row.get(text_column).cloned().unwrap_or_default().into());
-        for (key, value) in prediction.as_object().into_iter().flatten() {
-            record.insert(key.clone(), value.clone());
-        }
-        match self {
-            Sink::Lines(out) => writeln!(out, "{}", serde_json::Value::Object(record))?,
-            Sink::Csv { writer, header } => {
-                let cells = csv_cells(&record);
-                if header.is_none() {
-                    let names: Vec<String> = cells.iter().map(|(k, _)| k.clone()).collect();
-                    writer.write_record(&names)?;
-                    *header = Some(names);
-                }
-                writer.write_record(cells.iter().map(|(_, v)| v))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        match self {
-            Sink::Lines(mut out) => out.flush()?,
-            Sink::Csv { mut writer, .. } => writer.flush()?,
-        }
-        Ok(())
-    }
-}
-
-/// A prediction as flat CSV cells.
-fn csv_cells(record: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    let mut cells = Vec::new();
-    for (key, value) in record {
-        match (key.as_str(), value) {
-            ("probabilities", serde_json::Value::Object(p)) => cells.extend(p.iter().map(|(c, v)| (format!("p_{c}"), v.to_string()))),
-            ("words", serde_json::Value::Array(words)) => {
-                let pairs: Vec<String> = words
-                    .iter()
-                    .map(|w| format!("{}/{}", w["word"].as_str().unwrap_or(""), w["label"].as_str().unwrap_or("")))
-                    .collect();
-                cells.push(("words".into(), pairs.join(" ")));
-            }
-            (_, serde_json::Value::String(s)) => cells.push((key.clone(), s.clone())),
-            (_, other) => cells.push((key.clone(), other.to_string())),
-        }
-    }
-    cells
 }
