@@ -15,8 +15,9 @@ fn main() -> Result<()> {
     let r = run(&options)?;
     println!("{}", r.trainable);
     println!("loss {:.3} -> {:.3}", r.loss.0, r.loss.1);
-    println!("held-out accuracy: {:.3} -> {:.3}", r.accuracy_before, r.accuracy_after);
-    ensure!(r.reload_diff < 1e-3 && r.merge_diff < 1e-2, "reloaded {:.1e}, merged {:.1e}", r.reload_diff, r.merge_diff);
-    println!("saved to {}; reloaded: same label scores (max diff {:.1e}); merged: {:.1e}", options.out_dir.display(), r.reload_diff, r.merge_diff);
+    println!("held-out accuracy: {:.3} -> {:.3}; {:.0} s of training", r.accuracy_before, r.accuracy_after, r.train_secs);
+    let merge_diff = r.merge_diff.unwrap_or(f32::NAN);
+    ensure!(r.reload_diff < 1e-3 && merge_diff < 1e-2, "reloaded {:.1e}, merged {merge_diff:.1e}", r.reload_diff);
+    println!("saved to {}; reloaded: same label scores (max diff {:.1e}); merged: {merge_diff:.1e}", options.out_dir.display(), r.reload_diff);
     Ok(())
 }

@@ -122,7 +122,7 @@ pub fn run(options: &Options) -> Result<Report> {
         pattern.iter().map(|(key, kept)| (key.trim_end_matches(".lora_E").to_string(), kept.iter().filter(|&&k| k).count())).collect();
     let target_budget = trained_config.target_r * pattern.len();
 
-    let done = finish(&task, model.valid(), &options.out_dir, &plain)?;
+    let done = finish(&task, model.valid(), &options.out_dir, &plain, true)?;
     Ok(Report {
         trainable,
         loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),
@@ -134,6 +134,6 @@ pub fn run(options: &Options) -> Result<Report> {
         target_budget,
         train_secs,
         reload_diff: done.reload_diff,
-        merge_diff: done.merge_diff,
+        merge_diff: done.merge_diff.unwrap_or(f32::NAN),
     })
 }

@@ -87,7 +87,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let (model, losses) = task.train(model, options.steps, options.batch, &device, |model, _, grads| Ok(optim.step(lr, model, grads)))?;
     let train_secs = started.elapsed().as_secs_f32();
 
-    let done = finish(&task, model.valid(), &options.out_dir, &plain)?;
+    let done = finish(&task, model.valid(), &options.out_dir, &plain, true)?;
     Ok(Report {
         trainable,
         targets,
@@ -97,6 +97,6 @@ pub fn run(options: &Options) -> Result<Report> {
         majority: majority_share(&task.eval),
         train_secs,
         reload_diff: done.reload_diff,
-        merge_diff: done.merge_diff,
+        merge_diff: done.merge_diff.unwrap_or(f32::NAN),
     })
 }

@@ -55,14 +55,16 @@ pub struct Report {
     pub merge_diff: f32,
 }
 
-/// Rows of 5 random tokens, and the same tokens followed by eos as labels.
-fn copy_rows(rng: &mut Rng, rows: usize, vocab: usize, eos: u32) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+/// Rows of 5 random tokens, and the same tokens followed by eos as labels (also the copy task of
+/// [`crate::prefix_tuning_seq2seq`]).
+pub(crate) fn copy_rows(rng: &mut Rng, rows: usize, vocab: usize, eos: u32) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let sources: Vec<Vec<u32>> = (0..rows).map(|_| (0..5).map(|_| 3 + rng.below(vocab - 3) as u32).collect()).collect();
     let labels = sources.iter().map(|s| s.iter().copied().chain([eos]).collect()).collect();
     (sources, labels)
 }
 
-fn tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+/// `rows` (all of one length) as a `[rows, len]` id tensor.
+pub(crate) fn tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
     let width = rows.first().map_or(0, Vec::len);
     let flat: Vec<i64> = rows.iter().flatten().map(|&t| i64::from(t)).collect();
     Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)

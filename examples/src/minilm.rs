@@ -237,17 +237,17 @@ pub struct Finished {
     pub scores: (f32, f32),
     /// Largest logit difference of the adapter reloaded onto a fresh base, to the trained model.
     pub reload_diff: f32,
-    /// The same for the adapter merged into the weights.
-    pub merge_diff: f32,
+    /// The same for the adapter merged into the weights; `None` when not merged (prompt methods).
+    pub merge_diff: Option<f32>,
 }
 
 /// Measures a trained classifier (inference copy, on the plain device) on the held-out tweets,
-/// saves its adapter to `out_dir`, reloads it onto a fresh base and merges it; the reloaded and
-/// merged models are compared with the trained one on (up to) 128 held-out tweets.
+/// saves its adapter to `out_dir`, reloads it onto a fresh base and, with `merge`, merges it; the
+/// reloaded and merged models are compared with the trained one on (up to) 128 held-out tweets.
 ///
 /// # Errors
 /// Saving, reloading or merging fails.
-pub fn finish(task: &Task, trained: Classifier, out_dir: &Path, device: &Device) -> Result<Finished> {
+pub fn finish(task: &Task, trained: Classifier, out_dir: &Path, device: &Device, merge: bool) -> Result<Finished> {
     let logits = task.eval_logits(&trained, device)?;
     let scores = scores(logits.clone(), &task.eval)?;
     trained.save_pretrained(out_dir)?;
@@ -256,7 +256,12 @@ pub fn finish(task: &Task, trained: Classifier, out_dir: &Path, device: &Device)
     // The fresh base's head differs from the trained one: the adapter's saved copy replaces it.
     let reloaded = PeftModel::from_pretrained(task.base(device)?, out_dir)?;
     let reload_diff = max_abs_diff(task.logits(&check, device, |ids, mask| Ok(reloaded.logits(ids, Some(mask))?.rank2()?))?, reference.clone())?;
-    let merged = trained.merge_and_unload()?;
-    let merge_diff = max_abs_diff(task.logits(&check, device, |ids, mask| Ok(merged.forward(ids, Some(mask), None)))?, reference)?;
+    let merge_diff = match merge {
+        true => {
+            let merged = trained.merge_and_unload()?;
+            Some(max_abs_diff(task.logits(&check, device, |ids, mask| Ok(merged.forward(ids, Some(mask), None)))?, reference)?)
+        }
+        false => None,
+    };
     Ok(Finished { scores, reload_diff, merge_diff })
 }

@@ -4,10 +4,11 @@
 //! dequantized on load) with its tokenizer; each tweet becomes a prompt
 //! `Tweet: <text>\nSentiment:` and a completion ` negative` / ` neutral` / ` positive` that is the
 //! only part learned. Accuracy is measured before and after by which of the three label words
-//! the model finds most likely after the prompt of a held-out tweet. The adapter is saved,
-//! reloaded onto a fresh model and merged into the weights, and both must give the trained
-//! model's label scores. With [`Options::use_dora`] the same run trains DoRA instead
-//! ([`crate::dora_smollm2`]).
+//! the model finds most likely after the prompt of a held-out tweet. The adapter is saved and
+//! reloaded onto a fresh model, and (for the LoRA family) merged into the weights; each copy must
+//! give the trained model's label scores. [`Options::method`] picks what trains: LoRA, DoRA
+//! ([`crate::dora_smollm2`]), prompt tuning from a text ([`crate::prompt_tuning_smollm2`]) or
+//! LLaMA-Adapter ([`crate::llama_adapter_smollm2`]); every one goes through `PeftModel::forward`.
 
 use anyhow::{Context, Result, ensure};
 use peft::burn::module::Module;
@@ -15,7 +16,7 @@ use peft::burn::optim::{AdamWConfig, GradientsParams};
 use peft::burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
-use peft::{LoraConfig, PeftModel, TaskType, get_peft_model};
+use peft::{AdaptionPromptConfig, LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 
 use crate::common::{progress_bar, scalar};
@@ -38,8 +39,62 @@ pub struct Options {
     pub batch: usize,
     /// Held-out tweets measured.
     pub eval: usize,
-    /// DoRA (`use_dora`): the update split into a magnitude per output and a LoRA direction.
-    pub use_dora: bool,
+    /// What trains.
+    pub method: Method,
+    /// AdamW's learning rate.
+    pub lr: f64,
+}
+
+/// The PEFT method a run trains, with the PEFT guides' settings for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Method {
+    /// LoRA r 8, alpha 16, dropout 0.05 on `q_proj` / `v_proj`.
+    Lora,
+    /// The same with `use_dora`: each weight split into a magnitude per output and a LoRA direction.
+    Dora,
+    /// Prompt tuning whose virtual tokens start as the embeddings of `text` (`prompt_tuning_init`
+    /// TEXT, tokenized by the GGUF's tokenizer), cut or repeated to `num_virtual_tokens`.
+    PromptTuning {
+        /// The starting text.
+        text: String,
+        /// The table's length.
+        num_virtual_tokens: usize,
+    },
+    /// LLaMA-Adapter: `adapter_len` learned prompts in each of the top `adapter_layers` layers,
+    /// through zero-initialised gates.
+    LlamaAdapter {
+        /// Prompts per layer.
+        adapter_len: usize,
+        /// Layers, from the top.
+        adapter_layers: usize,
+    },
+}
+
+impl Method {
+    /// The method's config for the model at `gguf`.
+    fn config(&self, gguf: &Path) -> PeftConfig {
+        match self {
+            Method::Lora | Method::Dora => LoraConfig::new(8)
+                .with_lora_alpha(16.0)
+                .with_lora_dropout(0.05)
+                .with_target_modules(["q_proj", "v_proj"])
+                .with_use_dora(*self == Method::Dora)
+                .with_task_type(TaskType::CausalLm)
+                .into(),
+            Method::PromptTuning { text, num_virtual_tokens } => PromptTuningConfig::new(*num_virtual_tokens)
+                .with_init_text(text.clone(), gguf.to_string_lossy())
+                .with_task_type(TaskType::CausalLm)
+                .into(),
+            Method::LlamaAdapter { adapter_len, adapter_layers } => {
+                AdaptionPromptConfig::new(*adapter_len, *adapter_layers).with_task_type(TaskType::CausalLm).into()
+            }
+        }
+    }
+
+    /// Whether the adapter folds into the weights (`merge_and_unload`).
+    fn merges(&self) -> bool {
+        matches!(self, Method::Lora | Method::Dora)
+    }
 }
 
 impl Options {
@@ -52,7 +107,8 @@ impl Options {
             steps: if smoke { 2 } else { 80 },
             batch: if smoke { 2 } else { 8 },
             eval: if smoke { 6 } else { 150 },
-            use_dora: false,
+            method: Method::Lora,
+            lr: 1e-3,
         }
     }
 }
@@ -71,8 +127,11 @@ pub struct Report {
     /// Largest label-word logit difference between the trained model and the adapter reloaded
     /// from disk, on a few held-out prompts.
     pub reload_diff: f32,
-    /// The same for the adapter merged into the weights (`merge_and_unload`).
-    pub merge_diff: f32,
+    /// The same for the adapter merged into the weights (`merge_and_unload`); `None` for the
+    /// methods that do not merge (prompt tuning, LLaMA-Adapter).
+    pub merge_diff: Option<f32>,
+    /// Seconds spent training.
+    pub train_secs: f32,
 }
 
 /// A tweet as prompt tokens and its class.
@@ -125,21 +184,28 @@ fn batch(examples: &[&Example], label_tokens: &[u32], device: &Device) -> (Tenso
 }
 
 /// The share of examples whose most likely label word (after the prompt) is their class, and the
-/// logits of those words.
-fn accuracy(model: &LlamaForCausalLM, examples: &[Example], label_tokens: &[u32], device: &Device) -> Result<(f32, Vec<f32>)> {
+/// logits of those words; `logits` runs a model on `[1, len]` ids.
+fn accuracy(logits: impl Fn(Tensor<2, Int>) -> Result<Tensor<3>>, examples: &[Example], label_tokens: &[u32], device: &Device) -> Result<(f32, Vec<f32>)> {
     let mut right = 0;
     let mut scores = Vec::new();
     for e in examples {
         let ids: Vec<i64> = e.prompt.iter().map(|&t| i64::from(t)).collect();
-        let logits = model.forward(Tensor::from_data(TensorData::new(ids, [1, e.prompt.len()]), device), None);
-        let vocab = logits.dims()[2];
-        let last: Vec<f32> = logits.slice([0..1, e.prompt.len() - 1..e.prompt.len(), 0..vocab]).into_data().convert::<f32>().try_into_vec().map_err(|err| anyhow::anyhow!("{err:?}"))?;
+        let logits = logits(Tensor::from_data(TensorData::new(ids, [1, e.prompt.len()]), device))?;
+        // The last position is the prompt's last token whether or not virtual tokens come first.
+        let [_, len, vocab] = logits.dims();
+        let last: Vec<f32> = logits.slice([0..1, len - 1..len, 0..vocab]).into_data().convert::<f32>().try_into_vec().map_err(|err| anyhow::anyhow!("{err:?}"))?;
         let words: Vec<f32> = label_tokens.iter().map(|&t| last[t as usize]).collect();
         let best = (0..words.len()).max_by(|&a, &b| words[a].total_cmp(&words[b])).unwrap_or(0);
         right += usize::from(best == e.label);
         scores.extend(words);
     }
     Ok((right as f32 / examples.len().max(1) as f32, scores))
+}
+
+/// The logits of `ids` through every active adapter (`PeftModel::forward`, so prompt methods'
+/// virtual tokens included).
+fn through(model: &PeftModel<LlamaForCausalLM>, ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+    Ok(model.forward(peft::ModelInputs::ids(ids))?.logits.rank3()?)
 }
 
 /// Runs the fine-tune.
@@ -152,19 +218,15 @@ pub fn run(options: &Options) -> Result<Report> {
     let (held_out, train) = all.split_at(options.eval.min(all.len()));
 
     let base = LlamaForCausalLM::from_gguf(&options.gguf, &device)?;
-    let (before, _) = accuracy(&base.valid(), held_out, &label_tokens, &plain)?;
-    let config = LoraConfig::new(8)
-        .with_lora_alpha(16.0)
-        .with_lora_dropout(0.05)
-        .with_target_modules(["q_proj", "v_proj"])
-        .with_use_dora(options.use_dora)
-        .with_task_type(TaskType::CausalLm);
-    let mut model = get_peft_model(base, config)?;
+    let plain_base = base.valid();
+    let (before, _) = accuracy(|ids| Ok(plain_base.forward(ids, None)), held_out, &label_tokens, &plain)?;
+    let mut model = get_peft_model(base, options.method.config(&options.gguf))?;
     let trainable = model.trainable_parameters_line();
 
     let mut optim = AdamWConfig::new().init();
     let bar = progress_bar(options.steps, true)?;
     let mut losses = Vec::new();
+    let started = std::time::Instant::now();
     for chunk in train.chunks(options.batch.max(1)).take(options.steps) {
         let rows: Vec<&Example> = chunk.iter().collect();
         let (ids, mask, labels) = batch(&rows, &label_tokens, &device);
@@ -174,22 +236,29 @@ pub fn run(options: &Options) -> Result<Report> {
         losses.push(scalar(loss.clone())?);
         bar.set_message(format!("{:.3}", losses[losses.len() - 1]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-3, model, grads);
+        model = optim.step(options.lr, model, grads);
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let train_secs = started.elapsed().as_secs_f32();
     let trained = model.valid();
-    let (after, scores) = accuracy(trained.model(), held_out, &label_tokens, &plain)?;
+    let (after, scores) = accuracy(|ids| through(&trained, ids), held_out, &label_tokens, &plain)?;
     trained.save_pretrained(&options.out_dir)?;
 
     let reloaded = PeftModel::from_pretrained(LlamaForCausalLM::from_gguf(&options.gguf, &plain)?, &options.out_dir)?;
     let check = &held_out[..held_out.len().min(4)];
-    let diff = |model: &LlamaForCausalLM| -> Result<f32> {
-        let (_, again) = accuracy(model, check, &label_tokens, &plain)?;
+    let diff = |logits: &dyn Fn(Tensor<2, Int>) -> Result<Tensor<3>>| -> Result<f32> {
+        let (_, again) = accuracy(logits, check, &label_tokens, &plain)?;
         Ok(again.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
     };
-    let reload_diff = diff(reloaded.model())?;
-    let merge_diff = diff(&trained.merge_and_unload()?)?;
+    let reload_diff = diff(&|ids| through(&reloaded, ids))?;
+    let merge_diff = match options.method.merges() {
+        true => {
+            let merged = trained.merge_and_unload()?;
+            Some(diff(&|ids| Ok(merged.forward(ids, None)))?)
+        }
+        false => None,
+    };
     Ok(Report {
         trainable,
         loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),
@@ -197,5 +266,6 @@ pub fn run(options: &Options) -> Result<Report> {
         accuracy_after: after,
         reload_diff,
         merge_diff,
+        train_secs,
     })
 }

@@ -163,13 +163,14 @@ impl Tokenizer {
 
 /// A special token a `TemplateProcessing` template names but does not define, searched through
 /// nested processors. tokenizers 0.22 checks this when building a template, not when reading one,
-/// and then panics on the first encode.
+/// and then panics on the first encode. Any object with a `single` or `pair` template counts,
+/// whatever its `type` says: tokenizers also reads a template whose `type` is misspelt.
 fn undeclared_special_token(processor: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
     let Value::Object(map) = processor else {
         return processor.as_array()?.iter().find_map(undeclared_special_token);
     };
-    if map.get("type").and_then(Value::as_str) == Some("TemplateProcessing") {
+    if map.contains_key("single") || map.contains_key("pair") {
         let defined = map.get("special_tokens").and_then(Value::as_object);
         let pieces = ["single", "pair"].into_iter().filter_map(|k| map.get(k));
         let named = pieces.flat_map(|t| match t {
@@ -270,6 +271,10 @@ mod tests {
         let fixed = broken.replace("[CLQ]", "[CLS]");
         let t = Tokenizer::from_json(&fixed, "tokenizer.json").expect("a defined one loads");
         assert_eq!(t.encode("hello", true).expect("encodes"), vec![0, 2]);
+        // Found by `fuzz/` later: with the `type` misspelt, tokenizers still reads the template.
+        let misspelt = broken.replace("\"TemplateProcessing\"", "\"TemplateProcessin;\"");
+        let err = Tokenizer::from_json(&misspelt, "tokenizer.json").expect_err("an undefined special token, whatever the type");
+        assert!(err.to_string().contains("[CLQ]"), "{err}");
     }
 
     #[test]

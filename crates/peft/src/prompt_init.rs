@@ -68,7 +68,7 @@ fn word_embeddings<M: AdapterSites>(model: &M) -> Result<Tensor<2>> {
 }
 
 /// The token ids of `prompt_tuning_init_text` under the tokenizer `tokenizer_name_or_path` (a
-/// folder holding `tokenizer.json`, or the file).
+/// folder holding `tokenizer.json`, the file, or a `.gguf` model and the tokenizer in it).
 #[cfg(feature = "models")]
 fn text_ids(tuning: &PromptTuningConfig) -> Result<Vec<u32>> {
     use peft_models::tokenizer::Tokenizer;
@@ -79,9 +79,16 @@ fn text_ids(tuning: &PromptTuningConfig) -> Result<Vec<u32>> {
         Error::config("tokenizer_name_or_path", "null", "name the folder (or the tokenizer.json) of the model's tokenizer; TEXT init tokenizes prompt_tuning_init_text with it")
     })?;
     let location = std::path::Path::new(path);
-    let tokenizer = if location.is_dir() { Tokenizer::from_dir(location) } else { Tokenizer::from_file(location) }.map_err(|e| {
-        Error::config("tokenizer_name_or_path", path, format!("{e}; give a local folder holding tokenizer.json, or the file itself"))
-    })?;
+    let is_gguf = location.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    let tokenizer = if location.is_dir() {
+        Tokenizer::from_dir(location)
+    } else if is_gguf {
+        // A GGUF model carries its tokenizer in its metadata.
+        Tokenizer::from_gguf(location)
+    } else {
+        Tokenizer::from_file(location)
+    }
+    .map_err(|e| Error::config("tokenizer_name_or_path", path, format!("{e}; give a local folder holding tokenizer.json, the file itself, or a .gguf model")))?;
     let ids = tokenizer.encode(text, true).map_err(|e| Error::config("prompt_tuning_init_text", text, e.to_string()))?;
     if ids.is_empty() {
         return Err(Error::config("prompt_tuning_init_text", text, "the text gives no tokens: use a longer text"));
