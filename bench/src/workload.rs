@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use peft::{LoraConfig, PeftModel, get_peft_model};
+use peft::{Labels, LoraConfig, ModelInputs, PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model};
 use serde::Serialize;
 
 use crate::llama::{LlamaConfig, LlamaForCausalLM};
@@ -41,6 +41,8 @@ pub struct Workload {
     pub rank: usize,
     /// LoRA alpha (scaling `alpha / rank`).
     pub alpha: f64,
+    /// Virtual tokens of the prompt-tuning and prefix-tuning variants.
+    pub num_virtual_tokens: usize,
     /// Untimed steps first (allocator and caches settle).
     pub warmup: usize,
     /// Timed steps.
@@ -61,6 +63,7 @@ impl Workload {
             seq: 64,
             rank: 16,
             alpha: 32.0,
+            num_virtual_tokens: 8,
             warmup: 3,
             steps: 20,
         }
@@ -101,6 +104,18 @@ impl Workload {
     pub fn lora_config(&self) -> LoraConfig {
         LoraConfig::new(self.rank).with_lora_alpha(self.alpha).with_target_modules("all-linear")
     }
+
+    /// The config of a peft variant.
+    fn peft_config(&self, variant: Variant) -> Option<PeftConfig> {
+        let tokens = self.num_virtual_tokens;
+        Some(match variant {
+            Variant::PeftLora => self.lora_config().into(),
+            Variant::PeftDora => self.lora_config().with_use_dora(true).into(),
+            Variant::PeftPromptTuning => PromptTuningConfig::new(tokens).with_task_type(TaskType::CausalLm).into(),
+            Variant::PeftPrefixTuning => PrefixTuningConfig::new(tokens).with_task_type(TaskType::CausalLm).into(),
+            Variant::Frozen | Variant::BurnApplyLora => return None,
+        })
+    }
 }
 
 /// One way to run a training step on the workload's model.
@@ -115,11 +130,16 @@ pub enum Variant {
     PeftDora,
     /// Burn's own `Module::apply_lora` (weight reparameterization) on the same weights, AdamW.
     BurnApplyLora,
+    /// peft's prompt tuning: `num_virtual_tokens` learned input vectors, AdamW.
+    PeftPromptTuning,
+    /// peft's prefix tuning: `num_virtual_tokens` learned keys and values per layer, AdamW.
+    PeftPrefixTuning,
 }
 
 impl Variant {
     /// Every variant, in report order.
-    pub const ALL: [Variant; 4] = [Variant::Frozen, Variant::PeftLora, Variant::PeftDora, Variant::BurnApplyLora];
+    pub const ALL: [Variant; 6] =
+        [Variant::Frozen, Variant::PeftLora, Variant::PeftDora, Variant::BurnApplyLora, Variant::PeftPromptTuning, Variant::PeftPrefixTuning];
 
     /// The name used on the command line and in `rust.json`.
     pub fn name(self) -> &'static str {
@@ -128,6 +148,8 @@ impl Variant {
             Variant::PeftLora => "peft_lora",
             Variant::PeftDora => "peft_dora",
             Variant::BurnApplyLora => "burn_apply_lora",
+            Variant::PeftPromptTuning => "peft_prompt_tuning",
+            Variant::PeftPrefixTuning => "peft_prefix_tuning",
         }
     }
 
@@ -161,8 +183,8 @@ impl Trainer {
         let base = LlamaForCausalLM::new(&workload.llama_config(), device);
         let model = match variant {
             Variant::Frozen => Model::Frozen(base.no_grad()),
-            Variant::PeftLora | Variant::PeftDora => {
-                let config = workload.lora_config().with_use_dora(variant == Variant::PeftDora);
+            Variant::PeftLora | Variant::PeftDora | Variant::PeftPromptTuning | Variant::PeftPrefixTuning => {
+                let config = workload.peft_config(variant).context("a peft variant has a config")?;
                 let peft = get_peft_model(base, config).context("get_peft_model")?;
                 Model::Peft(Some(peft), AdamWConfig::new().init())
             }
@@ -230,7 +252,14 @@ impl Trainer {
             }
             Model::Peft(slot, optim) => {
                 let model = slot.take().context("model lost by an earlier failed step")?;
-                let (_, loss) = model.model().forward_with_loss(ids.clone(), None, ids);
+                let loss = match self.variant {
+                    // Prompt methods add inputs: the whole PeftModel forward (virtual tokens,
+                    // labels padded for them).
+                    Variant::PeftPromptTuning | Variant::PeftPrefixTuning => {
+                        model.forward(ModelInputs::ids(ids.clone()).with_labels(Labels::Tokens(ids)))?.loss.context("labels give a loss")?
+                    }
+                    _ => model.model().forward_with_loss(ids.clone(), None, ids).1,
+                };
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 *slot = Some(optim.step(LEARNING_RATE, model, grads));
                 loss
@@ -254,6 +283,9 @@ impl Trainer {
     /// peft against a model with no adapter at all).
     fn check_sites(&self, workload: &Workload) -> Result<()> {
         let expected = 7 * workload.num_hidden_layers;
+        if matches!(self.variant, Variant::PeftPromptTuning | Variant::PeftPrefixTuning) {
+            return Ok(());
+        }
         let found = match &self.model {
             Model::Frozen(_) => return Ok(()),
             Model::Peft(m, _) => m.as_ref().map_or(0, |m| m.targeted_modules("default").map_or(0, |t| t.len())),
@@ -321,6 +353,9 @@ mod tests {
         let kv = w.hidden_size / w.num_attention_heads * w.num_key_value_heads;
         let outputs = 3 * w.hidden_size + 2 * kv + 2 * w.intermediate_size;
         assert_eq!(count(Variant::PeftDora), count(Variant::PeftLora) + outputs, "DoRA: LoRA plus the magnitudes");
+        let n = w.num_virtual_tokens;
+        assert_eq!(count(Variant::PeftPromptTuning), n * w.hidden_size, "prompt tuning: the table");
+        assert_eq!(count(Variant::PeftPrefixTuning), n * w.num_hidden_layers * 2 * kv, "prefix tuning: keys and values per layer");
     }
 
     #[test]

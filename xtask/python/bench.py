@@ -29,14 +29,14 @@ THREADS = 2
 # The Rust binary's sizes (bench/src/workload.rs); rust.json overrides them.
 DEFAULTS = {
     False: dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4, num_attention_heads=8,
-                num_key_value_heads=8, vocab_size=2048, batch=8, seq=64, rank=16, alpha=32.0,
+                num_key_value_heads=8, vocab_size=2048, batch=8, seq=64, rank=16, alpha=32.0, num_virtual_tokens=8,
                 warmup=3, steps=20),
     True: dict(hidden_size=128, intermediate_size=352, num_hidden_layers=2, num_attention_heads=4,
-               num_key_value_heads=4, vocab_size=512, batch=4, seq=32, rank=16, alpha=32.0,
+               num_key_value_heads=4, vocab_size=512, batch=4, seq=32, rank=16, alpha=32.0, num_virtual_tokens=8,
                warmup=2, steps=5),
 }
 
-VARIANTS = ["frozen", "peft_lora", "peft_dora", "torch_reparam_lora"]
+VARIANTS = ["frozen", "peft_lora", "peft_dora", "torch_reparam_lora", "peft_prompt_tuning", "peft_prefix_tuning"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,6 +133,11 @@ def make_trainer(name, w):
         config = LoraConfig(r=w["rank"], lora_alpha=w["alpha"], lora_dropout=0.0, target_modules="all-linear",
                             use_dora=name == "peft_dora")
         model = get_peft_model(model, config)
+    elif name in ("peft_prompt_tuning", "peft_prefix_tuning"):
+        from peft import PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
+
+        kind = PromptTuningConfig if name == "peft_prompt_tuning" else PrefixTuningConfig
+        model = get_peft_model(model, kind(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=w["num_virtual_tokens"]))
     elif name == "torch_reparam_lora":
         import torch.nn.utils.parametrize as parametrize
 
@@ -329,7 +334,8 @@ def table(rust, python, quick):
         f"- Workload: Llama, hidden {w['hidden_size']}, intermediate {w['intermediate_size']},"
         f" {w['num_hidden_layers']} layers, {w['num_attention_heads']} heads / {w['num_key_value_heads']} kv heads,"
         f" vocab {w['vocab_size']}, fp32; batch {w['batch']} x seq {w['seq']}; LoRA r {w['rank']}, alpha {w['alpha']},"
-        f" all-linear (7 per layer), no dropout; AdamW. {w['steps']} timed steps after {w['warmup']} warm-up steps.")
+        f" all-linear (7 per layer), no dropout; prompt and prefix tuning {w.get('num_virtual_tokens', '?')} virtual"
+        f" tokens; AdamW. {w['steps']} timed steps after {w['warmup']} warm-up steps.")
     lines.append("- **Step ms**: median (min–max), all variants in one process with their steps taken in turn, so that"
                  " other load slows them alike; **alone**: the median in the variant's own process.")
     lines.append("- **Peak MB**: peak RSS during the steps minus the RSS once the model is built and initialised"
@@ -343,6 +349,8 @@ def table(rust, python, quick):
         ("peft DoRA (`use_dora`): fwd + bwd + AdamW", "peft_dora", "peft_dora"),
         ("weight reparameterization (Burn `apply_lora` / torch `parametrize`) + AdamW", "burn_apply_lora",
          "torch_reparam_lora"),
+        ("peft prompt tuning: fwd + bwd to the prompt + AdamW", "peft_prompt_tuning", "peft_prompt_tuning"),
+        ("peft prefix tuning: fwd + bwd to the prefix + AdamW", "peft_prefix_tuning", "peft_prefix_tuning"),
     ]
     for label, rk, pk in rows:
         r, p = rv.get(rk), pv.get(pk)
@@ -385,6 +393,10 @@ def table(rust, python, quick):
     x = ratio(get(rv, "peft_dora", "peak_extra_mb"), m_peft)
     lines.append(f"| DoRA / LoRA, peak MB | {fmt(x, 2)} | {fmt(ratio(get(pv, 'peft_dora', 'peak_extra_mb'), pm_peft), 2)}"
                  f" | lower than Python |")
+    for label, key in (("prompt tuning", "peft_prompt_tuning"), ("prefix tuning", "peft_prefix_tuning")):
+        x = paired(rv, key, "frozen")
+        lines.append(f"| {label} / frozen, step time | {fmt(x, 2)}{check(x, 1.05)} | {fmt(paired(pv, key, 'frozen'), 2)}"
+                     f" | <= 1.05 |")
     lines.append(f"| peft-rust / peft-python, step time | {fmt(ratio(r_peft, p_peft), 2)} | | |")
     lines.append(f"| frozen-rust / frozen-python, step time | {fmt(ratio(r_frozen, p_frozen), 2)} | | |")
     lines.append("")
