@@ -64,7 +64,7 @@ pub fn complete_config(config: &mut PeftConfig, dims: Option<ModelDims>) -> Resu
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] for a table of another shape; [`Error::Unsupported`] for what is not
-/// built yet (`prompt_tuning_init` TEXT through a config, SAMPLE_VOCAB, the LSTM encoder);
+/// built yet (`prompt_tuning_init` TEXT through a config, SAMPLE_VOCAB);
 /// [`Error::InvalidConfig`] for sizes that do not divide.
 pub fn build(config: &PeftConfig, prompt_embeddings: Option<TensorData>, device: &Device) -> Result<Option<Erased<dyn ModelAdapter>>> {
     let adapter = match config {
@@ -114,10 +114,11 @@ fn p_tuning(c: &PromptEncoderConfig, saved: Option<TensorData>, device: &Device)
     if let Some(data) = saved {
         return Ok(PromptEncoder::from_table(table(data, [tokens, dim], device)?));
     }
-    if c.encoder_reparameterization_type == PromptEncoderReparameterizationType::Lstm {
-        return Err(Error::Unsupported { what: "P-tuning's LSTM encoder".into(), supported: "encoder_reparameterization_type \"MLP\"".into() });
-    }
-    Ok(PromptEncoder::mlp(tokens, dim, c.encoder_hidden_size.unwrap_or(dim), device))
+    let hidden = c.encoder_hidden_size.unwrap_or(dim);
+    Ok(match c.encoder_reparameterization_type {
+        PromptEncoderReparameterizationType::Mlp => PromptEncoder::mlp(tokens, dim, hidden, device),
+        PromptEncoderReparameterizationType::Lstm => PromptEncoder::lstm(tokens, dim, hidden, c.encoder_num_layers, c.encoder_dropout, device),
+    })
 }
 
 fn prefix_tuning(c: &PrefixTuningConfig, saved: Option<TensorData>, device: &Device) -> Result<PrefixEncoder> {
