@@ -67,8 +67,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     // LLaMA-Adapter: fresh prompts and zero gates, trained until the gates are open.
     for (case, model) in [("llama_adaption_prompt", "llama"), ("smollm_adaption_prompt", "smollm")] {
-        write_adaption_prompt_case(&fixtures, &out, case, LlamaForCausalLM::from_pretrained(models.join(model), &device)?)?;
+        let base = LlamaForCausalLM::from_pretrained(models.join(model), &device)?;
+        write_adaption_prompt_case(&fixtures, &out, case, base, |m, ids, mask, labels| m.forward_with_loss(ids, Some(mask), labels))?;
     }
+    let gpt2 = Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?;
+    write_adaption_prompt_case(&fixtures, &out, "gpt2_adaption_prompt", gpt2, |m, ids, mask, labels| m.forward_with_loss(ids, Some(mask), labels))?;
     write_adalora_case(&fixtures, &out, LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?)?;
     // AdaLoRA on ViT's patch embedding convolution and q_proj/v_proj, on `pixel_values`.
     write_adalora_vit_case(&fixtures, &out, ViTForImageClassification::from_pretrained(models.join("vit"), &device)?)?;
@@ -221,7 +224,10 @@ fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
 
 /// A LLaMA-Adapter case: the case's config attached fresh (the gates start at zero), four AdamW
 /// steps of the causal LM loss so the gates open, then the adapter and the outputs as above.
-fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: LlamaForCausalLM) -> Result<(), Box<dyn std::error::Error>> {
+/// A causal LM's `(logits, loss)` on `(ids, mask, labels)`.
+type LmLoss<M> = fn(&M, Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) -> (Tensor<3>, Tensor<1>);
+
+fn write_adaption_prompt_case<M: AdapterSites>(fixtures: &Path, out: &Path, case: &str, base: M, forward: LmLoss<M>) -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixtures.join("cases").join(case);
     let (ids, mask) = case_inputs(&dir, &base)?;
     let labels = ids.clone().mask_fill(mask.clone().equal_elem(0), -100);
@@ -230,10 +236,10 @@ fn write_adaption_prompt_case(fixtures: &Path, out: &Path, case: &str, base: Lla
     let mut model = get_peft_model(base, config)?;
     let mut optim = AdamWConfig::new().init();
     for _ in 0..4 {
-        let (_, loss) = model.model().forward_with_loss(ids.clone(), Some(mask.clone()), labels.clone());
+        let (_, loss) = forward(model.model(), ids.clone(), mask.clone(), labels.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(5e-2, model, grads);
     }
-    let (output, _) = model.model().valid().forward_with_loss(ids.clone().inner(), Some(mask.clone().inner()), labels.inner());
+    let (output, _) = forward(&model.model().valid(), ids.clone().inner(), mask.clone().inner(), labels.inner());
     save_case(out, &dir, case, &model, ids, mask, output.into_data())
 }
