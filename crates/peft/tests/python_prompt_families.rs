@@ -295,6 +295,8 @@ cases! {
     bert_token_cls_prompt_tuning: [check_against_python, check_gradients, check_fresh];
     roberta_qa_p_tuning: [check_against_python, check_gradients, check_fresh];
     bert_features_prefix_tuning: [check_against_python, check_fresh];
+    t5_features_prompt_tuning: [check_against_python, check_fresh];
+    t5_features_p_tuning: [check_against_python, check_fresh];
     gpt2_p_tuning_lstm: [check_against_python, check_gradients, check_generation, check_fresh, check_lstm_trains];
     t5_prompt_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
     t5_prefix_tuning: [check_against_python, check_gradients, check_fresh, check_seq2seq_generation];
@@ -309,4 +311,16 @@ fn prefix_tuning_on_bert_heads_is_refused_with_the_supported_paths() {
     let peft = get_peft_model(base(&case, &device), config).expect("attaches");
     let err = peft.forward(inputs(&case, &device)).expect_err("refused");
     assert!(err.to_string().contains("BertModel"), "{err}");
+}
+
+/// transformers' T5 encoder takes no `past_key_values`, so prefix tuning on it is refused with a
+/// typed error naming the model, as the Python library's forward fails on it.
+#[test]
+fn prefix_tuning_on_the_t5_encoder_is_refused() {
+    let case = Case::load("t5_features_prompt_tuning");
+    let device = common::device();
+    let config = peft::PrefixTuningConfig::new(3).with_task_type(TaskType::FeatureExtraction);
+    let peft = get_peft_model(base(&case, &device), config).expect("attaches");
+    let err = peft.forward(inputs(&case, &device)).expect_err("no past_key_values on the encoder");
+    assert!(matches!(&err, peft::Error::Unsupported { what, .. } if what.contains("T5EncoderModel")), "{err}");
 }

@@ -73,8 +73,55 @@ macro_rules! token_task_models {
 }
 
 token_task_models! {
-    T5EncoderModel, |m| &m.config => Some(TaskType::FeatureExtraction), LossKind::None, Rank3;
     T5ForTokenClassification, |m| &m.transformer.config => Some(TaskType::TokenCls), LossKind::Token, Rank3;
+}
+
+impl TaskModel for T5EncoderModel {
+    fn task_type(&self) -> Option<TaskType> {
+        Some(TaskType::FeatureExtraction)
+    }
+
+    /// Takes `inputs_embeds` (prompt tuning, P-tuning), as transformers' `T5EncoderModel` does;
+    /// refuses `past_key_values`, which it has no parameter for.
+    fn forward_task(&self, inputs: ModelInputs) -> Result<TaskOutput> {
+        if inputs.past_key_values.is_some() {
+            return Err(Error::Unsupported {
+                what: "`past_key_values` (prefix tuning) with T5EncoderModel, which transformers' encoder does not take".into(),
+                supported: "prompt tuning and P-tuning on the T5 encoder; prefix tuning on T5ForConditionalGeneration".into(),
+            });
+        }
+        let mask = inputs.attention_mask.clone();
+        let hidden = match &inputs.inputs_embeds {
+            Some(embeds) => self.forward_embeds(embeds.clone(), mask),
+            None => self.forward(inputs.need_ids()?, mask),
+        };
+        let logits = Logits::Rank3(hidden);
+        let loss = inputs.labels.as_ref().map(|l| task_loss(LossKind::None, &logits, l)).transpose()?;
+        Ok(TaskOutput { logits, loss })
+    }
+
+    fn embed_tokens(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        Ok(self.embed(input_ids))
+    }
+
+    fn input_limits(&self) -> InputLimits {
+        t5_limits(&self.config)
+    }
+
+    /// The encoder's sizes, one submodule (the Python library's count for a task other than
+    /// seq2seq).
+    fn dims(&self) -> Result<ModelDims> {
+        let c = &self.config;
+        Ok(ModelDims {
+            hidden_size: c.d_model,
+            num_layers: c.num_layers,
+            num_attention_heads: c.num_heads,
+            num_key_value_heads: c.num_heads,
+            head_dim: c.d_kv,
+            vocab_size: c.vocab_size,
+            num_transformer_submodules: 1,
+        })
+    }
 }
 
 /// T5 takes ids of its vocabulary; relative positions have no table.
@@ -254,7 +301,10 @@ fn refuse_prompt_inputs(inputs: &ModelInputs, model: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::Unsupported { what: format!("`{input}` with {model}"), supported: "the Llama family (llama, mistral, qwen2)".into() })
+    Err(Error::Unsupported {
+        what: format!("`{input}` (a prompt method) with {model}"),
+        supported: "prompt methods on the causal LMs, BERT / RoBERTa, T5 seq2seq and the T5 encoder (docs/prompt-tuning.md has the table)".into(),
+    })
 }
 
 impl TaskModel for AutoModel {

@@ -86,6 +86,10 @@ impl AdapterSites for T5EncoderModel {
         self.visit_sites_prefixed("", f);
     }
 
+    fn model_dims(&self) -> Option<peft_core::ModelDims> {
+        peft_core::TaskModel::dims(self).ok()
+    }
+
     fn default_target_modules(&self) -> Vec<String> {
         super::default_targets()
     }
