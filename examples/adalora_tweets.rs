@@ -23,6 +23,6 @@ fn main() -> Result<()> {
         println!("  {module}: {k}");
     }
     ensure!(r.reload_diff < 1e-4 && r.merge_diff < 1e-3, "reloaded {:.1e}, merged {:.1e}", r.reload_diff, r.merge_diff);
-    println!("saved to {}; reloaded: max logit diff {:.1e}; merged: {:.1e}", options.out_dir.display(), r.reload_diff, r.merge_diff);
+    println!("saved to {}; reloaded: max logit diff {:.1e}; merged: {:.1e}", options.run.out_dir.display(), r.reload_diff, r.merge_diff);
     Ok(())
 }

@@ -6,12 +6,12 @@
 
 use anyhow::{Result, ensure};
 use peft_examples::common::{Args, target_dir};
-use peft_examples::ia3_minilm::{Options, run};
+use peft_examples::ia3_minilm::{options, run};
 use peft_examples::tweets::assets_dir;
 
 fn main() -> Result<()> {
     let args = Args::from_env()?;
-    let options = Options::new(&assets_dir(args.dir), target_dir().join("ia3-minilm-adapter"), args.smoke);
+    let options = options(&assets_dir(args.dir), target_dir().join("ia3-minilm-adapter"), args.smoke);
     let r = run(&options)?;
     println!("{}", r.trainable);
     println!("targets {:?}, feed-forward (input scaled) {:?}", r.targets.0, r.targets.1);

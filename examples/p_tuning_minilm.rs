@@ -7,12 +7,12 @@
 
 use anyhow::{Result, ensure};
 use peft_examples::common::{Args, target_dir};
-use peft_examples::p_tuning_minilm::{Options, run};
+use peft_examples::p_tuning_minilm::{options, run};
 use peft_examples::tweets::assets_dir;
 
 fn main() -> Result<()> {
     let args = Args::from_env()?;
-    let options = Options::new(&assets_dir(args.dir), target_dir().join("p-tuning-minilm-adapter"), args.smoke);
+    let options = options(&assets_dir(args.dir), target_dir().join("p-tuning-minilm-adapter"), args.smoke);
     let r = run(&options)?;
     println!("{}", r.trainable);
     println!("loss {:.3} -> {:.3}", r.loss.0, r.loss.1);

@@ -19,26 +19,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::common::scalar;
-use crate::minilm::{Task, adamw, finish, majority_share, scores};
+use crate::minilm::{Run, Task, adamw, finish, majority_share, scores};
 
 /// Where the assets are, how long to train, and the allocator's schedule.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The assets folder (`cargo xtask assets`).
-    pub assets: PathBuf,
-    /// Where the adapter goes.
-    pub out_dir: PathBuf,
-    /// Tweets trained on, and held out.
-    pub train: usize,
-    /// See `train`.
-    pub eval: usize,
-    /// AdamW steps (AdaLoRA's `total_step`).
-    pub steps: usize,
-    /// Tweets per step.
-    pub batch: usize,
-    /// AdamW learning rate.
-    pub lr: f64,
-    /// The adapter's config (the schedule is laid out over `steps`).
+    /// The task and budget (`steps` is AdaLoRA's `total_step`).
+    pub run: Run,
+    /// The adapter's config (the schedule is laid out over `run.steps`).
     pub config: AdaLoraConfig,
 }
 
@@ -46,7 +34,8 @@ impl Options {
     /// The guide's settings: 150 steps of 16 tweets as `peft demo` trains LoRA, ranks 12 → 8
     /// with 30 warm-up and 30 final steps, a new budget every 10 steps; 8 steps of 8 in smoke mode.
     pub fn new(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool) -> Self {
-        let (train, eval, steps, batch) = if smoke { (64, 32, 8, 8) } else { (3000, 600, 150, 16) };
+        let run = Run::new(assets, out_dir, smoke, 2e-3);
+        let steps = run.steps;
         let (tinit, tfinal, delta_t) = if smoke { (2, 2, 2) } else { (30, 30, 10) };
         let config = AdaLoraConfig::new(steps)
             .with_init_r(12)
@@ -58,7 +47,7 @@ impl Options {
             .with_lora_dropout(0.1)
             .with_orth_reg_weight(0.5)
             .with_task_type(TaskType::SeqCls);
-        Options { assets: assets.to_path_buf(), out_dir: out_dir.into(), train, eval, steps, batch, lr: 2e-3, config }
+        Options { run, config }
     }
 }
 
@@ -95,19 +84,19 @@ pub fn run(options: &Options) -> Result<Report> {
     // The fresh head, the factors' initialisation and dropout draw from the device's generator.
     device.seed(0);
     let plain = device.clone().inner();
-    let task = Task::load(&options.assets, options.train, options.eval)?;
+    let task = Task::load(&options.run.assets, options.run.train, options.run.eval)?;
 
     let mut config = options.config.clone();
-    config.total_step = Some(options.steps);
+    config.total_step = Some(options.run.steps);
     let model = get_peft_model(task.base(&device)?, config)?;
     let trainable = model.trainable_parameters_line();
     let orth_start = scalar(model.adalora_orth_reg().context("a training AdaLoRA adapter has a penalty")?)?;
     let before = scores(task.eval_logits(&model.valid(), &plain)?, &task.eval)?;
 
     let mut optim = adamw();
-    let lr = options.lr;
+    let lr = options.run.lr;
     let started = Instant::now();
-    let (model, losses) = task.train(model, options.steps, options.batch, &device, |mut model, step, grads| {
+    let (model, losses) = task.train(model, options.run.steps, options.run.batch, &device, |mut model, step, grads| {
         // The optimizer consumes the gradients; the allocator needs the factors' own.
         let kept = model.copy_adalora_gradients(&grads);
         model = optim.step(lr, model, grads);
@@ -122,7 +111,7 @@ pub fn run(options: &Options) -> Result<Report> {
         pattern.iter().map(|(key, kept)| (key.trim_end_matches(".lora_E").to_string(), kept.iter().filter(|&&k| k).count())).collect();
     let target_budget = trained_config.target_r * pattern.len();
 
-    let done = finish(&task, model.valid(), &options.out_dir, &plain, true)?;
+    let done = finish(&task, model.valid(), &options.run.out_dir, &plain, true)?;
     Ok(Report {
         trainable,
         loss: (losses.first().copied().unwrap_or(f32::NAN), losses.last().copied().unwrap_or(f32::NAN)),

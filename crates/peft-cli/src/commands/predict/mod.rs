@@ -128,23 +128,24 @@ pub fn run(mut args: Args) -> Result<()> {
     let spec = LoadSpec { model: &model_dir, adapters: &adapters, adapter_name: None, head: None };
     let model = crate::models::load(&spec, &device)?;
     let mut sink = Sink::open(args.output.as_deref())?;
+    let job = Job { args: &args, model: &model, model_dir: &model_dir, tokenizer: &tokenizer, rows: &rows, device: &device };
     let report = match model.base().task_type() {
         _ if matches!(model.base().family(), "vit" | "segformer" | "whisper") => bail!(
             "`peft predict` reads text; this adapter's base is a {} model (images or audio): use `peft logits`",
             model.base().family()
         ),
-        Some(TaskType::SeqCls) => classify(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?.map(Scores::Classes),
-        Some(TaskType::QuestionAns) => span::answer(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?.map(Scores::Spans),
+        Some(TaskType::SeqCls) => classify(&job, &mut sink)?.map(Scores::Classes),
+        Some(TaskType::QuestionAns) => span::answer(&job, &mut sink)?.map(Scores::Spans),
         Some(TaskType::FeatureExtraction) | None => {
-            features::embed(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
+            features::embed(&job, &mut sink)?;
             None
         }
         Some(TaskType::TokenCls) => {
-            tag_words(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
+            tag_words(&job, &mut sink)?;
             None
         }
         Some(TaskType::CausalLm | TaskType::Seq2SeqLm) => {
-            complete(&args, &model, &model_dir, &tokenizer, &rows, &mut sink, &device)?;
+            complete(&job, &mut sink)?;
             None
         }
     };
@@ -224,10 +225,56 @@ fn input_rows(args: &Args) -> Result<Vec<Row>> {
     Ok(args.text.iter().map(|t| Row::from([(args.text_column.clone(), t.clone())])).collect())
 }
 
-/// The values of `column` in every row, naming `flag`, which picks another column.
-fn texts<'a>(args: &Args, rows: &'a [Row], column: &str, flag: &str) -> Result<Vec<&'a str>> {
-    let source = args.data.clone().unwrap_or_else(|| PathBuf::from(if flag == "--text-column" { "--text" } else { "--question/--context" }));
-    Ok(crate::data::column(rows, column, &source, flag)?)
+/// What every task of `peft predict` works from.
+#[derive(Clone, Copy)]
+pub(super) struct Job<'a> {
+    pub args: &'a Args,
+    pub model: &'a Loaded,
+    pub model_dir: &'a Path,
+    pub tokenizer: &'a Tokenizer,
+    pub rows: &'a [Row],
+    pub device: &'a peft::burn::tensor::Device,
+}
+
+impl<'a> Job<'a> {
+    /// The values of `column` in every row, naming `flag`, which picks another column.
+    pub fn texts(&self, column: &str, flag: &str) -> Result<Vec<&'a str>> {
+        let given = if flag == "--text-column" { "--text" } else { "--question/--context" };
+        let source = self.args.data.clone().unwrap_or_else(|| PathBuf::from(given));
+        Ok(crate::data::column(self.rows, column, &source, flag)?)
+    }
+
+    /// A progress bar on stderr (drawn only on a terminal) over the rows.
+    pub fn progress(&self) -> Result<ProgressBar> {
+        let bar = ProgressBar::new(self.rows.len() as u64);
+        bar.set_style(ProgressStyle::with_template("predicting {bar:30} {pos}/{len} rows [{elapsed} < {eta}]")?);
+        Ok(bar)
+    }
+
+    /// The padding id of the tokenizer, else the family's (RoBERTa pads with 1).
+    pub fn pad_id(&self) -> u32 {
+        self.tokenizer.pad_token_id().unwrap_or(if self.model.base().family() == "roberta" { 1 } else { 0 })
+    }
+
+    /// `--max-length`, capped at the positions the model has (`max_position_embeddings`;
+    /// RoBERTa keeps two of them for its padding offset), so a long text is cut rather than
+    /// refused.
+    pub fn max_tokens(&self) -> usize {
+        let text = std::fs::read_to_string(self.model_dir.join("config.json")).ok();
+        let config: Option<serde_json::Value> = text.and_then(|t| serde_json::from_str(&t).ok());
+        let positions = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|n| n as usize);
+        let reserved = if self.model.base().family() == "roberta" { 2 } else { 0 };
+        positions.map_or(self.args.max_length, |p| self.args.max_length.min(p.saturating_sub(reserved).max(1)))
+    }
+
+    /// `texts` tokenized with special tokens, cut to [`Job::max_tokens`] (keeping the closing
+    /// token) and right-padded: `(input_ids, attention_mask)`.
+    pub fn encode(&self, texts: &[&str]) -> Result<(Tensor<2, Int>, Tensor<2, Int>)> {
+        let max_length = self.max_tokens();
+        let ids = texts.iter().map(|t| Ok(truncate_keep_last(self.tokenizer.encode(t, true)?, max_length))).collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        Ok(pad_right(&refs, self.pad_id(), self.device))
+    }
 }
 
 /// The class names: the adapter's `labels.json`, else the base's `config.json` `id2label` when
@@ -240,47 +287,15 @@ fn class_names(adapter: &Path, model_dir: &Path, classes: usize) -> Result<Vec<S
     Ok(names.filter(|n| n.len() == classes).unwrap_or_else(|| crate::labels::generic(classes)))
 }
 
-/// A progress bar on stderr (drawn only on a terminal) for `rows` rows.
-pub(super) fn progress(rows: usize) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(rows as u64);
-    bar.set_style(ProgressStyle::with_template("predicting {bar:30} {pos}/{len} rows [{elapsed} < {eta}]")?);
-    Ok(bar)
-}
-
-/// The padding id of the tokenizer, else the family's (RoBERTa pads with 1).
-pub(super) fn pad_id(tokenizer: &Tokenizer, model: &Loaded) -> u32 {
-    tokenizer.pad_token_id().unwrap_or(if model.base().family() == "roberta" { 1 } else { 0 })
-}
-
-/// `--max-length`, capped at the positions the model has (`max_position_embeddings`; RoBERTa
-/// keeps two of them for its padding offset), so a long text is cut rather than refused.
-pub(super) fn max_tokens(args: &Args, model_dir: &Path, model: &Loaded) -> usize {
-    let config: Option<serde_json::Value> = std::fs::read_to_string(model_dir.join("config.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let positions = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|n| n as usize);
-    let reserved = if model.base().family() == "roberta" { 2 } else { 0 };
-    positions.map_or(args.max_length, |p| args.max_length.min(p.saturating_sub(reserved).max(1)))
-}
-
 /// Sequence classification: label and probabilities per row; a report when the rows have labels.
-fn classify(
-    args: &Args,
-    model: &Loaded,
-    model_dir: &Path,
-    tokenizer: &Tokenizer,
-    rows: &[Row],
-    sink: &mut Sink,
-    device: &peft::burn::tensor::Device,
-) -> Result<Option<Report>> {
-    let texts = texts(args, rows, &args.text_column, "--text-column")?;
-    let pad = pad_id(tokenizer, model);
-    let max_length = max_tokens(args, model_dir, model);
-    let bar = progress(rows.len())?;
+fn classify(job: &Job<'_>, sink: &mut Sink) -> Result<Option<Report>> {
+    let Job { args, model, model_dir, rows, .. } = *job;
+    let texts = job.texts(&args.text_column, "--text-column")?;
+    let bar = job.progress()?;
     let mut names: Option<Vec<String>> = None;
     let mut predicted = Vec::with_capacity(rows.len());
     for (chunk_index, chunk) in texts.chunks(args.batch_size.max(1)).enumerate() {
-        let ids = chunk.iter().map(|t| Ok(truncate_keep_last(tokenizer.encode(t, true)?, max_length))).collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let (input_ids, mask) = pad_right(&refs, pad, device);
+        let (input_ids, mask) = job.encode(chunk)?;
         let logits = model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask))?.rank2()?;
         let [batch, classes] = logits.dims();
         let probs: Vec<f32> = softmax(logits, 1).into_data().convert::<f32>().try_to_vec().map_err(|e| anyhow::anyhow!("cannot read the output: {e:?}"))?;
@@ -324,19 +339,11 @@ pub(super) fn round(v: f32) -> f64 {
 }
 
 /// Token classification: words split on whitespace, each labelled by its first token.
-fn tag_words(
-    args: &Args,
-    model: &Loaded,
-    model_dir: &Path,
-    tokenizer: &Tokenizer,
-    rows: &[Row],
-    sink: &mut Sink,
-    device: &peft::burn::tensor::Device,
-) -> Result<()> {
-    let texts = texts(args, rows, &args.text_column, "--text-column")?;
-    let pad = pad_id(tokenizer, model);
-    let max_length = max_tokens(args, model_dir, model);
-    let bar = progress(rows.len())?;
+fn tag_words(job: &Job<'_>, sink: &mut Sink) -> Result<()> {
+    let Job { args, model, model_dir, tokenizer, device, .. } = *job;
+    let texts = job.texts(&args.text_column, "--text-column")?;
+    let (pad, max_length) = (job.pad_id(), job.max_tokens());
+    let bar = job.progress()?;
     for (chunk_index, chunk) in texts.chunks(args.batch_size.max(1)).enumerate() {
         // Per row: its token ids and, per word, the position of the word's first token.
         let mut ids = Vec::with_capacity(chunk.len());
@@ -382,19 +389,12 @@ fn tag_words(
 }
 
 /// Causal and seq2seq LMs: each row's completion, with the generation options.
-fn complete(
-    args: &Args,
-    model: &Loaded,
-    model_dir: &Path,
-    tokenizer: &Tokenizer,
-    rows: &[Row],
-    sink: &mut Sink,
-    device: &peft::burn::tensor::Device,
-) -> Result<()> {
+fn complete(job: &Job<'_>, sink: &mut Sink) -> Result<()> {
+    let Job { args, model, model_dir, tokenizer, rows, device } = *job;
     let column = if rows.iter().all(|r| r.contains_key(&args.text_column)) || args.text_column != "text" { args.text_column.as_str() } else { "prompt" };
-    let prompts = texts(args, rows, column, "--text-column")?;
+    let prompts = job.texts(column, "--text-column")?;
     let config = generation_config(args, model_dir)?;
-    let bar = progress(rows.len())?;
+    let bar = job.progress()?;
     for (chunk_index, chunk) in prompts.chunks(args.batch_size.max(1)).enumerate() {
         let batch = tokenizer.encode_batch(chunk, true, config.fill_token_id(), PaddingSide::Left)?;
         let width = batch.input_ids.first().map_or(0, Vec::len);

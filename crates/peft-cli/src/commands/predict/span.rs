@@ -5,9 +5,7 @@ use peft::burn::tensor::{Int, Tensor, TensorData};
 use peft::models::tokenizer::Tokenizer;
 use tokenizers::{Encoding, TruncationDirection};
 
-use super::{Args, Sink, max_tokens, pad_id, progress, texts};
-use crate::data::Row;
-use crate::models::Loaded;
+use super::{Job, Sink};
 use crate::span_metrics::SpanScores;
 
 /// One question and its context as the model sees them.
@@ -33,25 +31,17 @@ struct Answer {
 /// Answers each row's question (`--question-column`) from its context (`--context-column`):
 /// `answer`, `score`, `start` and `end` per row; exact match and F1 when every row of `--data`
 /// has an `--answer-column`.
-pub(super) fn answer(
-    args: &Args,
-    model: &Loaded,
-    model_dir: &std::path::Path,
-    tokenizer: &Tokenizer,
-    rows: &[Row],
-    sink: &mut Sink,
-    device: &peft::burn::tensor::Device,
-) -> Result<Option<SpanScores>> {
-    let questions = texts(args, rows, &args.question_column, "--question-column")?;
-    let contexts = texts(args, rows, &args.context_column, "--context-column")?;
-    let pad = pad_id(tokenizer, model);
-    let max_length = max_tokens(args, model_dir, model);
+pub(super) fn answer(job: &Job<'_>, sink: &mut Sink) -> Result<Option<SpanScores>> {
+    let Job { args, model, tokenizer, rows, device, .. } = *job;
+    let questions = job.texts(&args.question_column, "--question-column")?;
+    let contexts = job.texts(&args.context_column, "--context-column")?;
+    let (pad, max_length) = (job.pad_id(), job.max_tokens());
     // Only BERT-family encoders have a token type table; the others refuse token types.
     let with_types = matches!(model.base().family(), "bert" | "roberta");
     let truths: Option<Vec<&str>> = (args.data.is_some() && rows.iter().all(|r| r.contains_key(&args.answer_column)))
         .then(|| rows.iter().map(|r| r[&args.answer_column].as_str()).collect());
     let mut scores = SpanScores::default();
-    let bar = progress(rows.len())?;
+    let bar = job.progress()?;
     let batch_size = args.batch_size.max(1);
     for (chunk_index, chunk) in questions.chunks(batch_size).enumerate() {
         let first = chunk_index * batch_size;
