@@ -199,3 +199,42 @@ fn auto_inputs(case: &Case, device: &burn::tensor::Device) -> AutoInputs {
     }
     inputs
 }
+
+/// The same for convolutions (ViT's patch embedding) and biases: LoRA with random factors on the
+/// conv and on `q_proj` / `v_proj` with `bias="lora_only"`, 200 cycles in bf16, bit-identical.
+#[test]
+fn half_precision_convolutions_and_biases_come_back_bit_identical() {
+    use peft::models::vit::ViTForImageClassification;
+    use peft::{Bias, InitLoraWeights};
+    let device = common::device();
+    device.seed(3);
+    let base = ViTForImageClassification::from_pretrained(root().join("models/vit"), &device).expect("vit");
+    let config = LoraConfig::new(4)
+        .with_target_modules(["projection", "query", "value"])
+        .with_init_lora_weights(InitLoraWeights::Random)
+        .with_bias(Bias::LoraOnly);
+    let mut model = get_peft_model(base, config).expect("attaches").cast_base_weights(FloatDType::BF16);
+    let values = |model: &mut PeftModel<ViTForImageClassification>| {
+        let mut out = Vec::new();
+        model.model_mut().visit_sites_mut(&mut |path, site| match site {
+            SiteMut::Conv2d(s) if s.adapters.get("default").is_some() => {
+                out.push((path.to_string(), s.base_layer.weight.val().into_data(), s.base_layer.bias.as_ref().map(|b| b.val().into_data())));
+            }
+            SiteMut::Linear(s) if s.adapters.get("default").is_some() => {
+                out.push((path.to_string(), s.base_layer.weight.val().into_data(), s.base_layer.bias.as_ref().map(|b| b.val().into_data())));
+            }
+            _ => {}
+        });
+        out
+    };
+    let original = values(&mut model);
+    assert!(original.iter().any(|(p, _, _)| p.ends_with("projection")), "the patch embedding convolution is adapted");
+    model.merge_adapter().expect("merges");
+    assert_ne!(values(&mut model), original, "merging changed the weights");
+    for _ in 0..200 {
+        model.unmerge_adapters().expect("unmerges");
+        model.merge_adapter().expect("merges");
+    }
+    model.unmerge_adapters().expect("unmerges");
+    assert_eq!(values(&mut model), original, "weights and biases after 200 cycles");
+}

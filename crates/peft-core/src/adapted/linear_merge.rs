@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::tensor::Tensor;
 
 use super::linear::AdaptedLinear;
-use super::precision::{to_adapter_dtype, unflatten};
+use super::precision::{restored, to_adapter_dtype};
 use crate::{Error, Result};
 
 impl AdaptedLinear {
@@ -35,9 +35,9 @@ impl AdaptedLinear {
             return Err(Error::InvalidState(format!("adapter `{name}` is not merged, so it cannot be unmerged")));
         }
         let (weight, bias) = self.base_values();
-        if let Some(mut kept) = self.adapters.kept_base_if_last(name) {
-            let kept_bias = bias.as_ref().and_then(|b| (kept.len() > 1).then(|| unflatten(kept.remove(1), b)));
-            self.set_base(unflatten(kept.remove(0), &weight), kept_bias);
+        if let Some(kept) = self.adapters.kept_base_if_last(name) {
+            let (kept_weight, kept_bias) = restored(kept, &weight, bias.as_ref());
+            self.set_base(kept_weight, kept_bias);
             self.adapters.mark_unmerged(name);
             return Ok(());
         }

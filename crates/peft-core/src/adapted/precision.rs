@@ -125,6 +125,13 @@ pub fn unflatten<const D: usize>(flat: Tensor<1>, like: &Tensor<D>) -> Tensor<D>
     flat.reshape(like.shape())
 }
 
+/// The weight and bias [`KeptBase`] kept (`[weight, bias]` or `[weight]`), in the shapes of the
+/// current `weight` and `bias`.
+pub(crate) fn restored<const D: usize>(mut kept: Vec<Tensor<1>>, weight: &Tensor<D>, bias: Option<&Tensor<1>>) -> (Tensor<D>, Option<Tensor<1>>) {
+    let kept_bias = bias.and_then(|b| (kept.len() > 1).then(|| unflatten(kept.remove(1), b)));
+    (unflatten(kept.remove(0), weight), kept_bias)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
