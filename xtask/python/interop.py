@@ -36,11 +36,18 @@ def main() -> int:
         with torch.no_grad():
             if "pixel_values" in rust:  # vision cases (AdaLoRA on ViT's patch embedding)
                 out_py = model(pixel_values=rust["pixel_values"])
+            elif "labels" in rust:  # seq2seq: the decoder reads the labels shifted right
+                out_py = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"], labels=rust["labels"])
             else:
                 out_py = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"])
         got = out_py.logits if hasattr(out_py, "logits") else out_py.last_hidden_state
         want = rust["adapted"]
-        if got.dim() == 3 and "attention_mask" in rust:  # compare real tokens only
+        if "labels" in rust:
+            pass  # seq2seq logits cover the decoder positions, all compared
+        elif got.dim() == 3 and "logits_mask" in rust:  # prompt methods: virtual positions in front
+            keep = rust["logits_mask"].bool()
+            got, want = got[keep], want[keep]
+        elif got.dim() == 3 and "attention_mask" in rust:  # compare real tokens only
             keep = rust["attention_mask"].bool()
             got, want = got[keep], want[keep]
         diff = (got - want).abs().max().item()

@@ -72,6 +72,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let gpt2 = Gpt2LMHeadModel::from_pretrained(models.join("gpt2"), &device)?;
     write_adaption_prompt_case(&fixtures, &out, "gpt2_adaption_prompt", gpt2, |m, ids, mask, labels| m.forward_with_loss(ids, Some(mask), labels))?;
+    // Prompt tuning, P-tuning (MLP and LSTM encoders) and prefix tuning (without and with the
+    // projection), causal and seq2seq: trained here, then loaded by the Python library.
+    for (case, projection) in [
+        ("llama_prompt_tuning", false),
+        ("llama_p_tuning", false),
+        ("gpt2_p_tuning_lstm", false),
+        ("llama_prefix_tuning", false),
+        ("gpt2_prefix_tuning", true),
+        ("t5_prompt_tuning", false),
+        ("t5_prefix_tuning", false),
+        ("bert_seq_cls_p_tuning", false),
+    ] {
+        write_prompt_case(&fixtures, &out, case, projection, &device)?;
+    }
     write_adalora_case(&fixtures, &out, LlamaForCausalLM::from_pretrained(models.join("llama"), &device)?)?;
     // AdaLoRA on ViT's patch embedding convolution and q_proj/v_proj, on `pixel_values`.
     write_adalora_vit_case(&fixtures, &out, ViTForImageClassification::from_pretrained(models.join("vit"), &device)?)?;
@@ -220,6 +234,62 @@ fn save_case<M: AdapterSites>(
 fn case_model(dir: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json"))?)?;
     Ok(meta["model"].as_str().unwrap_or_default().to_string())
+}
+
+/// A prompt-learning case: the case's config attached fresh (with `prefix_projection` when
+/// `projection`), a few AdamW steps on the case's task loss, then the adapter, the inputs (with
+/// the seq2seq labels) and this crate's logits (with `logits_mask`, the mask over the virtual
+/// positions and the tokens) saved for the Python library to load.
+fn write_prompt_case(fixtures: &Path, out: &Path, case: &str, projection: bool, device: &Device) -> Result<(), Box<dyn std::error::Error>> {
+    use peft::models::auto::AutoModel;
+    let dir = fixtures.join("cases").join(case);
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json"))?)?;
+    let task: peft::TaskType = serde_json::from_value(meta["task_type"].clone())?;
+    let base = AutoModel::from_pretrained_for_task(fixtures.join(meta["model"].as_str().unwrap_or_default()), Some(task), device)?;
+    let (ids, mask) = case_inputs(&dir, &base)?;
+    let expected = read_safetensors(&dir.join("expected.safetensors"))?;
+    // The training device is `device` (autodiff); the saved logits come from its inner device.
+    let labels = |device: &Device| match task {
+        peft::TaskType::Seq2SeqLm => Labels::Tokens(Tensor::from_data(expected["labels"].clone(), device)),
+        peft::TaskType::SeqCls => Labels::Sequence(Tensor::from_data(TensorData::new(vec![0i64, 2], [2]), device)),
+        _ => Labels::Tokens(ids.clone().to_device(device).mask_fill(mask.clone().to_device(device).equal_elem(0), -100)),
+    };
+    let mut config = PeftConfig::from_dir(dir.join("adapter"))?;
+    config.set_inference_mode(false);
+    if let PeftConfig::PrefixTuning(c) = &mut config {
+        c.prefix_projection = projection;
+    }
+    let mut model = get_peft_model(base, config)?;
+    let inputs = |device: &Device| {
+        let inputs = ModelInputs::ids_with_mask(ids.clone().to_device(device), mask.clone().to_device(device));
+        inputs.with_labels(labels(device))
+    };
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..4 {
+        let loss = model.forward(inputs(device))?.loss.ok_or("labels give a loss")?;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(5e-2, model, grads);
+    }
+    let trained = model.valid();
+    let plain = device.clone().inner();
+    let logits = trained.forward(inputs(&plain))?.logits.into_data();
+    let target = out.join(case);
+    trained.save_pretrained(target.join("adapter"))?;
+    let virtual_positions = logits.shape().get(1).copied().unwrap_or(0).saturating_sub(ids.dims()[1]);
+    let [batch, _] = ids.dims();
+    let logits_mask = Tensor::cat(vec![Tensor::<2, Int>::ones([batch, virtual_positions], &plain), mask.clone().to_device(&plain)], 1);
+    let mut tensors = vec![
+        ("input_ids".to_string(), ids.into_data()),
+        ("attention_mask".to_string(), mask.into_data()),
+        ("logits_mask".to_string(), logits_mask.into_data()),
+        ("adapted".to_string(), logits),
+    ];
+    if task == peft::TaskType::Seq2SeqLm {
+        tensors.push(("labels".to_string(), expected["labels"].clone()));
+    }
+    write_safetensors(&target.join("outputs.safetensors"), tensors)?;
+    std::fs::write(target.join("model.txt"), case_model(&dir)?)?;
+    Ok(())
 }
 
 /// A LLaMA-Adapter case: the case's config attached fresh (the gates start at zero), four AdamW
