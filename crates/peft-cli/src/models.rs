@@ -66,6 +66,14 @@ impl Loaded {
         })
     }
 
+    /// The positions a prompt-style adapter puts in front of the tokens (0 without one).
+    pub fn virtual_positions(&self) -> usize {
+        match self {
+            Loaded::Base(_) => 0,
+            Loaded::Peft(p) => p.virtual_positions(),
+        }
+    }
+
     /// The wrapped model (for its family and config), adapters aside.
     pub fn base(&self) -> &AutoModel {
         match self {

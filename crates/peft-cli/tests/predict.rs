@@ -468,3 +468,23 @@ fn predict_gives_a_feature_extractor_one_vector_per_text() {
     let first = json_lines(&ok(&peft(&[&base[..], &["--pooling", "first"]].concat())));
     assert!(max_diff(&vector(&first[0]), token(0)) < 1e-5, "the first token's vector");
 }
+
+/// A prompt-tuning adapter puts virtual tokens in front of the text: the pooled vector is the
+/// mean over the text's own positions of what `peft logits` gives.
+#[test]
+fn predict_pools_only_the_text_behind_a_prompt_adapter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, word_tokenizer_json()).expect("write");
+    let model = fixtures().join("models/t5");
+    let adapter = fixtures().join("cases/t5_features_prompt_tuning/adapter");
+    let (shape, hidden) = logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", "3,9,27"]));
+    let (positions, width) = (shape[1], shape[2]);
+    let virtual_tokens = positions - 3;
+    assert!(virtual_tokens > 0, "the virtual tokens come first: {shape:?}");
+    let token = |i: usize| &hidden[(virtual_tokens + i) * width..(virtual_tokens + i + 1) * width];
+    let mean: Vec<f32> = (0..width).map(|j| (0..3).map(|i| token(i)[j]).sum::<f32>() / 3.0).collect();
+    let rows = json_lines(&ok(&peft(&["predict", "--adapter", s(&adapter), "--model", s(&model), "--tokenizer", s(&tokenizer), "--text", "w3 w9 w27"])));
+    let vector: Vec<f32> = rows[0]["embedding"].as_array().expect("embedding").iter().map(|v| v.as_f64().expect("number") as f32).collect();
+    assert!(max_diff(&vector, &mean) < 1e-5, "the mean over the text's positions");
+}

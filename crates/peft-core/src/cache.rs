@@ -71,7 +71,11 @@ impl KvCache {
             self.layers.resize(i + 1, None);
         }
         let (key, value) = match self.layers[i].take() {
-            Some(past) => (Tensor::cat(vec![past.key, key], 2), Tensor::cat(vec![past.value, value], 2)),
+            // A prefix learned in f32 joins a half-precision model's keys in their type.
+            Some(past) => {
+                let dtype = key.dtype();
+                (Tensor::cat(vec![past.key.cast(dtype), key], 2), Tensor::cat(vec![past.value.cast(dtype), value], 2))
+            }
             None => (key, value),
         };
         self.layers[i] = Some(LayerKv { key: key.clone(), value: value.clone() });

@@ -54,6 +54,12 @@ impl InputLimits {
                 return Err(shape("token_type_ids", format!("{:?} (the shape of `input_ids`)", ids.dims()), types.dims().to_vec(), "give one token type per token"));
             }
         }
+        if let (Some(types), Some(embeds)) = (&inputs.token_type_ids, &inputs.inputs_embeds)
+            && types.dims()[..] != embeds.dims()[..2]
+        {
+            let expected = format!("{:?} (the batch and length of `inputs_embeds`)", &embeds.dims()[..2]);
+            return Err(shape("token_type_ids", expected, types.dims().to_vec(), "give one token type per input vector"));
+        }
         if let Some(types) = &inputs.token_type_ids {
             match self.type_vocab_size {
                 Some(0) => {

@@ -1,5 +1,6 @@
 //! Attaching LoRA adapters to the sites a config targets.
 
+use peft_core::adapted::precision::to_adapter_dtype;
 use peft_core::attach::{SiteAdapter, SiteInfo, SiteMethod, TargetRule, attach, file_tensor, remove_adapter};
 use peft_core::{AdapterSites, Error, LoraConfig, Result, SiteMut};
 
@@ -103,7 +104,7 @@ fn plan_site(
             }
             let adapter = match magnitude(tensors, path, &[d_out], &device, &mut keys)? {
                 Some(m) => DoraLinear::new(lora, m),
-                None => DoraLinear::initialised(lora, site.base_layer.weight.val()),
+                None => DoraLinear::initialised(lora, to_adapter_dtype(site.base_layer.weight.val())),
             };
             Ok((SiteAdapter::linear(adapter), keys))
         }
@@ -132,7 +133,7 @@ fn plan_site(
             }
             let adapter = match magnitude(tensors, path, &[d], &device, &mut keys)? {
                 Some(m) => DoraEmbedding::new(lora, m),
-                None => DoraEmbedding::initialised(lora, site.base_layer.weight.val()),
+                None => DoraEmbedding::initialised(lora, to_adapter_dtype(site.base_layer.weight.val())),
             };
             Ok((SiteAdapter::embedding(adapter), keys))
         }
@@ -156,7 +157,7 @@ fn plan_site(
             }
             let adapter = match magnitude(tensors, path, &[1, c_out, 1], &device, &mut keys)? {
                 Some(m) => DoraConv1d::new(lora, m),
-                None => DoraConv1d::initialised(lora, base.weight.val()),
+                None => DoraConv1d::initialised(lora, to_adapter_dtype(base.weight.val())),
             };
             Ok((SiteAdapter::conv1d(adapter), keys))
         }
@@ -182,7 +183,7 @@ fn plan_site(
             }
             let adapter = match magnitude(tensors, path, &[1, c_out, 1, 1], &device, &mut keys)? {
                 Some(m) => DoraConv2d::new(lora, m),
-                None => DoraConv2d::initialised(lora, base.weight.val()),
+                None => DoraConv2d::initialised(lora, to_adapter_dtype(base.weight.val())),
             };
             Ok((SiteAdapter::conv2d(adapter), keys))
         }

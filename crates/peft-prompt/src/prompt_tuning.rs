@@ -106,7 +106,8 @@ pub(crate) fn prepend_prompts(prompts: Tensor<2>, mut inputs: ModelInputs, conte
         });
     }
     let device = embeds.device();
-    let prompts = prompts.unsqueeze_dim::<3>(0).repeat_dim(0, batch);
+    // Prompts learned in f32 join a half-precision model's embeddings in their type.
+    let prompts = prompts.unsqueeze_dim::<3>(0).repeat_dim(0, batch).cast(embeds.dtype());
     inputs.inputs_embeds = Some(Tensor::cat(vec![prompts, embeds], 1));
     inputs.attention_mask = inputs.attention_mask.map(|m| Tensor::cat(vec![Tensor::ones([batch, virtual_tokens], &device), m], 1));
     // The virtual tokens take the first segment, as in the Python library.

@@ -62,6 +62,16 @@ impl<M: TaskModel> PeftModel<M> {
         Ok(self.forward(inputs)?.logits)
     }
 
+    /// The positions the active prompt-style adapter puts in front of the tokens (prompt tuning,
+    /// P-tuning: `num_virtual_tokens`; prefix tuning and layer methods: 0), so a caller can keep
+    /// inputs within the position table and find the tokens' outputs behind them.
+    pub fn virtual_positions(&self) -> usize {
+        if self.registry.disabled {
+            return 0;
+        }
+        self.registry.active.iter().filter_map(|name| self.model_adapters.get(name)).map(|a| a.virtual_positions()).max().unwrap_or(0)
+    }
+
     /// Applies the active model-level adapter, if any; returns the inputs and how many virtual
     /// positions it put in front.
     fn prepare_inputs(&self, inputs: ModelInputs) -> Result<(ModelInputs, usize)> {

@@ -158,7 +158,7 @@ fn half_precision_bases_train_f32_adapters_with_gradients_close_to_f32() {
 fn every_family_runs_with_a_half_precision_base() {
     let cases = [
         "llama_qv", "gpt2_lora", "bloom_token_cls", "bert_seq_cls", "roberta_seq_cls", "t5_qv", "mt5_all_linear",
-        "whisper_qv", "vit_qv", "segformer_cls",
+        "whisper_qv", "vit_qv", "segformer_cls", "segformer_qv",
     ];
     let device = common::device();
     for name in cases {
@@ -238,3 +238,61 @@ fn half_precision_convolutions_and_biases_come_back_bit_identical() {
     model.unmerge_adapters().expect("unmerges");
     assert_eq!(values(&mut model), original, "weights and biases after 200 cycles");
 }
+
+/// Deleting a merged adapter leaves its update in the weights (as in f32): a later unmerge of
+/// another adapter must not put back the weights from before both merges.
+#[test]
+fn deleting_a_merged_adapter_keeps_its_update_in_half_precision() {
+    let device = common::device();
+    let load = || LlamaForCausalLM::from_pretrained(root().join("models/llama"), &device).expect("llama");
+    let config = |seed| {
+        device.seed(seed);
+        LoraConfig::new(4).with_target_modules(["q_proj"]).with_init_lora_weights(peft::InitLoraWeights::Random)
+    };
+    let mut both = get_peft_model(load(), config(1)).expect("attaches");
+    both.add_adapter("b", config(2)).expect("adds");
+    let mut both = both.cast_base_weights(FloatDType::BF16);
+    both.merge_adapters(&["default", "b"]).expect("merges");
+    both.delete_adapter("default").expect("deletes");
+    both.unmerge_adapters().expect("unmerges b");
+
+    let mut only_a = get_peft_model(load(), config(1)).expect("attaches").cast_base_weights(FloatDType::BF16);
+    only_a.merge_adapter().expect("merges");
+    let mut diffs = Vec::new();
+    let weights = |m: &mut PeftModel<LlamaForCausalLM>| {
+        let mut out = Vec::new();
+        m.model_mut().visit_sites_mut(&mut |_, site| {
+            if let SiteMut::Linear(s) = site {
+                out.push(s.base_layer.weight.val().cast(FloatDType::F32));
+            }
+        });
+        out
+    };
+    for (a, b) in weights(&mut both).into_iter().zip(weights(&mut only_a)) {
+        diffs.push(max_abs((a - b).into_data()));
+    }
+    let worst = diffs.iter().copied().fold(0.0, f32::max);
+    // Two bf16 roundings of values below 1 apart at most.
+    assert!(worst < 1e-2, "the deleted adapter's update is still in the weights: {worst}");
+}
+
+/// Prompt tuning and prefix tuning on a half-precision base: the f32 prompts join the model's
+/// embeddings and keys in their type, and the outputs stay close to the f32 model's.
+#[test]
+fn prompt_methods_run_on_a_half_precision_base() {
+    let device = common::device();
+    let ids = Tensor::<2, Int>::from_data([[1, 5, 9, 14, 3, 7]], &device);
+    for config in [peft::PeftConfig::from(peft::PromptTuningConfig::new(4).with_task_type(peft::TaskType::CausalLm)),
+                   peft::PeftConfig::from(peft::PrefixTuningConfig::new(3).with_task_type(peft::TaskType::CausalLm))] {
+        device.seed(9);
+        let base = LlamaForCausalLM::from_pretrained(root().join("models/llama"), &device).expect("llama");
+        let full = get_peft_model(base, config).expect("attaches");
+        let reference = values(full.forward(peft::ModelInputs::ids(ids.clone())).expect("f32").logits.into_data());
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let half = full.cast_base_weights(FloatDType::BF16);
+        let out = values(half.forward(peft::ModelInputs::ids(ids.clone())).expect("bf16").logits.into_data());
+        let diff = out.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 0.05 * scale, "{diff} away from f32 (largest {scale})");
+    }
+}
+

@@ -2,7 +2,7 @@
 //! `modules_to_save` can copy it (with its running statistics) like the Python library does.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use std::fmt::Debug;
 
 use super::linear_merge::{replace, unknown};
@@ -57,9 +57,13 @@ impl BatchNorm2d {
     /// # Shapes
     /// - `x`: `[batch, channels, height, width]`, and the same out.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let per_channel = |t: Tensor<1>| t.unsqueeze_dims::<4>(&[0, 2, 3]);
-        let scale = self.weight.val().div(self.running_var.clone().add_scalar(self.eps).sqrt());
-        let shift = self.bias.val() - self.running_mean.clone() * scale.clone();
+        // The statistics are plain tensors (f32 even when the weights were cast to half
+        // precision): scale and shift are formed in f32, then applied in the input's type.
+        let dtype = x.dtype();
+        let per_channel = |t: Tensor<1>| t.cast(dtype).unsqueeze_dims::<4>(&[0, 2, 3]);
+        let (weight, bias) = (self.weight.val().cast(FloatDType::F32), self.bias.val().cast(FloatDType::F32));
+        let scale = weight.div(self.running_var.clone().cast(FloatDType::F32).add_scalar(self.eps).sqrt());
+        let shift = bias - self.running_mean.clone().cast(FloatDType::F32) * scale.clone();
         x * per_channel(scale) + per_channel(shift)
     }
 }

@@ -58,6 +58,7 @@ impl AdaptedLinear {
     /// whether it trains: for initialisations that move part of the base weight into an adapter
     /// (PiSSA, OLoRA). Merged adapters stay merged into the new value.
     pub fn replace_base_weight(&mut self, weight: Tensor<2>) {
+        let weight = weight.cast(self.base_layer.weight.val().dtype());
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
         self.adapters.forget_kept_base();
     }

@@ -120,9 +120,10 @@ impl ModuleMapper for CastOutsideAdapters {
     }
 }
 
-/// `flat` reshaped to `like`'s shape (a value [`KeptBase`] kept, put back in place).
+/// `flat` reshaped to `like`'s shape and cast to its type (a value [`KeptBase`] kept, put back in
+/// place; the model may have been cast since).
 pub fn unflatten<const D: usize>(flat: Tensor<1>, like: &Tensor<D>) -> Tensor<D> {
-    flat.reshape(like.shape())
+    flat.reshape(like.shape()).cast(like.dtype())
 }
 
 /// The weight and bias [`KeptBase`] kept (`[weight, bias]` or `[weight]`), in the shapes of the

@@ -141,6 +141,11 @@ impl<T: ?Sized + AdapterObject> AdapterSet<T> {
     pub fn remove(&mut self, name: &str) -> Option<Erased<T>> {
         let index = self.entries.iter().position(|(n, _)| n == name)?;
         self.active.retain(|n| n != name);
+        if self.merged.iter().any(|n| n == name) {
+            // Its update stays in the base weight: the kept values no longer describe a state
+            // the remaining adapters can return to (later unmerges subtract instead).
+            self.kept.clear();
+        }
         self.merged.retain(|n| n != name);
         self.rows = None;
         Some(self.entries.remove(index).1)

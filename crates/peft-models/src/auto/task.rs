@@ -38,7 +38,8 @@ pub(super) enum LossKind {
 /// task's loss from those logits (see [`task_loss`]).
 macro_rules! task_model {
     ($ty:ty, $task:expr, $loss:expr, |$m:ident, $i:ident| $logits:expr) => {
-        task_model!($ty, $task, $loss, limits |_model| InputLimits::default(), |$m, $i| $logits);
+        // No token type table: token types are refused rather than ignored.
+        task_model!($ty, $task, $loss, limits |_model| InputLimits { type_vocab_size: Some(0), ..Default::default() }, |$m, $i| $logits);
     };
     ($ty:ty, $task:expr, $loss:expr, limits |$s:ident| $limits:expr, |$m:ident, $i:ident| $logits:expr) => {
         impl TaskModel for $ty {
@@ -235,7 +236,12 @@ impl TaskModel for WhisperForConditionalGeneration {
     /// features itself).
     fn input_limits(&self) -> InputLimits {
         let c = self.config();
-        InputLimits { decoder_vocab_size: Some(c.vocab_size), decoder_max_positions: Some(c.max_target_positions), ..Default::default() }
+        InputLimits {
+            decoder_vocab_size: Some(c.vocab_size),
+            decoder_max_positions: Some(c.max_target_positions),
+            type_vocab_size: Some(0),
+            ..Default::default()
+        }
     }
 
     fn generate(&self, inputs: ModelInputs, config: &GenerationConfig) -> Result<Generated> {

@@ -54,8 +54,9 @@ impl BertSelfAttention {
         let mut k = heads(self.key.forward(x.clone()));
         let mut v = heads(self.value.forward(x));
         if let Some(prefix) = prefix {
-            k = Tensor::cat(vec![prefix.key.clone(), k], 2);
-            v = Tensor::cat(vec![prefix.value.clone(), v], 2);
+            // A prefix learned in f32 joins a half-precision model's keys in their type.
+            k = Tensor::cat(vec![prefix.key.clone().cast(k.dtype()), k], 2);
+            v = Tensor::cat(vec![prefix.value.clone().cast(v.dtype()), v], 2);
         }
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
         let probs = peft_core::dropout(&self.dropout, attention_probs(scores, mask.as_ref(), 3));

@@ -162,7 +162,8 @@ pub fn pixel_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>, ignore_ind
     let labels = labels.reshape([n]);
     let kept = labels.clone().not_equal_elem(ignore_index);
     let index = labels.mask_fill(kept.clone().bool_not(), 0).reshape([n, 1]);
-    let picked = log_softmax(logits, 1).gather(1, index).reshape([n]);
+    // In f32 whatever the logits' type, as the other losses.
+    let picked = log_softmax(logits.cast(burn::tensor::FloatDType::F32), 1).gather(1, index).reshape([n]);
     let kept = kept.float();
     picked.mul(kept.clone()).sum().neg().div(kept.sum())
 }

@@ -21,7 +21,8 @@ pub(super) fn embed(job: &Job<'_>, sink: &mut Sink) -> Result<()> {
     let batch_size = job.args.batch_size.max(1);
     for (chunk_index, chunk) in texts.chunks(batch_size).enumerate() {
         let (input_ids, mask) = job.encode(chunk)?;
-        let hidden = job.model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask.clone()))?.rank3()?;
+        let len = input_ids.dims()[1];
+        let hidden = job.token_outputs(job.model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask.clone()))?.rank3()?, len);
         let [batch, _, width] = hidden.dims();
         let pooled = pool(hidden, mask, job.args.pooling);
         let values: Vec<f32> = pooled.into_data().convert::<f32>().try_to_vec().map_err(|e| anyhow!("cannot read the output: {e:?}"))?;

@@ -257,14 +257,23 @@ impl<'a> Job<'a> {
     }
 
     /// `--max-length`, capped at the positions the model has (`max_position_embeddings`;
-    /// RoBERTa keeps two of them for its padding offset), so a long text is cut rather than
-    /// refused.
+    /// RoBERTa keeps two of them for its padding offset; a prompt adapter's virtual tokens take
+    /// theirs), so a long text is cut rather than refused.
     pub fn max_tokens(&self) -> usize {
         let text = std::fs::read_to_string(self.model_dir.join("config.json")).ok();
         let config: Option<serde_json::Value> = text.and_then(|t| serde_json::from_str(&t).ok());
         let positions = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|n| n as usize);
-        let reserved = if self.model.base().family() == "roberta" { 2 } else { 0 };
+        let reserved = if self.model.base().family() == "roberta" { 2 } else { 0 } + self.model.virtual_positions();
         positions.map_or(self.args.max_length, |p| self.args.max_length.min(p.saturating_sub(reserved).max(1)))
+    }
+
+    /// The outputs of the tokens: a prompt adapter's virtual positions in front are dropped.
+    ///
+    /// # Shapes
+    /// - `out`: `[batch, virtual + len, n]`, output `[batch, len, n]`
+    pub fn token_outputs(&self, out: Tensor<3>, len: usize) -> Tensor<3> {
+        let width = out.dims()[1];
+        out.narrow(1, width.saturating_sub(len), len.min(width))
     }
 
     /// `texts` tokenized with special tokens, cut to [`Job::max_tokens`] (keeping the closing
@@ -365,7 +374,8 @@ fn tag_words(job: &Job<'_>, sink: &mut Sink) -> Result<()> {
         }
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let (input_ids, mask) = pad_right(&refs, pad, device);
-        let logits = model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask))?.rank3()?;
+        let len = input_ids.dims()[1];
+        let logits = job.token_outputs(model.forward(peft::ModelInputs::ids_with_mask(input_ids, mask))?.rank3()?, len);
         let [_, width, classes] = logits.dims();
         let best: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().try_to_vec().map_err(|e| anyhow::anyhow!("cannot read the output: {e:?}"))?;
         let names = class_names(&args.adapter, model_dir, classes)?;

@@ -61,7 +61,7 @@ pub(super) fn answer(job: &Job<'_>, sink: &mut Sink) -> Result<Option<SpanScores
         if with_types {
             inputs = inputs.with_token_type_ids(column(&|p, i| p.type_ids.get(i).map_or(0, |&t| i64::from(t))));
         }
-        let logits = model.forward(inputs)?.rank3()?;
+        let logits = job.token_outputs(model.forward(inputs)?.rank3()?, width);
         let values: Vec<f32> = logits.into_data().convert::<f32>().try_to_vec().map_err(|e| anyhow!("cannot read the output: {e:?}"))?;
         for (row, pair) in pairs.iter().enumerate() {
             let index = first + row;
@@ -90,9 +90,12 @@ pub(super) fn answer(job: &Job<'_>, sink: &mut Sink) -> Result<Option<SpanScores
 fn encode_pair(tokenizer: &Tokenizer, question: &str, context: &str, max_length: usize) -> Result<PairTokens> {
     let inner = tokenizer.inner();
     let encode = |text: &str| -> Result<Encoding> { inner.encode(text, false).map_err(|e| anyhow!("cannot tokenize `{text}`: {e}")) };
-    let question_tokens = encode(question)?;
+    let mut question_tokens = encode(question)?;
     let mut context_tokens = encode(context)?;
     let special = inner.get_post_processor().map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, true));
+    // A question too long for the model keeps its start, leaving room for some context.
+    let context_floor = 16.min(max_length / 2);
+    question_tokens.truncate(max_length.saturating_sub(special + context_floor).max(1), 0, TruncationDirection::Right);
     let room = max_length.saturating_sub(question_tokens.len() + special);
     context_tokens.truncate(room, 0, TruncationDirection::Right);
     let pair = inner.post_process(question_tokens, Some(context_tokens), true).map_err(|e| anyhow!("cannot join question and context: {e}"))?;
