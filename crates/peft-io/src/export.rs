@@ -39,7 +39,7 @@ pub fn model_tensors<M: AdapterSites>(model: &M) -> Result<Vec<(String, TensorDa
         }
         let Some(data) = values.0.remove(&param.id) else { continue };
         let data = match param.shape[..] {
-            [rows, cols] if transpose => transpose_2d(&data, rows, cols, &key)?,
+            [rows, cols] if transpose => transpose_2d(data, rows, cols, &key)?,
             _ => data.convert::<f32>(),
         };
         out.push((key, data));

@@ -4,6 +4,7 @@
 
 #[cfg(test)] // (tidy: everything below is test code)
 use crate::gguf::GgufFile;
+use crate::stored::read_lazy_safetensors;
 use crate::tensors::parse_safetensors;
 use peft_core::Error;
 use proptest::prelude::*;
@@ -64,15 +65,24 @@ fn mutate(file: &[u8], edits: &[Edit]) -> Vec<u8> {
     b
 }
 
+/// The whole-file parser and the reader that loads models tensor by tensor from disk
+/// ([`read_lazy_safetensors`]) accept the same files, with the same tensors, and reject the rest
+/// with a format error.
 fn check_safetensors(bytes: &[u8]) -> Result<(), TestCaseError> {
-    match parse_safetensors(bytes, Path::new("adapter_model.safetensors")) {
-        Ok(tensors) => {
+    let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    match (parse_safetensors(bytes, &path), read_lazy_safetensors(&path)) {
+        (Ok(tensors), Ok(lazy)) => {
+            prop_assert_eq!(tensors.keys().collect::<Vec<_>>(), lazy.keys().collect::<Vec<_>>());
             for (name, data) in &tensors {
                 prop_assert_eq!(data.num_elements(), data.shape().iter().product::<usize>(), "{}", name);
+                prop_assert_eq!(lazy[name].shape(), data.shape().as_slice(), "{}", name);
+                prop_assert_eq!(&lazy[name].read().map_err(|e| TestCaseError::fail(e.to_string()))?, data, "{}", name);
             }
         }
-        Err(Error::Format { format: "safetensors", .. }) => {}
-        Err(other) => prop_assert!(false, "unexpected error kind: {other:?}"),
+        (Err(Error::Format { format: "safetensors", .. }), Err(Error::Format { format: "safetensors", .. })) => {}
+        (whole, lazy) => prop_assert!(false, "the readers disagree: {:?} / {:?}", whole.map(|t| t.len()), lazy.map(|t| t.len())),
     }
     Ok(())
 }

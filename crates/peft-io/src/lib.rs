@@ -7,6 +7,7 @@ pub mod export;
 pub mod folder;
 pub mod gguf;
 pub mod hub;
+pub mod stored;
 pub mod tensors;
 pub mod weights;
 

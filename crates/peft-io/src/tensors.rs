@@ -45,19 +45,34 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
 }
 
-/// The header of a safetensors file (names, stored dtypes, shapes), sorted by name.
+/// The header of a safetensors file (names, stored dtypes, shapes), sorted by name; only the
+/// header is read.
 pub fn describe_safetensors(path: &Path) -> Result<Vec<TensorInfo>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, e.to_string()))?;
-    let mut out: Vec<TensorInfo> = file
-        .iter()
-        .map(|(name, view)| TensorInfo { name: name.to_string(), dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec() })
+    let (metadata, _) = crate::stored::read_header(path)?;
+    let mut out: Vec<TensorInfo> = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| TensorInfo { name, dtype: format!("{:?}", info.dtype), shape: info.shape.clone() })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-fn to_tensor_data(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8], path: &Path) -> Result<TensorData> {
+/// Fails unless [`to_tensor_data`] converts `dtype`.
+pub(crate) fn check_dtype(name: &str, dtype: Dtype, path: &Path) -> Result<()> {
+    match dtype {
+        Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64 | Dtype::I64 | Dtype::I32 | Dtype::BOOL => Ok(()),
+        other => Err(unsupported_dtype(name, other, path)),
+    }
+}
+
+fn unsupported_dtype(name: &str, dtype: Dtype, path: &Path) -> Error {
+    format_error(path, format!("tensor `{name}` has dtype {dtype:?}; supported: F32, F16, BF16, F64, I64, I32, BOOL"))
+}
+
+/// A tensor's little-endian `bytes` as `TensorData`: floats as `f32`, integers and booleans as
+/// stored.
+pub(crate) fn to_tensor_data(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8], path: &Path) -> Result<TensorData> {
     let shape = shape.to_vec();
     let floats = |f: &dyn Fn(&[u8]) -> f32, width: usize| -> Vec<f32> { bytes.chunks_exact(width).map(f).collect() };
     Ok(match dtype {
@@ -77,11 +92,11 @@ fn to_tensor_data(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8], path:
             shape,
         ),
         Dtype::BOOL => TensorData::new(bytes.iter().map(|b| *b != 0).collect::<Vec<_>>(), shape),
-        other => return Err(format_error(path, format!("tensor `{name}` has dtype {other:?}; supported: F32, F16, BF16, F64, I64, I32, BOOL"))),
+        other => return Err(unsupported_dtype(name, other, path)),
     })
 }
 
-fn format_error(path: &Path, message: String) -> Error {
+pub(crate) fn format_error(path: &Path, message: String) -> Error {
     Error::Format { path: path.into(), format: "safetensors", message }
 }
 

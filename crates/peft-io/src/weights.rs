@@ -18,10 +18,11 @@
 use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 use peft_core::{AdapterSites, Error, Result, SiteMut};
+use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::tensors::{TensorMap, read_safetensors};
+use crate::stored::{LazyTensors, TensorValue, read_lazy_safetensors};
 
 /// The single-file weights name transformers writes.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -40,14 +41,16 @@ pub struct LoadOptions {
     pub optional: Vec<String>,
 }
 
-/// Reads `dir/model.safetensors`, or every shard listed in `dir/model.safetensors.index.json`.
+/// The tensors of `dir/model.safetensors`, or of every shard listed in
+/// `dir/model.safetensors.index.json`, from the headers only: each tensor is read from disk when
+/// [`load_into`] sets its parameter (see [`crate::stored`]).
 ///
 /// Fails with [`Error::Io`] naming `dir/model.safetensors` when neither file exists, and with
-/// [`Error::Json`] / [`Error::Format`] when the index or a shard is malformed.
-pub fn read_model_tensors(dir: &Path) -> Result<TensorMap> {
+/// [`Error::Json`] / [`Error::Format`] when the index or a shard's header is malformed.
+pub fn read_model_tensors(dir: &Path) -> Result<LazyTensors> {
     let single = dir.join(MODEL_FILE);
     if single.is_file() {
-        return read_safetensors(&single);
+        return read_lazy_safetensors(&single);
     }
     let index = dir.join(MODEL_INDEX_FILE);
     if !index.is_file() {
@@ -57,9 +60,9 @@ pub fn read_model_tensors(dir: &Path) -> Result<TensorMap> {
         );
         return Err(Error::io("cannot read", single, source));
     }
-    let mut out = TensorMap::new();
+    let mut out = LazyTensors::new();
     for shard in shard_files(&index)? {
-        out.extend(read_safetensors(&dir.join(shard))?);
+        out.extend(read_lazy_safetensors(&dir.join(shard))?);
     }
     Ok(out)
 }
@@ -129,12 +132,13 @@ pub fn load_from_dir<M: AdapterSites>(model: M, dir: &Path, options: &LoadOption
 /// - [`Error::MissingTensor`] for a parameter whose key (tried with `options.prefixes`) is absent
 ///   and not in `options.optional`;
 /// - [`Error::ShapeMismatch`] naming the module path and both shapes, in the file's layout.
-pub fn load_into<M: AdapterSites>(model: M, tensors: &TensorMap, options: &LoadOptions) -> Result<M> {
+pub fn load_into<M: AdapterSites, V: TensorValue>(model: M, tensors: &IndexMap<String, V>, options: &LoadOptions) -> Result<M> {
     let sites = SiteParams::collect(&model);
     let mut params = ParamCollector::default();
     model.visit(&mut params);
 
-    let mut values: HashMap<ParamId, TensorData> = HashMap::new();
+    // Every key and shape is checked before any value is read, so a wrong file costs no reading.
+    let mut plan: HashMap<ParamId, Planned> = HashMap::new();
     let mut used: HashSet<&str> = HashSet::new();
     for param in params.found {
         if sites.adapter_ids.contains(&param.id) {
@@ -145,7 +149,7 @@ pub fn load_into<M: AdapterSites>(model: M, tensors: &TensorMap, options: &LoadO
             None => split_key(&file_key(&param.path)),
         };
         let key = join(&module, &name);
-        let Some((found_key, data)) = lookup(tensors, &key, &options.prefixes) else {
+        let Some(found_key) = lookup(tensors, &key, &options.prefixes) else {
             if options.optional.contains(&key) {
                 continue;
             }
@@ -155,23 +159,31 @@ pub fn load_into<M: AdapterSites>(model: M, tensors: &TensorMap, options: &LoadO
         if transpose {
             expected.reverse();
         }
-        let actual = data.shape().to_vec();
+        let actual = tensors[found_key].value_shape().to_vec();
         if actual != expected {
             return Err(Error::ShapeMismatch { path: module, tensor: found_key.to_string(), expected, actual });
         }
-        let data = match actual[..] {
-            [rows, cols] if transpose => transpose_2d(data, rows, cols, found_key)?,
-            _ => data.clone().convert::<f32>(),
-        };
         used.insert(found_key);
-        values.insert(param.id, data);
+        plan.insert(param.id, Planned { key: found_key.to_string(), transpose: transpose && actual.len() == 2 });
     }
 
     let unused: Vec<&str> = tensors.keys().map(String::as_str).filter(|k| !used.contains(k)).collect();
     if !unused.is_empty() {
         log::debug!("{} tensors match no parameter of the model and were ignored: {}", unused.len(), unused.join(", "));
     }
-    Ok(model.map(&mut Setter { values }))
+    let mut setter = Setter { tensors, plan, error: None };
+    let model = model.map(&mut setter);
+    match setter.error {
+        Some(error) => Err(error),
+        None => Ok(model),
+    }
+}
+
+/// Where a parameter's value comes from.
+struct Planned {
+    key: String,
+    /// Whether the stored `[rows, cols]` is PyTorch's linear layout, to transpose to Burn's.
+    transpose: bool,
 }
 
 fn missing(key: String, prefixes: &[String]) -> Error {
@@ -187,9 +199,10 @@ fn missing(key: String, prefixes: &[String]) -> Error {
     Error::MissingTensor { key, file: PathBuf::from("the given tensors"), fix }
 }
 
-/// Looks `key` up as is, then with each prefix added and, where it starts with one, removed.
-fn lookup<'a>(tensors: &'a TensorMap, key: &str, prefixes: &[String]) -> Option<(&'a str, &'a TensorData)> {
-    let get = |k: &str| tensors.get_key_value(k).map(|(k, v)| (k.as_str(), v));
+/// Looks `key` up as is, then with each prefix added and, where it starts with one, removed;
+/// gives the key as stored.
+fn lookup<'a, V>(tensors: &'a IndexMap<String, V>, key: &str, prefixes: &[String]) -> Option<&'a str> {
+    let get = |k: &str| tensors.get_key_value(k).map(|(k, _)| k.as_str());
     get(key).or_else(|| {
         prefixes.iter().find_map(|p| get(&format!("{p}{key}")).or_else(|| key.strip_prefix(p.as_str()).and_then(get)))
     })
@@ -220,8 +233,8 @@ pub(crate) fn join(module: &str, name: &str) -> String {
 }
 
 /// `[rows, cols]` to `[cols, rows]`, on the host so the loaded weight is contiguous.
-pub(crate) fn transpose_2d(data: &TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
-    let v = data.clone().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Format {
+pub(crate) fn transpose_2d(data: TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
+    let v = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Format {
         path: PathBuf::from(key),
         format: "f32 tensor",
         message: format!("{e:?}"),
@@ -337,21 +350,42 @@ impl ModuleVisitor for ParamCollector {
     }
 }
 
-/// Replaces the parameters whose ids have a checked value.
-struct Setter {
-    values: HashMap<ParamId, TensorData>,
+/// Replaces the parameters with a planned value, reading each when it is set; the first error
+/// stops further reading and is returned by [`load_into`] (which then drops the model).
+struct Setter<'a, V> {
+    tensors: &'a IndexMap<String, V>,
+    plan: HashMap<ParamId, Planned>,
+    error: Option<Error>,
 }
 
-impl ModuleMapper for Setter {
+impl<V: TensorValue> Setter<'_, V> {
+    /// The planned value of a parameter in Burn's layout, as `f32`.
+    fn value(&self, planned: &Planned) -> Result<TensorData> {
+        let data = self.tensors[planned.key.as_str()].value()?;
+        match data.shape().as_slice() {
+            &[rows, cols] if planned.transpose => transpose_2d(data, rows, cols, &planned.key),
+            _ => Ok(data.convert::<f32>()),
+        }
+    }
+}
+
+impl<V: TensorValue> ModuleMapper for Setter<'_, V> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.values.remove(&param.id) {
+        if self.error.is_some() {
+            return param;
+        }
+        let Some(planned) = self.plan.remove(&param.id) else { return param };
+        match self.value(&planned) {
             // Keeps the id, the device and `require_grad` as the parameter had them.
-            Some(data) => {
+            Ok(data) => {
                 let tensor = Tensor::<D>::from_data(data, &param.lazy_device());
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }
-            None => param,
+            Err(error) => {
+                self.error = Some(error);
+                param
+            }
         }
     }
 }
@@ -359,7 +393,7 @@ impl ModuleMapper for Setter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensors::write_safetensors;
+    use crate::tensors::{TensorMap, write_safetensors};
     use burn::module::Module;
     use burn::nn::LinearConfig;
     use burn::tensor::Device;
@@ -529,6 +563,19 @@ mod tests {
         let model = load_into(model, &map(""), &LoadOptions::default()).expect("succeeds");
         assert!(model.embed.base_layer.weight.val().is_require_grad());
         assert!(!model.norm.weight.val().is_require_grad());
+    }
+
+    #[test]
+    fn a_checkpoint_cut_after_its_header_was_read_fails_the_load_with_an_io_error() {
+        let dir = tempfile::tempdir().expect("succeeds");
+        let path = dir.path().join(MODEL_FILE);
+        write_safetensors(&path, file("")).expect("succeeds");
+        let tensors = read_model_tensors(dir.path()).expect("succeeds");
+        // Headers only were read: the values come from disk as each parameter is set.
+        let bytes = std::fs::read(&path).expect("succeeds");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("succeeds");
+        let err = load_into(tiny(&device()), &tensors, &LoadOptions::default()).expect_err("fails");
+        assert!(matches!(&err, Error::Io { path: p, .. } if *p == path), "{err}");
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! share.
 
 use peft_core::Error;
-use peft_io::tensors::TensorMap;
+use peft_io::stored::LazyTensors;
 use peft_io::weights::{MODEL_FILE, MODEL_INDEX_FILE};
 use std::path::Path;
 
 /// Applies substring renames in order to every key (keys already in the new form are unchanged).
-pub(crate) fn rename_keys(tensors: TensorMap, rename: impl Fn(&str) -> String) -> TensorMap {
+pub(crate) fn rename_keys(tensors: LazyTensors, rename: impl Fn(&str) -> String) -> LazyTensors {
     tensors.into_iter().map(|(k, v)| (rename(&k), v)).collect()
 }
 

@@ -4,10 +4,11 @@
 use burn::tensor::{Device, TensorData};
 use peft_core::{Error, Result};
 use peft_io::gguf::{GgufFile, Value};
-use peft_io::tensors::TensorMap;
+use peft_io::stored::{LazyTensors, StoredTensor};
 use peft_io::weights::{LoadOptions, load_into};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::config::LlamaConfig;
 use crate::config_file::TokenIds;
@@ -129,9 +130,10 @@ impl LlamaForCausalLM {
     pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let file = GgufFile::open(path.as_ref())?;
         let config = LlamaConfig::from_gguf(&file)?;
-        let tensors = read_tensors(&file, &config)?;
+        let path = file.path().to_path_buf();
+        let tensors = read_tensors(file, &config);
         let model = load_into(Self::new(&config, device), &tensors, &LoadOptions::default()).map_err(|e| match e {
-            Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: file.path().into(), fix },
+            Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: path, fix },
             other => other,
         })?;
         Ok(model)
@@ -139,22 +141,33 @@ impl LlamaForCausalLM {
 }
 
 /// Every tensor of the file under its transformers key, PyTorch layout, q/k un-permuted; the
-/// embedding doubles as `lm_head.weight` when the head is tied.
-fn read_tensors(file: &GgufFile, config: &LlamaConfig) -> Result<TensorMap> {
-    let mut out = TensorMap::new();
+/// embedding doubles as `lm_head.weight` when the head is tied. Each tensor is dequantized when
+/// the loader sets its parameter, so the `f32` copies never all exist beside the model.
+fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
+    let file = Arc::new(file);
+    let mut out = LazyTensors::new();
     let mut unknown = Vec::new();
     for info in &file.tensors {
         let Some(key) = gguf_tensor_key(&info.name) else {
             unknown.push(info.name.as_str());
             continue;
         };
-        let mut data = file.read_tensor(&info.name)?;
-        if key.ends_with("q_proj.weight") {
-            data = unpermute_rows(data, config.num_attention_heads, &info.name, file)?;
+        let permuted_heads = if key.ends_with("q_proj.weight") {
+            Some(config.num_attention_heads)
         } else if key.ends_with("k_proj.weight") {
-            data = unpermute_rows(data, config.num_key_value_heads(), &info.name, file)?;
-        }
-        out.insert(key, data);
+            Some(config.num_key_value_heads())
+        } else {
+            None
+        };
+        let (source, name) = (Arc::clone(&file), info.name.clone());
+        let read = move || {
+            let data = source.read_tensor(&name)?;
+            match permuted_heads {
+                Some(heads) => unpermute_rows(data, heads, &name, &source),
+                None => Ok(data),
+            }
+        };
+        out.insert(key, StoredTensor::deferred(info.shape.clone(), read));
     }
     if !unknown.is_empty() {
         log::warn!("{}: ignored tensors a Llama model has no place for: {}", file.path().display(), unknown.join(", "));
@@ -164,7 +177,7 @@ fn read_tensors(file: &GgufFile, config: &LlamaConfig) -> Result<TensorMap> {
     {
         out.insert("lm_head.weight".into(), table.clone());
     }
-    Ok(out)
+    out
 }
 
 /// Undoes llama.cpp's q/k row order. Within each head of width `2h`, transformers' rotate-half

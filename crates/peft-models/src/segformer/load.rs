@@ -1,10 +1,10 @@
 //! Weights from a transformers folder: legacy checkpoint keys renamed to transformers 5's module
 //! paths, and the batch norm's running statistics (buffers) filled by hand.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use peft_core::adapted::BatchNorm2d;
 use peft_core::{AdapterSites, Error, Result};
-use peft_io::tensors::TensorMap;
+use peft_io::stored::LazyTensors;
 use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
 use std::path::Path;
 
@@ -64,7 +64,7 @@ pub(crate) fn legacy_target_names(name: &str) -> Vec<String> {
 }
 
 /// The folder's tensors with SegFormer keys renamed.
-fn read(dir: &Path) -> Result<TensorMap> {
+fn read(dir: &Path) -> Result<LazyTensors> {
     Ok(rename_keys(read_model_tensors(dir)?, segformer_key))
 }
 
@@ -73,7 +73,7 @@ pub(crate) fn load<M: AdapterSites>(model: M, dir: &Path, optional: &[&str]) -> 
     load_from(model, &read(dir)?, dir, optional)
 }
 
-fn load_from<M: AdapterSites>(model: M, tensors: &TensorMap, dir: &Path, optional: &[&str]) -> Result<M> {
+fn load_from<M: AdapterSites>(model: M, tensors: &LazyTensors, dir: &Path, optional: &[&str]) -> Result<M> {
     let options = LoadOptions { prefixes: vec!["segformer.".into()], optional: optional.iter().map(|k| k.to_string()).collect() };
     load_into(model, tensors, &options).map_err(|e| name_file(e, dir))
 }
@@ -90,26 +90,26 @@ pub(crate) fn load_semantic(
 }
 
 /// Sets `running_mean` and `running_var` from `{path}.running_mean` / `{path}.running_var`.
-pub(crate) fn fill_running_stats(norm: &mut BatchNorm2d, tensors: &TensorMap, path: &str) -> Result<()> {
+pub(crate) fn fill_running_stats(norm: &mut BatchNorm2d, tensors: &LazyTensors, path: &str) -> Result<()> {
     let channels = norm.running_mean.dims()[0];
     let device = norm.running_mean.device();
     let fetch = |name: &str| -> Result<Tensor<1>> {
         let key = format!("{path}.{name}");
-        let data: &TensorData = tensors.get(&key).ok_or_else(|| Error::MissingTensor {
+        let stored = tensors.get(&key).ok_or_else(|| Error::MissingTensor {
             key: key.clone(),
             file: "the given tensors".into(),
             fix: "the checkpoint lacks the batch norm's running statistics; was it saved without buffers?".into(),
         })?;
-        if data.shape().as_slice() != [channels] {
-            return Err(Error::ShapeMismatch { path: path.into(), tensor: name.into(), expected: vec![channels], actual: data.shape().to_vec() });
+        if stored.shape() != [channels] {
+            return Err(Error::ShapeMismatch { path: path.into(), tensor: name.into(), expected: vec![channels], actual: stored.shape().to_vec() });
         }
-        Ok(Tensor::from_data(data.clone().convert::<f32>(), &device))
+        Ok(Tensor::from_data(stored.read()?.convert::<f32>(), &device))
     };
     norm.running_mean = fetch("running_mean")?;
     norm.running_var = fetch("running_var")?;
     // Only bookkeeping (it does not change the output); absent in some exports.
     if let Some(count) = tensors.get(&format!("{path}.num_batches_tracked")) {
-        norm.num_batches_tracked = count.clone().convert::<i64>().iter::<i64>().next().unwrap_or_default();
+        norm.num_batches_tracked = count.read()?.convert::<i64>().iter::<i64>().next().unwrap_or_default();
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 use peft_core::{AdapterSites, Result};
-use peft_io::tensors::TensorMap;
+use peft_io::stored::LazyTensors;
 use peft_io::weights::{LoadOptions, load_into, read_model_tensors};
 use std::path::Path;
 
@@ -37,7 +37,7 @@ pub(crate) fn legacy_target_names(name: &str) -> Vec<String> {
 }
 
 /// The folder's tensors with ViT keys renamed.
-fn read(dir: &Path) -> Result<TensorMap> {
+fn read(dir: &Path) -> Result<LazyTensors> {
     Ok(rename_keys(read_model_tensors(dir)?, vit_key))
 }
 

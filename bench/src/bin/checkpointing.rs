@@ -1,0 +1,111 @@
+//! `checkpointing report OUT.md [--quick]`: the training step of every peft variant of the bench
+//! workload with and without Burn's balanced gradient checkpointing (what `peft train
+//! --gradient-checkpointing` turns on), each in its own process: step time and peak memory, as a
+//! Markdown table. `checkpointing measure VARIANT on|off [--quick]` is that child.
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use peft_bench::memory::{mib, reset_peak, rss};
+use peft_bench::stats::Summary;
+use peft_bench::workload::{Trainer, Variant, Workload};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const USAGE: &str = "usage: checkpointing report OUT.md [--quick] | checkpointing measure VARIANT on|off [--quick]";
+
+/// The variants compared: the frozen base and every peft method of the bench.
+const VARIANTS: [Variant; 5] = [Variant::Frozen, Variant::PeftLora, Variant::PeftDora, Variant::PeftPromptTuning, Variant::PeftPrefixTuning];
+
+#[derive(Serialize, Deserialize)]
+struct Measure {
+    median_ms: f64,
+    peak_extra_mb: f64,
+    loss: f32,
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let workload = if quick { Workload::quick() } else { Workload::full() };
+    match (args.first().map(String::as_str), args.get(1), args.get(2)) {
+        (Some("measure"), Some(variant), Some(on)) => {
+            peft_bench::use_threads()?;
+            let measure = measure(Variant::from_name(variant)?, on == "on", &workload)?;
+            println!("{}", serde_json::to_string(&measure)?);
+            Ok(())
+        }
+        (Some("report"), Some(out), _) => report(Path::new(out), quick),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// Steps of `variant` on a flex autodiff device, checkpointed or not: median step time and the
+/// peak growth of resident memory over the built model.
+fn measure(variant: Variant, checkpointed: bool, workload: &Workload) -> Result<Measure> {
+    let mut device = Device::flex().autodiff();
+    if checkpointed {
+        device = device.gradient_checkpointing();
+    }
+    let mut trainer = Trainer::new(variant, workload, &device)?;
+    trainer.materialize();
+    let base = rss()?.current;
+    anyhow::ensure!(reset_peak(), "this kernel cannot reset VmHWM");
+    let mut times = Vec::new();
+    let mut loss = f32::NAN;
+    for i in 0..workload.warmup + workload.steps {
+        let clock = Instant::now();
+        loss = trainer.step()?;
+        if i >= workload.warmup {
+            times.push(clock.elapsed());
+        }
+    }
+    let peak = rss()?.peak;
+    let times = Summary::of(&times).context("no timed steps")?;
+    Ok(Measure { median_ms: times.median_ms, peak_extra_mb: mib(peak.saturating_sub(base)), loss })
+}
+
+fn report(out: &Path, quick: bool) -> Result<()> {
+    let mut table = String::from(
+        "| variant | step ms | step ms, checkpointed | time ratio | peak MB | peak MB, checkpointed | memory ratio | same loss |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for variant in VARIANTS {
+        eprintln!("checkpointing: {} ...", variant.name());
+        let plain = child(variant, false, quick)?;
+        let checkpointed = child(variant, true, quick)?;
+        writeln!(
+            table,
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {} |",
+            variant.name(),
+            plain.median_ms,
+            checkpointed.median_ms,
+            checkpointed.median_ms / plain.median_ms,
+            plain.peak_extra_mb,
+            checkpointed.peak_extra_mb,
+            checkpointed.peak_extra_mb / plain.peak_extra_mb.max(f64::MIN_POSITIVE),
+            if (plain.loss - checkpointed.loss).abs() <= 1e-5 * plain.loss.abs().max(1.0) { "yes" } else { "no" },
+        )?;
+    }
+    std::fs::write(out, &table).with_context(|| format!("cannot write {}", out.display()))?;
+    print!("{table}");
+    Ok(())
+}
+
+/// `checkpointing measure VARIANT on|off` in a fresh process, so that its peak is its own.
+fn child(variant: Variant, checkpointed: bool, quick: bool) -> Result<Measure> {
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["measure", variant.name(), if checkpointed { "on" } else { "off" }]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let output = cmd.output().context("cannot start the measuring process")?;
+    if !output.status.success() {
+        bail!("measuring {} failed: {}", variant.name(), String::from_utf8_lossy(&output.stderr));
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim()).with_context(|| format!("unreadable measure: {line}"))
+}
