@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     let before = accuracy(predict(&model.valid(), &eval_set, 64, &infer)?, &eval_set)?;
     println!("held-out accuracy before training: {before:.3} (majority class {majority:.3})");
 
-    let options = TrainOptions { steps: args.steps, batch_size: 16, lr: 2e-3, weight_decay: 0.01, seed: args.seed, eval_every: args.eval_every };
+    let options = TrainOptions { eval_every: args.eval_every, ..TrainOptions::new(args.steps, 16, 2e-3, args.seed) };
     let train_started = Instant::now();
     let (model, history) = train(model, &train_set, (args.eval_every > 0).then_some(&eval_set), &options, &device)?;
     let train_secs = train_started.elapsed().as_secs_f32();

@@ -17,6 +17,7 @@ use crate::data::{Row, column, label_ids, read_rows};
 use crate::rng::Rng;
 use crate::train::batch::truncate_keep_last;
 use crate::train::method::method_config;
+use crate::train::schedule::LrScheduler;
 use crate::train::{EvalPoint, History, TrainOptions, causal, classify};
 
 /// Arguments of `peft train`.
@@ -111,12 +112,23 @@ pub struct Args {
     /// Optimizer steps.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Examples per step.
+    /// Examples per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// AdamW learning rate.
+    /// Batches whose gradients add up to one optimizer step: each step then sees
+    /// batch-size x N examples, with the memory of one batch.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub gradient_accumulation_steps: usize,
+    /// AdamW learning rate (the peak, with a schedule).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// How the learning rate moves: constant, or linear / cosine decay to 0 at the last step
+    /// (transformers' schedules), each after --warmup-steps.
+    #[arg(long, value_enum, default_value_t = LrScheduler::Constant)]
+    pub lr_scheduler: LrScheduler,
+    /// Steps of linear warm-up from 0 to --lr.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warmup_steps: usize,
     /// Tokens per example at most.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
@@ -137,6 +149,19 @@ pub struct Args {
     /// listed at the end); 0: only before and after training.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
+    /// Write a checkpoint every N steps into OUTPUT/checkpoint-STEP (the adapter, the optimizer
+    /// state and the run's progress); 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub save_every: usize,
+    /// Continue an interrupted run from a checkpoint folder (or from the latest checkpoint in a
+    /// folder of them), with the flags of the run that wrote it; the result equals an
+    /// uninterrupted run's.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Recompute cheap activations in the backward pass instead of keeping them (Burn's balanced
+    /// gradient checkpointing): less memory, a little more time, the same result.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// What the model folder is trained as.
@@ -160,9 +185,20 @@ pub fn run(mut args: Args) -> Result<()> {
         None => Tokenizer::from_dir(&args.model)?,
     };
     let (train_rows, eval_rows) = &split_rows(&args)?;
-    let options =
-        TrainOptions { steps: args.steps, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.01, seed: args.seed, eval_every: args.eval_every };
-    let device = peft::device::device(&args.device)?.autodiff();
+    let options = TrainOptions {
+        grad_accum: args.gradient_accumulation_steps,
+        scheduler: args.lr_scheduler,
+        warmup_steps: args.warmup_steps,
+        eval_every: args.eval_every,
+        save_every: args.save_every,
+        checkpoint_output: Some(args.output.clone()),
+        resume: args.resume.clone(),
+        ..TrainOptions::new(args.steps, args.batch_size, args.lr, args.seed)
+    };
+    let mut device = peft::device::device(&args.device)?.autodiff();
+    if args.gradient_checkpointing {
+        device = device.gradient_checkpointing();
+    }
     // The backend's generator draws the fresh head, the adapter's init and dropout masks.
     device.seed(args.seed);
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
@@ -209,13 +245,28 @@ fn summary(args: &Args, train_rows: usize, eval_rows: usize, metrics: Vec<(Strin
         ("steps".into(), args.steps.to_string()),
         ("batch size".into(), args.batch_size.to_string()),
         ("optimizer".into(), format!("AdamW, lr {}, weight decay 0.01", args.lr)),
+        ("learning-rate schedule".into(), schedule_summary(args)),
         ("max length".into(), args.max_length.to_string()),
         ("seed".into(), args.seed.to_string()),
     ];
+    if args.gradient_checkpointing {
+        hyperparameters.push(("gradient checkpointing".into(), "on".into()));
+    }
+    if args.gradient_accumulation_steps > 1 {
+        hyperparameters.push(("gradient accumulation".into(), format!("{} batches a step", args.gradient_accumulation_steps)));
+    }
     if args.eval_every > 0 {
         hyperparameters.push(("evaluation every".into(), format!("{} steps", args.eval_every)));
     }
     TrainingSummary { data: Some(format!("`{}`, {train_rows} rows", file(&args.data))), eval_data: Some(eval_data), hyperparameters, metrics }
+}
+
+/// `linear, 10 warm-up steps` (transformers' name of the schedule).
+fn schedule_summary(args: &Args) -> String {
+    match args.warmup_steps {
+        0 => args.lr_scheduler.name().to_string(),
+        n => format!("{}, {n} warm-up steps", args.lr_scheduler.name()),
+    }
 }
 
 /// A `--tokenizer FILE` is copied into the adapter folder, so `peft predict --adapter DIR` finds
