@@ -89,8 +89,13 @@ impl<S: DecoderStack> DecoderLm for DecoderForCausalLm<S> {
 impl<S: DecoderStack> DecoderForCausalLm<S> {
     /// A new model for a validated `config`, weights drawn from `N(0, initializer_range)`.
     pub fn new(config: &S::Config, device: &Device) -> Self {
+        Self::build(config, true, device)
+    }
+
+    /// [`DecoderForCausalLm::new`], its head tied only with `tied` (loaders tie after loading).
+    fn build(config: &S::Config, tied: bool, device: &Device) -> Self {
         let transformer = S::build(config, device);
-        let lm_head = new_lm_head(config, &transformer, device);
+        let lm_head = new_lm_head(config, &transformer, tied, device);
         DecoderForCausalLm { transformer, lm_head, config: config.clone() }
     }
 
@@ -109,7 +114,7 @@ impl<S: DecoderStack> DecoderForCausalLm<S> {
     /// read); the config is validated first.
     pub fn from_pretrained_with_config(dir: impl AsRef<Path>, config: S::Config, device: &Device) -> Result<Self> {
         config.check()?;
-        let mut model = load_transformer(Self::new(&config, device), dir.as_ref(), tied_optional(&config))?;
+        let mut model = load_transformer(Self::build(&config, false, device), dir.as_ref(), tied_optional(&config))?;
         if config.tie_word_embeddings() {
             tie(&mut model.lm_head, model.transformer.embeddings());
         }

@@ -220,10 +220,11 @@ pub(crate) fn head_keys(heads: &[String]) -> Vec<String> {
 }
 
 /// A fresh `lm_head` (`hidden_size -> vocab_size`, no bias), tied to `stack`'s embeddings when
-/// the config says so.
-pub(crate) fn new_lm_head<S: DecoderStack>(config: &S::Config, stack: &S, device: &Device) -> AdaptedLinear {
+/// the config says so and `tied`. Loaders pass `tied = false` and tie after loading: tying reads
+/// the table, which would draw a random one only for the loader to replace it.
+pub(crate) fn new_lm_head<S: DecoderStack>(config: &S::Config, stack: &S, tied: bool, device: &Device) -> AdaptedLinear {
     let mut lm_head = crate::layers::linear(config.hidden_size(), config.vocab_size(), false, config.initializer_range(), device);
-    if config.tie_word_embeddings() {
+    if tied && config.tie_word_embeddings() {
         tie(&mut lm_head, stack.embeddings());
     }
     lm_head
@@ -234,15 +235,19 @@ pub(crate) fn tied_optional(config: &impl DecoderConfig) -> Vec<String> {
     if config.tie_word_embeddings() { vec!["lm_head.weight".to_string()] } else { Vec::new() }
 }
 
-/// Sets `lm_head`'s weight to a copy of the embedding table, keeping its id and `require_grad`:
-/// adapters can target either, and a full fine-tune of one does not move the other.
+/// Sets `lm_head`'s weight to the embedding table seen as Burn's linear layout (a transposed view
+/// of the same storage: no copy), keeping its own id and `require_grad`. Tensors are values, so
+/// the two stay separate parameters: adapters can target either, and an update of one (a full
+/// fine-tune, a merge, a cast) makes a new tensor and leaves the other as it was.
 pub(crate) fn tie(lm_head: &mut AdaptedLinear, table: &AdaptedEmbedding) {
     let weight = lm_head.base_layer.weight.clone();
-    let device = weight.lazy_device();
-    // Embedding `[vocab, hidden]` is Burn linear `[hidden, vocab]`; copied, not shared.
-    let data = table.base_layer.weight.val().detach().transpose().into_data();
+    // Embedding `[vocab, hidden]` is Burn linear `[hidden, vocab]`. Transposed off the autodiff
+    // graph, so that the view enters it as a leaf of its own (autodiff cannot track a view made
+    // by a recorded transpose).
+    let table = table.base_layer.weight.val();
+    let view = if table.is_autodiff() { Tensor::from_inner(table.inner().transpose()) } else { table.transpose() };
     let id = weight.id;
-    lm_head.base_layer.weight = Param::transform_for_load(weight, Tensor::from_data(data, &device), id);
+    lm_head.base_layer.weight = Param::transform_for_load(weight, view, id);
 }
 
 /// `[("lm_head.weight", "{prefix}{embeddings}.weight")]` when tied, else none: the head holds a

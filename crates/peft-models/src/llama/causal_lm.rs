@@ -31,8 +31,13 @@ pub struct LlamaForCausalLM {
 impl LlamaForCausalLM {
     /// A new model for a validated `config`, weights drawn from `N(0, initializer_range)`.
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
+        Self::build(config, true, device)
+    }
+
+    /// [`LlamaForCausalLM::new`], its head tied only with `tied` (loaders tie after loading).
+    pub(crate) fn build(config: &LlamaConfig, tied: bool, device: &Device) -> Self {
         let model = LlamaModel::new(config, device);
-        let lm_head = new_lm_head(config, &model, device);
+        let lm_head = new_lm_head(config, &model, tied, device);
         LlamaForCausalLM { model, lm_head, config: config.clone() }
     }
 
@@ -54,7 +59,7 @@ impl LlamaForCausalLM {
         config.validate()?;
         config.name_or_path.get_or_insert_with(|| dir.as_ref().display().to_string());
         let options = LoadOptions { prefixes: Vec::new(), optional: tied_optional(&config) };
-        let mut model = load_from_dir(Self::new(&config, device), dir.as_ref(), &options)?;
+        let mut model = load_from_dir(Self::build(&config, false, device), dir.as_ref(), &options)?;
         if config.tie_word_embeddings {
             tie(&mut model.lm_head, &model.model.embed_tokens);
         }

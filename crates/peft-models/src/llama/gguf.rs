@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::config::LlamaConfig;
 use crate::config_file::TokenIds;
 use super::causal_lm::LlamaForCausalLM;
+use crate::causal::tie;
 
 /// GGUF name of a per-layer tensor (`blk.N.<name>`) and its transformers module under
 /// `model.layers.N`.
@@ -121,7 +122,7 @@ fn bad(file: &GgufFile, key: &str, value: &Value, want: &str) -> Error {
 impl LlamaForCausalLM {
     /// Loads a llama.cpp GGUF file (`general.architecture = llama`): the config from its
     /// metadata ([`LlamaConfig::from_gguf`]), every tensor dequantized to `f32` and renamed to
-    /// transformers' keys ([`gguf_tensor_key`]), q/k rows un-permuted, and `lm_head` a copy of
+    /// transformers' keys ([`gguf_tensor_key`]), q/k rows un-permuted, and `lm_head` tied to
     /// the embedding when the file has no `output.weight`.
     ///
     /// # Errors
@@ -132,16 +133,21 @@ impl LlamaForCausalLM {
         let config = LlamaConfig::from_gguf(&file)?;
         let path = file.path().to_path_buf();
         let tensors = read_tensors(file, &config);
-        let model = load_into(Self::new(&config, device), &tensors, &LoadOptions::default()).map_err(|e| match e {
+        let optional = if config.tie_word_embeddings { vec!["lm_head.weight".to_string()] } else { Vec::new() };
+        let options = LoadOptions { prefixes: Vec::new(), optional };
+        let mut model = load_into(Self::build(&config, false, device), &tensors, &options).map_err(|e| match e {
             Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: path, fix },
             other => other,
         })?;
+        if config.tie_word_embeddings {
+            tie(&mut model.lm_head, &model.model.embed_tokens);
+        }
         Ok(model)
     }
 }
 
-/// Every tensor of the file under its transformers key, PyTorch layout, q/k un-permuted; the
-/// embedding doubles as `lm_head.weight` when the head is tied. Each tensor is dequantized when
+/// Every tensor of the file under its transformers key, PyTorch layout, q/k un-permuted (a tied
+/// head is tied after loading, sharing the table). Each tensor is dequantized when
 /// the loader sets its parameter, so the `f32` copies never all exist beside the model.
 fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
     let file = Arc::new(file);
@@ -171,11 +177,6 @@ fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
     }
     if !unknown.is_empty() {
         log::warn!("{}: ignored tensors a Llama model has no place for: {}", file.path().display(), unknown.join(", "));
-    }
-    if config.tie_word_embeddings
-        && let Some(table) = out.get("model.embed_tokens.weight")
-    {
-        out.insert("lm_head.weight".into(), table.clone());
     }
     out
 }
