@@ -6,8 +6,9 @@
 //! load in): a ratio of 1.0 means nothing beyond the model itself was held at any point.
 
 use anyhow::{Context, Result};
-use burn::module::Module;
-use burn::tensor::Device;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use peft::AdapterSites;
 use peft::io::export::model_tensors;
 use peft::io::tensors::write_safetensors;
 use peft::models::auto::AutoModel;
@@ -23,7 +24,8 @@ use crate::memory::{reset_peak, rss};
 pub struct LoadMeasure {
     /// Bytes of the files read.
     pub file_bytes: u64,
-    /// Bytes of the loaded parameters (`f32`).
+    /// Bytes of the loaded parameters (`f32`), a tied copy (`lm_head` sharing the embedding's
+    /// storage) counted once.
     pub param_bytes: u64,
     /// Growth of the resident high-water mark during the load.
     pub peak_growth: u64,
@@ -55,7 +57,9 @@ pub fn measure(path: &Path) -> Result<LoadMeasure> {
     let seconds = start.elapsed().as_secs_f64();
     let after = rss()?;
     anyhow::ensure!(exact, "this kernel cannot reset VmHWM; the peak would include what came before the load");
-    let param_bytes = model.num_params() as u64 * 4;
+    let mut unique = UniqueParams { tied_copies: model.tied_weights().into_iter().map(|(copy, _)| copy).collect(), ..Default::default() };
+    model.visit(&mut unique);
+    let param_bytes = unique.count as u64 * 4;
     drop(model);
     Ok(LoadMeasure { file_bytes, param_bytes, peak_growth: after.peak.saturating_sub(before.current), seconds })
 }
@@ -111,4 +115,32 @@ pub fn generate(dir: &Path, layers: usize) -> Result<()> {
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
     std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)?)?;
     Ok(())
+}
+
+/// Counts parameter elements, leaving out tied copies (by transformers key).
+#[derive(Default)]
+struct UniqueParams {
+    path: Vec<String>,
+    tied_copies: Vec<String>,
+    count: usize,
+}
+
+impl ModuleVisitor for UniqueParams {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // An enum variant (`AutoModel::Llama`) is no level of transformers' keys.
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let key = self.path.iter().filter(|s| *s != "base_layer").cloned().collect::<Vec<_>>().join(".");
+        if !self.tied_copies.contains(&key) {
+            self.count += param.lazy_shape().num_elements();
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! `checkpointing report OUT.md [--quick]`: the training step of every peft variant of the bench
 //! workload with and without Burn's balanced gradient checkpointing (what `peft train
 //! --gradient-checkpointing` turns on), each in its own process: step time and peak memory, as a
-//! Markdown table. `checkpointing measure VARIANT on|off [--quick]` is that child.
+//! Markdown table. `--seq N` and `--steps N` change the workload's sequence length and timed
+//! steps (activations grow with the sequence). `checkpointing measure VARIANT on|off [flags]` is
+//! that child.
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-const USAGE: &str = "usage: checkpointing report OUT.md [--quick] | checkpointing measure VARIANT on|off [--quick]";
+const USAGE: &str = "usage: checkpointing report OUT.md [--quick] [--seq N] [--steps N] | checkpointing measure VARIANT on|off [same flags]";
 
 /// The variants compared: the frozen base and every peft method of the bench.
 const VARIANTS: [Variant; 5] = [Variant::Frozen, Variant::PeftLora, Variant::PeftDora, Variant::PeftPromptTuning, Variant::PeftPrefixTuning];
@@ -29,7 +31,24 @@ struct Measure {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let workload = if quick { Workload::quick() } else { Workload::full() };
+    let mut workload = if quick { Workload::quick() } else { Workload::full() };
+    let number = |flag: &str| -> Result<Option<usize>> {
+        let Some(i) = args.iter().position(|a| a == flag) else { return Ok(None) };
+        let value = args.get(i + 1).with_context(|| format!("{flag} needs a number"))?;
+        Ok(Some(value.parse().with_context(|| format!("{flag} {value}: not a number"))?))
+    };
+    let passed: Vec<String> = ["--seq", "--steps"]
+        .iter()
+        .filter_map(|f| args.iter().position(|a| a == f).map(|i| args[i..(i + 2).min(args.len())].to_vec()))
+        .flatten()
+        .chain(quick.then(|| "--quick".to_string()))
+        .collect();
+    if let Some(seq) = number("--seq")? {
+        workload.seq = seq;
+    }
+    if let Some(steps) = number("--steps")? {
+        workload.steps = steps;
+    }
     match (args.first().map(String::as_str), args.get(1), args.get(2)) {
         (Some("measure"), Some(variant), Some(on)) => {
             peft_bench::use_threads()?;
@@ -37,7 +56,7 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&measure)?);
             Ok(())
         }
-        (Some("report"), Some(out), _) => report(Path::new(out), quick),
+        (Some("report"), Some(out), _) => report(Path::new(out), &workload, &passed),
         _ => bail!("{USAGE}"),
     }
 }
@@ -49,6 +68,8 @@ fn measure(variant: Variant, checkpointed: bool, workload: &Workload) -> Result<
     if checkpointed {
         device = device.gradient_checkpointing();
     }
+    // The same weights and batch in both processes, so that their losses can be compared.
+    device.seed(0);
     let mut trainer = Trainer::new(variant, workload, &device)?;
     trainer.materialize();
     let base = rss()?.current;
@@ -67,15 +88,16 @@ fn measure(variant: Variant, checkpointed: bool, workload: &Workload) -> Result<
     Ok(Measure { median_ms: times.median_ms, peak_extra_mb: mib(peak.saturating_sub(base)), loss })
 }
 
-fn report(out: &Path, quick: bool) -> Result<()> {
-    let mut table = String::from(
+fn report(out: &Path, workload: &Workload, flags: &[String]) -> Result<()> {
+    let mut table = format!("Batch {} x seq {}, {} timed steps after {} warm-up steps.\n\n", workload.batch, workload.seq, workload.steps, workload.warmup);
+    table.push_str(
         "| variant | step ms | step ms, checkpointed | time ratio | peak MB | peak MB, checkpointed | memory ratio | same loss |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for variant in VARIANTS {
         eprintln!("checkpointing: {} ...", variant.name());
-        let plain = child(variant, false, quick)?;
-        let checkpointed = child(variant, true, quick)?;
+        let plain = child(variant, false, flags)?;
+        let checkpointed = child(variant, true, flags)?;
         writeln!(
             table,
             "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {} |",
@@ -95,13 +117,11 @@ fn report(out: &Path, quick: bool) -> Result<()> {
 }
 
 /// `checkpointing measure VARIANT on|off` in a fresh process, so that its peak is its own.
-fn child(variant: Variant, checkpointed: bool, quick: bool) -> Result<Measure> {
+fn child(variant: Variant, checkpointed: bool, flags: &[String]) -> Result<Measure> {
     let exe = std::env::current_exe().context("cannot find this program")?;
     let mut cmd = Command::new(exe);
     cmd.args(["measure", variant.name(), if checkpointed { "on" } else { "off" }]);
-    if quick {
-        cmd.arg("--quick");
-    }
+    cmd.args(flags);
     let output = cmd.output().context("cannot start the measuring process")?;
     if !output.status.success() {
         bail!("measuring {} failed: {}", variant.name(), String::from_utf8_lossy(&output.stderr));
