@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod attach;
+pub mod child;
 pub mod loading;
 pub mod memory;
 pub mod stats;

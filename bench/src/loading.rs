@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 use peft::AdapterSites;
 use peft::io::export::model_tensors;
 use peft::io::tensors::write_safetensors;
+use peft::io::weights::is_variant;
 use peft::models::auto::AutoModel;
 use peft::models::llama::{LlamaConfig, LlamaForCausalLM};
 use serde::{Deserialize, Serialize};
@@ -128,12 +129,12 @@ struct UniqueParams {
 impl ModuleVisitor for UniqueParams {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         // An enum variant (`AutoModel::Llama`) is no level of transformers' keys.
-        if !container_type.starts_with("Enum:") {
+        if !is_variant(container_type) {
             self.path.push(name.to_string());
         }
     }
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
+        if !is_variant(container_type) {
             self.path.pop();
         }
     }

@@ -9,13 +9,13 @@
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use peft_bench::attach;
+use peft_bench::child::{print_json, run_self};
 use peft_bench::memory::{mib, reset_peak, rss};
 use peft_bench::stats::Summary;
 use peft_bench::workload::{Trainer, Variant, Workload};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Decoder layers of the large-model attach: Llama-70B's 80, or 2 with `--quick`.
@@ -76,11 +76,6 @@ fn main() -> Result<()> {
         Mode::Attach(layers) => print_json(&attach::run(layers, &Device::flex())?),
         Mode::Interleaved => print_json(&run_interleaved(&workload)?),
     }
-}
-
-fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
 }
 
 /// One variant's timings and memory.
@@ -156,22 +151,6 @@ fn run_interleaved(workload: &Workload) -> Result<serde_json::Map<String, Value>
     Ok(out)
 }
 
-/// Runs this binary again with `args` and parses the JSON line it prints last.
-fn child(args: &[String]) -> Result<Value> {
-    let exe = std::env::current_exe().context("cannot find this binary")?;
-    let output = Command::new(&exe)
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {} {}", exe.display(), args.join(" ")))?;
-    if !output.status.success() {
-        bail!("`peft-bench {}` failed with {}", args.join(" "), output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().context("the child printed nothing")?;
-    serde_json::from_str(line).with_context(|| format!("the child printed `{line}`, not JSON"))
-}
-
 fn parent(folder: &Path, workload: &Workload, quick: bool) -> Result<()> {
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let quick_arg: Vec<String> = if quick { vec!["--quick".into()] } else { Vec::new() };
@@ -181,7 +160,7 @@ fn parent(folder: &Path, workload: &Workload, quick: bool) -> Result<()> {
     for variant in Variant::ALL {
         eprintln!("peft-bench: {} ...", variant.name());
         let args: Vec<String> = ["--variant".to_string(), variant.name().to_string()].into_iter().chain(quick_arg.clone()).collect();
-        let result = child(&args)?;
+        let result = run_self::<Value>(&args)?;
         eprintln!(
             "  median {:.1} ms (min {:.1}, max {:.1}), peak +{:.1} MB",
             result["median_ms"].as_f64().unwrap_or(f64::NAN),
@@ -192,7 +171,7 @@ fn parent(folder: &Path, workload: &Workload, quick: bool) -> Result<()> {
         variants.insert(variant.name().into(), result);
     }
     eprintln!("peft-bench: all variants interleaved ...");
-    let interleaved = child(&["--interleaved".to_string()].into_iter().chain(quick_arg.clone()).collect::<Vec<_>>())?;
+    let interleaved = run_self::<Value>(&["--interleaved".to_string()].into_iter().chain(quick_arg.clone()).collect::<Vec<_>>())?;
     for variant in Variant::ALL {
         let times = &interleaved[variant.name()];
         eprintln!(
@@ -208,7 +187,7 @@ fn parent(folder: &Path, workload: &Workload, quick: bool) -> Result<()> {
     }
     let layers = if quick { ATTACH_LAYERS_QUICK } else { ATTACH_LAYERS };
     eprintln!("peft-bench: attaching LoRA to a {layers}-layer 8192-wide Llama ...");
-    let attach = child(&["--attach".to_string(), layers.to_string()])?;
+    let attach = run_self::<Value>(&["--attach".to_string(), layers.to_string()])?;
     eprintln!(
         "  get_peft_model {:.2} s, peak RSS {:.0} MB, lazy base: {}",
         attach["attach_s"].as_f64().unwrap_or(f64::NAN),

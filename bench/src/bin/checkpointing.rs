@@ -7,13 +7,13 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use peft_bench::child::{print_json, run_self};
 use peft_bench::memory::{mib, reset_peak, rss};
 use peft_bench::stats::Summary;
 use peft_bench::workload::{Trainer, Variant, Workload};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 const USAGE: &str = "usage: checkpointing report OUT.md [--quick] [--seq N] [--steps N] | checkpointing measure VARIANT on|off [same flags]";
@@ -37,12 +37,6 @@ fn main() -> Result<()> {
         let value = args.get(i + 1).with_context(|| format!("{flag} needs a number"))?;
         Ok(Some(value.parse().with_context(|| format!("{flag} {value}: not a number"))?))
     };
-    let passed: Vec<String> = ["--seq", "--steps"]
-        .iter()
-        .filter_map(|f| args.iter().position(|a| a == f).map(|i| args[i..(i + 2).min(args.len())].to_vec()))
-        .flatten()
-        .chain(quick.then(|| "--quick".to_string()))
-        .collect();
     if let Some(seq) = number("--seq")? {
         workload.seq = seq;
     }
@@ -52,11 +46,10 @@ fn main() -> Result<()> {
     match (args.first().map(String::as_str), args.get(1), args.get(2)) {
         (Some("measure"), Some(variant), Some(on)) => {
             peft_bench::use_threads()?;
-            let measure = measure(Variant::from_name(variant)?, on == "on", &workload)?;
-            println!("{}", serde_json::to_string(&measure)?);
-            Ok(())
+            print_json(&measure(Variant::from_name(variant)?, on == "on", &workload)?)
         }
-        (Some("report"), Some(out), _) => report(Path::new(out), &workload, &passed),
+        // The children get the report's own flags (`--quick`, `--seq`, `--steps`).
+        (Some("report"), Some(out), _) => report(Path::new(out), &workload, &args[2..]),
         _ => bail!("{USAGE}"),
     }
 }
@@ -118,14 +111,6 @@ fn report(out: &Path, workload: &Workload, flags: &[String]) -> Result<()> {
 
 /// `checkpointing measure VARIANT on|off` in a fresh process, so that its peak is its own.
 fn child(variant: Variant, checkpointed: bool, flags: &[String]) -> Result<Measure> {
-    let exe = std::env::current_exe().context("cannot find this program")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["measure", variant.name(), if checkpointed { "on" } else { "off" }]);
-    cmd.args(flags);
-    let output = cmd.output().context("cannot start the measuring process")?;
-    if !output.status.success() {
-        bail!("measuring {} failed: {}", variant.name(), String::from_utf8_lossy(&output.stderr));
-    }
-    let line = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(line.trim()).with_context(|| format!("unreadable measure: {line}"))
+    let mode = ["measure", variant.name(), if checkpointed { "on" } else { "off" }];
+    run_self(&mode.iter().map(|a| a.to_string()).chain(flags.iter().cloned()).collect::<Vec<_>>())
 }

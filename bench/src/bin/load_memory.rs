@@ -3,11 +3,11 @@
 //! `load-memory measure PATH` is that child: it loads one model and prints its figures as JSON.
 
 use anyhow::{Context, Result, bail};
+use peft_bench::child::{print_json, run_self};
 use peft_bench::loading::{LoadMeasure, generate, measure};
 use peft_bench::memory::mib;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const USAGE: &str = "usage: load-memory report OUT.md [--layers N] [--assets DIR] | load-memory measure PATH";
 
@@ -17,8 +17,7 @@ fn main() -> Result<()> {
     match (args.first().map(String::as_str), args.get(1)) {
         (Some("measure"), Some(path)) => {
             peft_bench::use_threads()?;
-            println!("{}", serde_json::to_string(&measure(Path::new(path))?)?);
-            Ok(())
+            print_json(&measure(Path::new(path))?)
         }
         (Some("report"), Some(out)) => {
             let layers = flag("--layers").map(|n| n.parse()).transpose().context("--layers: not a count")?.unwrap_or(20);
@@ -66,11 +65,5 @@ fn report(out: &Path, layers: usize, assets: &Path) -> Result<()> {
 
 /// Runs `load-memory measure PATH` in a fresh process, so that its high-water mark is its own.
 fn child(path: &Path) -> Result<LoadMeasure> {
-    let exe = std::env::current_exe().context("cannot find this program")?;
-    let output = Command::new(exe).arg("measure").arg(path).output().context("cannot start the measuring process")?;
-    if !output.status.success() {
-        bail!("measuring {} failed: {}", path.display(), String::from_utf8_lossy(&output.stderr));
-    }
-    let line = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(line.trim()).with_context(|| format!("unreadable measure: {line}"))
+    run_self(&["measure".to_string(), path.display().to_string()])
 }
