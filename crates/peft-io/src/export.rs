@@ -22,6 +22,14 @@ pub fn model_tensors<M: AdapterSites>(model: &M) -> Result<Vec<(String, TensorDa
     model.visit(&mut params);
     let mut values = Values::default();
     model.visit(&mut values);
+    // A packed layer's parameter is a placeholder; its values are the dequantized blocks.
+    model.visit_sites(&mut |_, site| {
+        if let SiteMut::Linear(l) = site
+            && l.packed.is_some()
+        {
+            values.0.insert(l.base_layer.weight.id, l.base_weight().into_data());
+        }
+    });
     let tied: Vec<String> = model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
 
     let mut out = Vec::new();

@@ -61,3 +61,20 @@ fn every_block_format_dequantizes_like_python() {
         assert_eq!(got, want, "{name} differs from gguf.quants.dequantize");
     }
 }
+
+#[test]
+fn k_quant_blocks_dequantize_like_python() {
+    let file = GgufFile::open(fixtures().join("kquants.gguf")).expect("opens");
+    let expected = read_safetensors(&fixtures().join("kquants_dequant.safetensors")).expect("reads");
+    assert_eq!(expected.len(), 3, "Q4_K, Q5_K, Q6_K");
+    for (name, want) in &expected {
+        let info = file.tensor_info(name).unwrap_or_else(|| panic!("tensor `{name}` is missing"));
+        assert_eq!(info.shape, vec![4, 512], "{name}");
+        let got = file.read_tensor(name).expect("reads");
+        let (got, want) = (got.try_to_vec::<f32>().expect("f32"), want.try_to_vec::<f32>().expect("f32"));
+        let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1e-3)).fold(0.0f32, f32::max);
+        // gguf-py computes in f32 in another order of operations (d·sc first, or not), so the
+        // last bit may differ; anything beyond is a layout mistake.
+        assert!(worst < 1e-5, "{name} differs from gguf.quants.dequantize by {worst} (relative)");
+    }
+}

@@ -180,7 +180,7 @@ pub fn decompose_bases<M: AdapterSites>(model: &mut M, name: &str, config: &Lora
         shared |= site.adapters.names().len() > 1;
         let r = config.rank_for(path);
         // In f32 whatever the base's type; the residual returns to it in `replace_base_weight`.
-        match split(init, path, to_adapter_dtype(site.base_layer.weight.val()), r, config.scaling_for(path)) {
+        match split(init, path, to_adapter_dtype(site.base_weight()), r, config.scaling_for(path)) {
             Ok(Some(split)) => splits.push((path.to_string(), split)),
             Ok(None) => {}
             Err(e) => error = Some(e),

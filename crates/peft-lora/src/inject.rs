@@ -104,7 +104,7 @@ fn plan_site(
             }
             let adapter = match magnitude(tensors, path, &[d_out], &device, &mut keys)? {
                 Some(m) => DoraLinear::new(lora, m),
-                None => DoraLinear::initialised(lora, to_adapter_dtype(site.base_layer.weight.val())),
+                None => DoraLinear::initialised(lora, to_adapter_dtype(site.base_weight())),
             };
             Ok((SiteAdapter::linear(adapter), keys))
         }

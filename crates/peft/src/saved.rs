@@ -97,7 +97,8 @@ fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Resu
                     used.push(key);
                     Tensor::<2>::from_data(data, &device).transpose()
                 }
-                None => base.weight.val(),
+                // A packed base is copied dequantized: the copy trains, so it is f32.
+                None => s.base_weight(),
             };
             let bias = match (&base.bias, tensors) {
                 (Some(_), Some(t)) => {

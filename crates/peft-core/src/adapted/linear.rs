@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::fmt::Debug;
 
 use super::mixed::select_rows;
+use super::packed::PackedBase;
 use super::precision::to_adapter_dtype;
 use super::set::AdapterSet;
 use crate::Result;
@@ -86,6 +87,11 @@ pub struct AdaptedLinear {
     pub adapters: AdapterSet<dyn LinearAdapter>,
     /// Whether checkpoints store the weight `[d_input, d_output]`.
     pub fan_in_fan_out: bool,
+    /// The base weight kept block-quantized (QLoRA; see [`super::packed`]). While set,
+    /// `base_layer.weight` is a placeholder of the right shape that holds no memory (a broadcast
+    /// zero) and every reader of the base weight goes through [`AdaptedLinear::base_weight`].
+    #[module(skip)]
+    pub packed: Option<PackedBase>,
 }
 
 impl AdaptedLinear {
@@ -96,7 +102,70 @@ impl AdaptedLinear {
 
     /// Wraps an existing Burn linear layer.
     pub fn from_linear(base_layer: Linear) -> Self {
-        AdaptedLinear { base_layer, adapters: AdapterSet::default(), fan_in_fan_out: false }
+        AdaptedLinear { base_layer, adapters: AdapterSet::default(), fan_in_fan_out: false, packed: None }
+    }
+
+    /// A layer whose frozen weight stays in `packed` blocks (QLoRA): dequantized inside each
+    /// forward and backward, never held whole. `bias` is `[d_output]`.
+    pub fn from_packed(packed: PackedBase, bias: Option<Tensor<1>>, device: &Device) -> Self {
+        let [d_input, d_output] = packed.dims();
+        let base_layer = Linear {
+            weight: burn::module::Param::from_tensor(placeholder([d_input, d_output], device)).set_require_grad(false),
+            bias: bias.map(|b| burn::module::Param::from_tensor(b).set_require_grad(false)),
+        };
+        AdaptedLinear { base_layer, adapters: AdapterSet::default(), fan_in_fan_out: false, packed: Some(packed) }
+    }
+
+    /// Keeps this layer's base weight as `packed` blocks from now on (its parameter keeps its id
+    /// and is not initialised if it was still lazy). Meant for loaders, before adapters attach.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] when the blocks' `[d_input, d_output]` differ from the layer's.
+    pub fn set_packed(&mut self, packed: PackedBase) -> Result<()> {
+        let (dims, expected) = (packed.dims(), self.dims());
+        if dims != expected {
+            return Err(crate::Error::ShapeMismatch {
+                path: "packed base weight".into(),
+                tensor: "weight".into(),
+                expected: expected.to_vec(),
+                actual: dims.to_vec(),
+            });
+        }
+        let device = self.base_layer.weight.lazy_device();
+        let id = self.base_layer.weight.id;
+        self.base_layer.weight = burn::module::Param::initialized(id, placeholder(dims, &device).set_require_grad(false));
+        self.packed = Some(packed);
+        Ok(())
+    }
+
+    /// The base weight `[d_input, d_output]` in its float type: dequantized to f32 when it is kept
+    /// packed (a copy made for this call).
+    pub fn base_weight(&self) -> Tensor<2> {
+        match &self.packed {
+            Some(packed) => packed.dequantized(&self.base_layer.weight.lazy_device()),
+            None => self.base_layer.weight.val(),
+        }
+    }
+
+    /// Replaces packed blocks by the dequantized f32 weight (for merging, or initialisations
+    /// that rewrite the base); a layer already in float is left as it is.
+    pub fn unpack(&mut self) {
+        if let Some(packed) = self.packed.take() {
+            let weight = packed.dequantized(&self.base_layer.weight.lazy_device());
+            self.base_layer.weight = super::linear_merge::replace(&self.base_layer.weight, weight);
+        }
+    }
+
+    /// The base layer as adapters that read it see it (DoRA's column norms): itself, or for a
+    /// packed layer a float copy made for the call.
+    fn base_for_adapters(&self) -> std::borrow::Cow<'_, Linear> {
+        match &self.packed {
+            None => std::borrow::Cow::Borrowed(&self.base_layer),
+            Some(_) => std::borrow::Cow::Owned(Linear {
+                weight: burn::module::Param::from_tensor(self.base_weight()),
+                bias: self.base_layer.bias.clone(),
+            }),
+        }
     }
 
     /// Marks the checkpoint layout as `[d_input, d_output]` (GPT-2's `Conv1D`).
@@ -156,6 +225,9 @@ impl AdaptedLinear {
     /// The base layer alone, computed in its weight's float type and returned in `x`'s (the same
     /// tensor operations as `Linear::forward` when the types agree).
     fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Some(packed) = &self.packed {
+            return self.packed_forward(packed, x);
+        }
         let dtype = x.dtype();
         let weight_dtype = self.base_layer.weight.val().dtype();
         if dtype == weight_dtype {
@@ -164,11 +236,26 @@ impl AdaptedLinear {
         self.base_layer.forward(x.cast(weight_dtype)).cast(dtype)
     }
 
+    /// `x W + b` with `W` dequantized inside the operation, in f32, returned in `x`'s type.
+    fn packed_forward<const D: usize>(&self, packed: &PackedBase, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let mut dims = x.dims();
+        let [d_input, d_output] = packed.dims();
+        let rows = dims.iter().product::<usize>() / d_input.max(1);
+        let mut y = packed.matmul(to_adapter_dtype(x).reshape([rows, d_input]));
+        if let Some(bias) = &self.base_layer.bias {
+            y = y + to_adapter_dtype(bias.val()).unsqueeze_dim(0);
+        }
+        dims[D - 1] = d_output;
+        y.reshape(dims).cast(dtype)
+    }
+
     fn forward_active(&self, x: Tensor<3>) -> Tensor<3> {
         let adapters: Vec<&dyn LinearAdapter> = self.adapters.forward_adapters().collect();
         let base_input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
         let y = self.base_forward(base_input);
-        adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&self.base_layer, &x, y))
+        let base = self.base_for_adapters();
+        adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&base, &x, y))
     }
 
     /// One adapter per row (`rows[i]` indexes the set; `None` is the base alone).
@@ -202,12 +289,18 @@ impl AdaptedLinear {
             let full_rows: Vec<Option<usize>> = rows.iter().map(|r| r.filter(|i| full.contains(i))).collect();
             y = select_rows(y, &full_rows, |i, _| match self.adapters.at(i) {
                 // The adapter's whole forward, as if it were the only active one.
-                Some((_, a)) => a.adapt_output_with_base(&self.base_layer, &x, self.base_forward(a.adapt_input(x.clone()))),
+                Some((_, a)) => a.adapt_output_with_base(&self.base_for_adapters(), &x, self.base_forward(a.adapt_input(x.clone()))),
                 None => self.base_forward(x.clone()),
             });
         }
         y
     }
+}
+
+/// A tensor of shape `dims` that holds no memory: a broadcast (stride-0) zero. It stands in for
+/// a packed layer's weight, so ids, parameter counts and file layouts see the real shape.
+fn placeholder(dims: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::<2>::zeros([1, 1], device).expand(dims)
 }
 
 /// `x_i A_{slot_i} (s B_{slot_i})` per row `i`: slot 0 is "no update" (zero factors), slot `k + 1`

@@ -51,7 +51,7 @@ impl AdaptedLinear {
 
     /// The base weight and bias as they are now.
     fn base_values(&self) -> (Tensor<2>, Option<Tensor<1>>) {
-        (self.base_layer.weight.val(), self.base_layer.bias.as_ref().map(|b| b.val()))
+        (self.base_weight(), self.base_layer.bias.as_ref().map(|b| b.val()))
     }
 
     /// Replaces the base weight (`[d_input, d_output]`) by `weight`, keeping its parameter id and
@@ -60,12 +60,23 @@ impl AdaptedLinear {
     pub fn replace_base_weight(&mut self, weight: Tensor<2>) {
         let weight = weight.cast(self.base_layer.weight.val().dtype());
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        // The new value is a float weight; packed blocks no longer describe it.
+        self.packed = None;
         self.adapters.forget_kept_base();
     }
 
     /// Replaces the base values, keeping parameter ids and whether they train.
     fn set_base(&mut self, weight: Tensor<2>, bias: Option<Tensor<1>>) {
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
+        if let Some(packed) = self.packed.take() {
+            // Merging into 4-bit blocks would round the update away; the layer becomes f32.
+            log::warn!(
+                "a {} layer ({} -> {}) was kept packed; merging stores it dequantized (f32), so a saved merged model is not quantized",
+                packed.0.format(),
+                packed.dims()[0],
+                packed.dims()[1]
+            );
+        }
         if let (Some(old), Some(new)) = (self.base_layer.bias.as_ref(), bias) {
             self.base_layer.bias = Some(replace(old, new));
         }

@@ -9,6 +9,7 @@ mod linear;
 mod linear_merge;
 mod mixed;
 mod model_level;
+pub mod packed;
 pub mod precision;
 mod saved;
 mod set;

@@ -17,10 +17,13 @@
 //! # }
 //! ```
 
+mod kquant;
+mod packed;
 mod quant;
 mod reader;
 mod value;
 
+pub use packed::GgufPacked;
 pub use quant::{GgmlType, SUPPORTED_TYPES};
 pub use value::{Value, ValueType};
 
@@ -168,12 +171,20 @@ impl GgufFile {
     /// Fails with [`Error::MissingTensor`] naming the file when there is no such tensor and
     /// [`Error::Io`] when its bytes cannot be read.
     pub fn read_tensor(&self, name: &str) -> Result<TensorData> {
+        let (info, bytes) = self.read_raw(name)?;
+        Ok(decode(info, &bytes))
+    }
+
+    /// One tensor's stored bytes, as they are in the file (blocks left packed), with its entry.
+    ///
+    /// Fails as [`GgufFile::read_tensor`].
+    pub fn read_raw(&self, name: &str) -> Result<(&GgufTensorInfo, Vec<u8>)> {
         let info = self.tensor_info(name).ok_or_else(|| self.missing(name))?;
         let mut file = File::open(&self.path).map_err(|e| Error::io("cannot open", &self.path, e))?;
         file.seek(SeekFrom::Start(info.offset)).map_err(|e| Error::io("cannot read", &self.path, e))?;
         let mut bytes = vec![0u8; info.byte_len as usize];
         file.read_exact(&mut bytes).map_err(|e| Error::io("cannot read", &self.path, e))?;
-        Ok(decode(info, &bytes))
+        Ok((info, bytes))
     }
 
     /// One tensor as [`GgufFile::read_tensor`] gives it, taken from `bytes`, the whole file in

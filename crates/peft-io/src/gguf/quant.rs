@@ -5,11 +5,15 @@
 //! - `Q4_0`: 32 weights as `d, q[16]: u8`; weight `j < 16` is the low nibble of `q[j]`, weight
 //!   `j + 16` its high nibble; `x = d · (nibble − 8)`.
 //! - `Q4_1`: as `Q4_0` with a minimum: `d, m, q[16]`; `x = d · nibble + m`.
+//! - `Q4_K`, `Q5_K`, `Q6_K`: super-blocks of 256, see [`super::kquant`].
 
 use half::{bf16, f16};
 
+use super::kquant;
+
 /// A tensor's storage type, by its GGML type id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // GGUF's own names (`Q4_K`)
 pub enum GgmlType {
     /// 32-bit float (id 0).
     F32,
@@ -21,12 +25,18 @@ pub enum GgmlType {
     Q4_1,
     /// 8-bit blocks of 32 with a scale (id 8).
     Q8_0,
+    /// 4-bit super-blocks of 256 with 6-bit sub-block scales and minimums (id 12).
+    Q4_K,
+    /// 5-bit super-blocks of 256 with 6-bit sub-block scales and minimums (id 13).
+    Q5_K,
+    /// 6-bit super-blocks of 256 with 8-bit sub-block scales (id 14).
+    Q6_K,
     /// bfloat16 (id 30).
     BF16,
 }
 
 /// Every type [`GgmlType`] reads, for error messages.
-pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1";
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
 
 impl GgmlType {
     /// The type with GGML id `id`, or `None` for one this crate cannot dequantize.
@@ -37,6 +47,9 @@ impl GgmlType {
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
             8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4_K,
+            13 => GgmlType::Q5_K,
+            14 => GgmlType::Q6_K,
             30 => GgmlType::BF16,
             _ => return None,
         })
@@ -47,6 +60,7 @@ impl GgmlType {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => 32,
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => kquant::SUPER_BLOCK as u64,
         }
     }
 
@@ -58,6 +72,9 @@ impl GgmlType {
             GgmlType::Q4_0 => 18,
             GgmlType::Q4_1 => 20,
             GgmlType::Q8_0 => 34,
+            GgmlType::Q4_K => 144,
+            GgmlType::Q5_K => 176,
+            GgmlType::Q6_K => 210,
         }
     }
 
@@ -69,9 +86,15 @@ impl GgmlType {
     /// The weights in `bytes`, which must be a whole number of blocks (checked by the caller;
     /// a partial trailing block is ignored).
     pub fn dequantize(self, bytes: &[u8]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(bytes.len() / self.block_bytes() as usize * self.block_len() as usize);
+        self.dequantize_into(bytes, &mut out);
+        out
+    }
+
+    /// [`GgmlType::dequantize`], appending to `out`.
+    pub fn dequantize_into(self, bytes: &[u8], out: &mut Vec<f32>) {
         let half = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
         let block = self.block_bytes() as usize;
-        let mut out = Vec::with_capacity(bytes.len() / block * self.block_len() as usize);
         for b in bytes.chunks_exact(block) {
             match self {
                 GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
@@ -93,9 +116,31 @@ impl GgmlType {
                     out.extend(q.iter().map(|&x| d * f32::from(x & 0x0f) + m));
                     out.extend(q.iter().map(|&x| d * f32::from(x >> 4) + m));
                 }
+                GgmlType::Q4_K => kquant::q4_k(b, out),
+                GgmlType::Q5_K => kquant::q5_k(b, out),
+                GgmlType::Q6_K => kquant::q6_k(b, out),
             }
         }
-        out
+    }
+
+    /// The type's name as GGML spells it (`Q4_K`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::BF16 => "BF16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q4_K => "Q4_K",
+            GgmlType::Q5_K => "Q5_K",
+            GgmlType::Q6_K => "Q6_K",
+        }
+    }
+
+    /// Whether the type stores blocks of several weights (as opposed to plain floats).
+    pub fn is_block_quantized(self) -> bool {
+        self.block_len() > 1
     }
 }
 

@@ -3,7 +3,10 @@
 
 use burn::tensor::{Device, TensorData};
 use peft_core::{Error, Result};
-use peft_io::gguf::{GgufFile, Value};
+use peft_core::adapted::packed::PackedBase;
+use peft_core::{AdapterSites, SiteMut};
+use peft_io::gguf::{GgufFile, GgufPacked, Value};
+use std::collections::HashMap;
 use peft_io::stored::{LazyTensors, StoredTensor};
 use peft_io::weights::{LoadOptions, load_into};
 use serde_json::{Map, Value as Json};
@@ -129,16 +132,36 @@ impl LlamaForCausalLM {
     /// The reader's errors ([`GgufFile::open`]), [`LlamaForCausalLM`]'s config errors,
     /// [`Error::MissingTensor`] naming the file, and [`Error::ShapeMismatch`].
     pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_gguf_with(path, device, false)
+    }
+
+    /// As [`LlamaForCausalLM::from_gguf`], but the projections stored in block formats (Q4_0,
+    /// Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) stay packed in memory and are dequantized inside each
+    /// forward and backward (QLoRA; see [`peft_core::adapted::packed`]). Embeddings and norms are
+    /// read as `f32`. Adapters attach and train as on any model; merging stores the merged layers
+    /// dequantized.
+    ///
+    /// # Errors
+    /// As [`LlamaForCausalLM::from_gguf`].
+    pub fn from_gguf_packed(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_gguf_with(path, device, true)
+    }
+
+    fn from_gguf_with(path: impl AsRef<Path>, device: &Device, packed: bool) -> Result<Self> {
         let file = GgufFile::open(path.as_ref())?;
         let config = LlamaConfig::from_gguf(&file)?;
         let path = file.path().to_path_buf();
-        let tensors = read_tensors(file, &config);
-        let optional = if config.tie_word_embeddings { vec!["lm_head.weight".to_string()] } else { Vec::new() };
+        let (tensors, packed) = read_tensors(file, &config, packed)?;
+        let mut optional: Vec<String> = packed.iter().map(|(key, _)| key.clone()).collect();
+        if config.tie_word_embeddings {
+            optional.push("lm_head.weight".to_string());
+        }
         let options = LoadOptions { prefixes: Vec::new(), optional };
         let mut model = load_into(Self::build(&config, false, device), &tensors, &options).map_err(|e| match e {
             Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: path, fix },
             other => other,
         })?;
+        set_packed(&mut model, packed)?;
         if config.tie_word_embeddings {
             tie(&mut model.lm_head, &model.model.embed_tokens);
         }
@@ -146,12 +169,44 @@ impl LlamaForCausalLM {
     }
 }
 
-/// Every tensor of the file under its transformers key, PyTorch layout, q/k un-permuted (a tied
-/// head is tied after loading, sharing the table). Each tensor is dequantized when
-/// the loader sets its parameter, so the `f32` copies never all exist beside the model.
-fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
+/// Puts each packed weight into the linear layer its key names.
+fn set_packed(model: &mut LlamaForCausalLM, packed: Vec<(String, GgufPacked)>) -> Result<()> {
+    if packed.is_empty() {
+        return Ok(());
+    }
+    let mut by_module: HashMap<String, GgufPacked> =
+        packed.into_iter().map(|(key, p)| (key.trim_end_matches(".weight").to_string(), p)).collect();
+    let mut error = None;
+    model.visit_sites_mut(&mut |path, site| {
+        if let (SiteMut::Linear(layer), Some(p)) = (site, by_module.remove(path))
+            && let Err(e) = layer.set_packed(PackedBase::new(p))
+        {
+            let e = match e {
+                Error::ShapeMismatch { expected, actual, .. } => {
+                    Error::ShapeMismatch { path: path.to_string(), tensor: format!("{path}.weight"), expected, actual }
+                }
+                other => other,
+            };
+            error.get_or_insert(e);
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    match by_module.keys().next() {
+        Some(module) => Err(Error::InvalidState(format!("packed weight `{module}.weight` has no linear layer in the model"))),
+        None => Ok(()),
+    }
+}
+
+/// The tensors of the file under their transformers keys, PyTorch layout, q/k un-permuted (a
+/// tied head is tied after loading, sharing the table): deferred f32 reads (each tensor is
+/// dequantized when the loader sets its parameter, so the f32 copies never all exist beside the
+/// model), and with `packed`, the block-quantized projections read as packed blocks instead.
+fn read_tensors(file: GgufFile, config: &LlamaConfig, packed: bool) -> Result<(LazyTensors, Vec<(String, GgufPacked)>)> {
     let file = Arc::new(file);
     let mut out = LazyTensors::new();
+    let mut kept = Vec::new();
     let mut unknown = Vec::new();
     for info in &file.tensors {
         let Some(key) = gguf_tensor_key(&info.name) else {
@@ -165,6 +220,15 @@ fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
         } else {
             None
         };
+        let is_projection = key.ends_with("_proj.weight") || key == "lm_head.weight";
+        if packed && is_projection && info.ggml_type.is_block_quantized() {
+            let mut blocks = GgufPacked::read(&file, &info.name)?;
+            if let Some(heads) = permuted_heads {
+                blocks = blocks.permute_rows(&unpermuted_order(info.shape[0], heads, &info.name, &file)?)?;
+            }
+            kept.push((key, blocks));
+            continue;
+        }
         let (source, name) = (Arc::clone(&file), info.name.clone());
         let read = move || {
             let data = source.read_tensor(&name)?;
@@ -178,7 +242,27 @@ fn read_tensors(file: GgufFile, config: &LlamaConfig) -> LazyTensors {
     if !unknown.is_empty() {
         log::warn!("{}: ignored tensors a Llama model has no place for: {}", file.path().display(), unknown.join(", "));
     }
-    out
+    Ok((out, kept))
+}
+
+/// For each transformers row of a q/k projection, the file row it comes from (see
+/// [`unpermute_rows`]).
+fn unpermuted_order(rows: usize, heads: usize, name: &str, file: &GgufFile) -> Result<Vec<usize>> {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        let message = format!("`{name}` has {rows} rows, not a multiple of 2 × {heads} heads");
+        return Err(Error::Format { path: file.path().into(), format: "GGUF", message });
+    }
+    let width = rows / heads;
+    let half = width / 2;
+    let mut order = vec![0; rows];
+    for head in 0..heads {
+        for j in 0..2 {
+            for d in 0..half {
+                order[head * width + j * half + d] = head * width + 2 * d + j;
+            }
+        }
+    }
+    Ok(order)
 }
 
 /// Undoes llama.cpp's q/k row order. Within each head of width `2h`, transformers' rotate-half
@@ -192,22 +276,11 @@ fn unpermute_rows(data: TensorData, heads: usize, name: &str, file: &GgufFile) -
     let [rows, cols] = shape[..] else {
         return Err(Error::ShapeMismatch { path: name.into(), tensor: name.into(), expected: vec![0, 0], actual: shape });
     };
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        let message = format!("`{name}` has {rows} rows, not a multiple of 2 × {heads} heads");
-        return Err(Error::Format { path: file.path().into(), format: "GGUF", message });
-    }
+    let order = unpermuted_order(rows, heads, name, file)?;
     let v = data.try_into_vec::<f32>().map_err(|e| Error::Format { path: file.path().into(), format: "GGUF", message: format!("{e:?}") })?;
-    let width = rows / heads;
-    let half = width / 2;
-    let mut out = vec![0f32; v.len()];
-    for head in 0..heads {
-        for j in 0..2 {
-            for d in 0..half {
-                let to = head * width + j * half + d;
-                let from = head * width + 2 * d + j;
-                out[to * cols..(to + 1) * cols].copy_from_slice(&v[from * cols..(from + 1) * cols]);
-            }
-        }
+    let mut out = Vec::with_capacity(v.len());
+    for from in order {
+        out.extend_from_slice(&v[from * cols..(from + 1) * cols]);
     }
     Ok(TensorData::new(out, [rows, cols]))
 }
