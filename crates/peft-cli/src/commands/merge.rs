@@ -44,6 +44,10 @@ pub fn run(mut args: Args) -> Result<()> {
     let staging = args.out.with_extension("partial");
     let _ = std::fs::remove_dir_all(&staging);
     peft::io::export::write_model(&merged, &staging)?;
+    let gguf = crate::models::is_gguf(&args.base);
+    if gguf {
+        write_gguf_side_files(&merged, &args.base, &staging)?;
+    }
     // The base's config and its side files (tokenizer, generation settings) travel along.
     for name in std::iter::once(&"config.json").chain(peft::io::hub::MODEL_SIDE_FILES) {
         let from = args.base.join(name);
@@ -56,5 +60,27 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     std::fs::rename(&staging, &args.out).with_context(|| format!("cannot move the merged model to {}", args.out.display()))?;
     println!("merged {} into {} -> {}", given_adapter.display(), given_base.display(), args.out.display());
+    if gguf {
+        // Rounding the merged weights back into 4-bit blocks would lose most of the adapter's
+        // update, so the folder is a dequantized model; quantize it again with llama.cpp's tools.
+        println!("the GGUF base is written dequantized: model.safetensors holds f32 weights (not requantized), with config.json and tokenizer.json from the file");
+    }
+    Ok(())
+}
+
+/// A GGUF base has no config.json or tokenizer.json beside it: both are written from the file,
+/// so transformers loads the merged folder.
+fn write_gguf_side_files(merged: &peft::models::auto::AutoModel, base: &std::path::Path, staging: &std::path::Path) -> Result<()> {
+    let peft::models::auto::AutoModel::Llama(model) = merged else {
+        bail!("{} loaded as another family than Llama", base.display());
+    };
+    let mut config = serde_json::to_value(model.config())?;
+    config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+    std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&config)?).context("cannot write config.json")?;
+    let tokenizer = peft::models::tokenizer::Tokenizer::from_gguf(base)?;
+    tokenizer
+        .inner()
+        .save(staging.join("tokenizer.json"), true)
+        .map_err(|e| anyhow::anyhow!("cannot write tokenizer.json: {e}"))?;
     Ok(())
 }
