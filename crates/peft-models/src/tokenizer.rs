@@ -181,7 +181,11 @@ fn undeclared_special_token(processor: &serde_json::Value) -> Option<String> {
         for piece in named {
             let id = match &piece {
                 Value::String(p) if !p.starts_with('$') => p.split(':').next().map(str::to_string),
-                Value::Object(o) => o.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_string),
+                // `{"SpecialToken": {"id": .., "type_id": ..}}`, or serde's sequence form of the
+                // same struct, `{"SpecialToken": [id, type_id]}`, which tokenizers accepts too.
+                Value::Object(o) => {
+                    o.get("SpecialToken").and_then(|t| t.get("id").or_else(|| t.get(0))).and_then(Value::as_str).map(str::to_string)
+                }
                 _ => None,
             };
             if let Some(id) = id.filter(|id| !defined.is_some_and(|d| d.contains_key(id))) {
