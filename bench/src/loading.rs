@@ -25,7 +25,7 @@ use crate::memory::{reset_peak, rss};
 pub struct LoadMeasure {
     /// Bytes of the files read.
     pub file_bytes: u64,
-    /// Bytes of the loaded parameters (`f32`), a tied copy (`lm_head` sharing the embedding's
+    /// Bytes of the loaded parameters (in the type they load in), a tied copy (`lm_head` sharing the embedding's
     /// storage) counted once.
     pub param_bytes: u64,
     /// Growth of the resident high-water mark during the load.
@@ -43,24 +43,27 @@ impl LoadMeasure {
 
 /// Loads `path` (a transformers folder or a `.gguf` file) on the CPU and measures it; call in a
 /// process that has done nothing else large, since the high-water mark is per process.
-pub fn measure(path: &Path) -> Result<LoadMeasure> {
+pub fn measure(path: &Path, bf16: bool) -> Result<LoadMeasure> {
     let device = Device::flex();
     let file_bytes = files_bytes(path)?;
     let exact = reset_peak();
     let before = rss()?;
     let start = Instant::now();
-    let model = if path.extension().is_some_and(|e| e == "gguf") {
-        AutoModel::from_gguf(path, &device)
-    } else {
-        AutoModel::from_pretrained(path, None, &device)
-    }
+    let load = || {
+        if path.extension().is_some_and(|e| e == "gguf") {
+            AutoModel::from_gguf(path, &device)
+        } else {
+            AutoModel::from_pretrained(path, None, &device)
+        }
+    };
+    let model = if bf16 { peft::io::weights::with_load_dtype(peft::burn::tensor::FloatDType::BF16, load) } else { load() }
     .with_context(|| format!("cannot load {}", path.display()))?;
     let seconds = start.elapsed().as_secs_f64();
     let after = rss()?;
     anyhow::ensure!(exact, "this kernel cannot reset VmHWM; the peak would include what came before the load");
     let mut unique = UniqueParams { tied_copies: model.tied_weights().into_iter().map(|(copy, _)| copy).collect(), ..Default::default() };
     model.visit(&mut unique);
-    let param_bytes = unique.count as u64 * 4;
+    let param_bytes = unique.count as u64 * if bf16 { 2 } else { 4 };
     drop(model);
     Ok(LoadMeasure { file_bytes, param_bytes, peak_growth: after.peak.saturating_sub(before.current), seconds })
 }

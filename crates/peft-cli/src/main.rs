@@ -2,6 +2,7 @@
 
 mod commands;
 mod data;
+mod dtype;
 mod hub;
 mod input;
 mod labels;

@@ -520,3 +520,23 @@ fn bad_data_files_are_one_line_errors() {
     assert!(!out.exists(), "nothing was written for an empty file");
     fails_with("text,sentiment\nw1 w2,pos\nw3,neg\nw4,pos\n", &["no column `label`", "sentiment", "--label-column"]);
 }
+
+#[test]
+fn logits_with_a_bf16_base_follow_the_f32_ones_within_bf16_rounding() {
+    // A Python-written DoRA adapter on the tiny Llama: with `--dtype bf16` the base weights load
+    // in bf16 (the adapter stays f32), so the logits move by bf16's rounding and no more.
+    let e = expected("llama_dora");
+    let mask: Vec<i64> = e["attention_mask"].clone().convert::<i64>().try_into_vec().expect("mask");
+    let adapter = fixtures().join("cases/llama_dora/adapter");
+    let model = fixtures().join("models/llama");
+    let ids = real_input_ids(&e);
+    let run = |dtype: &str| logits(&peft(&["logits", "--model", s(&model), "--adapter", s(&adapter), "--input-ids", &ids, "--dtype", dtype]));
+    let ((shape, f32), (_, bf16)) = (run("f32"), run("bf16"));
+    let want = floats(&e["adapted"]);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(max_diff_where(&f32, &want, &mask, shape[2]) < 1e-4);
+    let off = max_diff_where(&bf16, &want, &mask, shape[2]);
+    assert!(off > 0.0 && off < 0.05 * scale, "bf16 logits are {off} off (largest logit {scale})");
+    let bad = peft(&["logits", "--model", s(&model), "--input-ids", "1,2", "--dtype", "f64"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bf16"));
+}

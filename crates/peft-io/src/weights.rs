@@ -16,7 +16,8 @@
 //! ```
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use std::cell::Cell;
 use peft_core::{AdapterSites, Error, Result, SiteMut};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,39 @@ pub struct LoadOptions {
     /// Keys allowed to be absent from the file (`lm_head.weight` when tied to the embedding);
     /// those parameters keep their value and the caller fills them.
     pub optional: Vec<String>,
+}
+
+thread_local! {
+    /// The float type [`load_into`] creates base parameters in on this thread (`None`: f32).
+    static LOAD_DTYPE: Cell<Option<FloatDType>> = const { Cell::new(None) };
+}
+
+/// Runs `load` with every base parameter that [`load_into`] sets on this thread created in
+/// `dtype` (f16 or bf16 on a backend that computes in them): each tensor is converted as it is
+/// read, so a model loads at half the memory without ever existing in f32 (adapters attached
+/// later stay f32, see `peft_core::adapted::precision`). Every model loader goes through
+/// [`load_into`], so this works for any `from_pretrained`:
+///
+/// ```no_run
+/// use burn::tensor::FloatDType;
+/// use peft_io::weights::{LoadOptions, load_into, read_model_tensors, with_load_dtype};
+/// # fn demo<M: peft_core::AdapterSites>(model: M, dir: &std::path::Path) -> peft_core::Result<M> {
+/// let tensors = read_model_tensors(dir)?;
+/// let model = with_load_dtype(FloatDType::BF16, || load_into(model, &tensors, &LoadOptions::default()))?;
+/// # Ok(model)
+/// # }
+/// ```
+///
+/// The previous setting is restored when `load` returns (or unwinds).
+pub fn with_load_dtype<T>(dtype: FloatDType, load: impl FnOnce() -> T) -> T {
+    struct Restore(Option<FloatDType>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LOAD_DTYPE.set(self.0);
+        }
+    }
+    let _restore = Restore(LOAD_DTYPE.replace(Some(dtype)));
+    load()
 }
 
 /// The tensors of `dir/model.safetensors`, or of every shard listed in
@@ -378,7 +412,11 @@ impl<V: TensorValue> ModuleMapper for Setter<'_, V> {
         match self.value(&planned) {
             // Keeps the id, the device and `require_grad` as the parameter had them.
             Ok(data) => {
-                let tensor = Tensor::<D>::from_data(data, &param.lazy_device());
+                let device = param.lazy_device();
+                let tensor = match LOAD_DTYPE.get() {
+                    Some(dtype) => Tensor::<D>::from_data(data, (&device, DType::from(dtype))),
+                    None => Tensor::<D>::from_data(data, &device),
+                };
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }
@@ -553,6 +591,20 @@ mod tests {
                 self.0.extend(values(param.val()));
             }
         }
+    }
+
+    #[test]
+    fn a_load_dtype_creates_the_parameters_in_it_as_they_are_read() {
+        let device = device();
+        let bf16 = with_load_dtype(burn::tensor::FloatDType::BF16, || load_into(tiny(&device), &map(""), &LoadOptions::default()))
+            .expect("loads");
+        let f32 = load_into(tiny(&device), &map(""), &LoadOptions::default()).expect("loads");
+        let weight = bf16.layers[1].proj.base_layer.weight.val();
+        assert_eq!(weight.dtype(), DType::BF16);
+        assert_eq!(bf16.norm.weight.val().dtype(), DType::BF16);
+        assert_eq!(f32.layers[1].proj.base_layer.weight.val().dtype(), DType::F32, "the setting ends with the call");
+        let rounded = f32.layers[1].proj.base_layer.weight.val().cast(FloatDType::BF16);
+        assert_eq!(values(weight.cast(FloatDType::F32)), values(rounded.cast(FloatDType::F32)));
     }
 
     #[test]

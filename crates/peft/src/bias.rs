@@ -235,7 +235,9 @@ impl ModuleMapper for WriteById {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         match self.values.remove(&param.id) {
             Some(data) => {
-                let tensor = Tensor::<D>::from_data(data.convert::<f32>(), &param.lazy_device());
+                // In the parameter's own float type: a half-precision base stays half precision.
+                let dtype = param.val().dtype();
+                let tensor = Tensor::<D>::from_data(data.convert::<f32>(), (&param.lazy_device(), dtype));
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }

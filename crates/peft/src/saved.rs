@@ -77,9 +77,10 @@ enum Copy {
     BatchNorm2d(Box<BatchNorm2d>),
 }
 
-/// A fresh parameter (new id, so optimizers never confuse it with the frozen original).
+/// A fresh parameter (new id, so optimizers never confuse it with the frozen original), in f32
+/// like every trained tensor even when the base is half precision.
 fn fresh<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
-    Param::from_tensor(t.detach())
+    Param::from_tensor(peft_core::adapted::precision::to_adapter_dtype(t.detach()))
 }
 
 fn plan_copy(path: &str, site: SiteMut<'_>, tensors: Option<&TensorMap>) -> Result<(Copy, Vec<String>)> {

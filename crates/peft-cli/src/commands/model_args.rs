@@ -28,6 +28,9 @@ pub struct ModelArgs {
     /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// The float type the base weights load in (each converted as it is read); adapters stay f32.
+    #[arg(long, value_enum, default_value_t)]
+    pub dtype: crate::dtype::BaseDtype,
 }
 
 impl ModelArgs {
@@ -48,7 +51,7 @@ impl ModelArgs {
 
     /// Loads the model with its adapters, merged when `--merge` is given.
     pub fn load(&self, head: Option<peft::models::auto::Head>, device: &peft::burn::tensor::Device) -> anyhow::Result<crate::models::Loaded> {
-        let loaded = crate::models::load(&self.spec(head), device)?;
+        let loaded = self.dtype.load(|| crate::models::load(&self.spec(head), device))?;
         if self.merge { Ok(crate::models::Loaded::Base(loaded.merged()?)) } else { Ok(loaded) }
     }
 }

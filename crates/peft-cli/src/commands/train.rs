@@ -32,6 +32,10 @@ pub struct Args {
     /// block-quantized projections packed (faster steps, about 4-6x the memory for the weights).
     #[arg(long)]
     pub dequantize: bool,
+    /// The float type the base weights load in (each converted as it is read; f16/bf16 for
+    /// backends that compute in them); the adapter and its optimizer state stay f32.
+    #[arg(long, value_enum, default_value_t)]
+    pub dtype: crate::dtype::BaseDtype,
     /// The revision of a Hub id `--model` (default `main`; recorded in the adapter config).
     #[arg(long)]
     pub revision: Option<String>,
@@ -372,7 +376,7 @@ fn train_classifier(
     let (train_set, eval_set) = (encode(train_rows)?, encode(eval_rows)?);
     let method = method_config(args, TaskType::SeqCls)?;
     // The folder's head when it has one of this size, else a fresh one (a bare encoder).
-    let base = AutoModel::from_pretrained_with_num_labels(&args.model, Some(Head::SequenceClassification), classes.len(), device)?;
+    let base = args.dtype.load(|| AutoModel::from_pretrained_with_num_labels(&args.model, Some(Head::SequenceClassification), classes.len(), device))?;
     let model = get_peft_model(base, method)?;
     model.print_trainable_parameters();
     let start = crate::train::save::Start::remember(&model)?;
@@ -402,15 +406,16 @@ fn train_causal(
     options: &TrainOptions,
     device: &peft::burn::tensor::Device,
 ) -> Result<History> {
-    let base = if !crate::models::is_gguf(&args.model) {
-        LlamaForCausalLM::from_pretrained(&args.model, device)?
-    } else if args.dequantize {
-        LlamaForCausalLM::from_gguf(&args.model, device)?
-    } else {
-        let base = LlamaForCausalLM::from_gguf_packed(&args.model, device)?;
-        report_packed(&base);
-        base
-    };
+    let base = args.dtype.load(|| {
+        if !crate::models::is_gguf(&args.model) {
+            LlamaForCausalLM::from_pretrained(&args.model, device)
+        } else if args.dequantize {
+            LlamaForCausalLM::from_gguf(&args.model, device)
+        } else {
+            LlamaForCausalLM::from_gguf_packed(&args.model, device)
+        }
+    })?;
+    report_packed(&base);
     let eos = base.config().eos_token_ids().first().copied();
     let pad_id = tokenizer.pad_token_id().or(eos).unwrap_or(0);
     let pairs = train_rows.first().is_some_and(|r| r.contains_key("prompt") && r.contains_key("completion"));
