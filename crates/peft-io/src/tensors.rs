@@ -96,11 +96,26 @@ pub(crate) fn to_tensor_data(name: &str, dtype: Dtype, shape: &[usize], bytes: &
     })
 }
 
+/// As [`to_tensor_data`], but f16 and bf16 tensors keep their type (their bytes become the
+/// tensor's, no conversion), for loads into a half-precision model.
+pub(crate) fn to_tensor_data_native(name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>, path: &Path) -> Result<TensorData> {
+    let half = match dtype {
+        Dtype::F16 => Some(burn::tensor::DType::F16),
+        Dtype::BF16 => Some(burn::tensor::DType::BF16),
+        _ => None,
+    };
+    match half {
+        // The file is little-endian, as the tensor's bytes are on a little-endian machine.
+        Some(half) if cfg!(target_endian = "little") => Ok(TensorData::from_bytes_vec(bytes, shape.to_vec(), half)),
+        _ => to_tensor_data(name, dtype, shape, &bytes, path),
+    }
+}
+
 pub(crate) fn format_error(path: &Path, message: String) -> Error {
     Error::Format { path: path.into(), format: "safetensors", message }
 }
 
-/// A tensor ready for writing: F32 (or I64) little-endian bytes.
+/// A tensor ready for writing: F32, F16, BF16 or I64 little-endian bytes.
 struct Owned {
     dtype: Dtype,
     shape: Vec<usize>,
@@ -125,6 +140,9 @@ impl View for &Owned {
 fn to_owned(name: &str, data: TensorData, path: &Path) -> Result<Owned> {
     let shape = data.shape().to_vec();
     let (dtype, bytes) = match data.dtype() {
+        // Half-precision tensors keep their type: their bytes are the file's (little-endian).
+        DType::BF16 if cfg!(target_endian = "little") => (Dtype::BF16, data.as_bytes().to_vec()),
+        DType::F16 if cfg!(target_endian = "little") => (Dtype::F16, data.as_bytes().to_vec()),
         DType::I64 | DType::I32 => {
             let v: Vec<i64> = data.convert::<i64>().try_to_vec::<i64>().map_err(|e| format_error(path, format!("{name}: {e:?}")))?;
             (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -140,7 +158,8 @@ fn to_owned(name: &str, data: TensorData, path: &Path) -> Result<Owned> {
 /// Writes tensors to a safetensors file atomically: a temporary file in the same folder, then a
 /// rename, so a reader never sees half a file and a failed write leaves the old file in place.
 ///
-/// Floats are written as F32, integers as I64. Keys are sorted as the Python library writes them.
+/// f16 and bf16 tensors are written in their type, other floats as F32, integers as I64. Keys
+/// are sorted as the Python library writes them.
 pub fn write_safetensors(path: &Path, tensors: Vec<(String, TensorData)>) -> Result<()> {
     write_atomic(path, &safetensors_bytes(path, tensors)?)
 }

@@ -393,13 +393,12 @@ struct Setter<'a, V> {
 }
 
 impl<V: TensorValue> Setter<'_, V> {
-    /// The planned value of a parameter in Burn's layout, as `f32`.
-    fn value(&self, planned: &Planned) -> Result<TensorData> {
-        let data = self.tensors[planned.key.as_str()].value()?;
-        match data.shape().as_slice() {
-            &[rows, cols] if planned.transpose => transpose_2d(data, rows, cols, &planned.key),
-            _ => Ok(data.convert::<f32>()),
-        }
+    /// The planned value of a parameter in Burn's layout, in the load dtype (f32 unless one is
+    /// set), converted and transposed as it is read so that no second whole copy is made.
+    fn value(&self, planned: &Planned, dtype: Option<FloatDType>) -> Result<TensorData> {
+        let data = self.tensors[planned.key.as_str()].value_as(dtype.unwrap_or(FloatDType::F32), planned.transpose)?;
+        // A float parameter stored as integers in the file takes them as floats.
+        Ok(if data.dtype().is_float() { data } else { data.convert::<f32>() })
     }
 }
 
@@ -409,7 +408,7 @@ impl<V: TensorValue> ModuleMapper for Setter<'_, V> {
             return param;
         }
         let Some(planned) = self.plan.remove(&param.id) else { return param };
-        match self.value(&planned) {
+        match self.value(&planned, LOAD_DTYPE.get()) {
             // Keeps the id, the device and `require_grad` as the parameter had them.
             Ok(data) => {
                 let device = param.lazy_device();
@@ -605,6 +604,42 @@ mod tests {
         assert_eq!(f32.layers[1].proj.base_layer.weight.val().dtype(), DType::F32, "the setting ends with the call");
         let rounded = f32.layers[1].proj.base_layer.weight.val().cast(FloatDType::BF16);
         assert_eq!(values(weight.cast(FloatDType::F32)), values(rounded.cast(FloatDType::F32)));
+    }
+
+    #[test]
+    fn a_bf16_file_loads_into_bf16_parameters_without_conversion() {
+        use safetensors::{Dtype, tensor::TensorView};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("model.safetensors");
+        let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = file("")
+            .into_iter()
+            .map(|(key, data)| {
+                let shape = data.shape().to_vec();
+                let bf16 = data.convert::<half::bf16>();
+                (key, bf16.as_bytes().to_vec(), shape)
+            })
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = tensors
+            .iter()
+            .map(|(key, bytes, shape)| (key.clone(), TensorView::new(Dtype::BF16, shape.clone(), bytes).expect("a view")))
+            .collect();
+        safetensors::serialize_to_file(views, None, &path).expect("writes");
+
+        let device = device();
+        let lazy = crate::stored::read_lazy_safetensors(&path).expect("opens");
+        let loaded = with_load_dtype(burn::tensor::FloatDType::BF16, || load_into(tiny(&device), &lazy, &LoadOptions::default()))
+            .expect("loads");
+        // The reference: the f32 values loaded, then rounded to bf16 (the file holds that rounding).
+        let reference = load_into(tiny(&device), &map(""), &LoadOptions::default()).expect("loads");
+        let pairs = [
+            (loaded.layers[1].proj.base_layer.weight.val(), reference.layers[1].proj.base_layer.weight.val()),
+            (loaded.conv.base_layer.weight.val(), reference.conv.base_layer.weight.val()),
+            (loaded.embed.base_layer.weight.val(), reference.embed.base_layer.weight.val()),
+        ];
+        for (got, want) in pairs {
+            assert_eq!(got.dtype(), DType::BF16);
+            assert_eq!(got.into_data(), want.cast(burn::tensor::FloatDType::BF16).into_data(), "transposed as in f32, bit for bit");
+        }
     }
 
     #[test]
