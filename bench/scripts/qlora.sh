@@ -40,7 +40,7 @@ run() { # name steps extra...
     read -r short _ < <(run "$config" 2 "${extra[@]}")
     read -r long peak < <(run "$config" 12 "${extra[@]}")
     step=$(python3 -c "print(f'{($long - $short) / 10:.2f} s')")
-    kept=$(grep -o 'kept [0-9]* projections packed ([^)]*): [0-9.]* MB' "$work/$config-12.log" || echo "none")
+    kept=$(grep -o 'kept [0-9]* linear weights packed ([^)]*): [0-9.]* MB' "$work/$config-12.log" || echo "none")
     echo "| $config | $((peak / 1024)) MB | $step | $kept |"
   done
 } | tee "$root/bench/results/QLORA.md"

@@ -35,7 +35,7 @@ fn a_gguf_model_trains_with_its_projections_packed_and_the_adapter_serves_on_it(
     let mut args = vec!["train", "--model", s(&model), "--output", s(&out)];
     args.extend(common);
     let stdout = ok(&peft(&args));
-    assert!(stdout.contains("kept 210 projections packed (Q4_1"), "{stdout}");
+    assert!(stdout.contains("kept 210 linear weights packed (Q4_1"), "{stdout}");
     assert!(out.join("adapter_model.safetensors").is_file() && out.join("adapter_config.json").is_file());
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).expect("reads")).expect("json");
     assert_eq!(config["peft_type"], "LORA");

@@ -206,3 +206,23 @@ fn a_bf16_base_trains_an_f32_adapter_close_to_the_f32_run() {
     let card = std::fs::read_to_string(adapter.join("adapter_config.json")).expect("config");
     assert!(card.contains("LORA"));
 }
+
+#[test]
+fn quantize_keeps_the_base_in_burns_blocks_and_trains_an_adapter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (f32_run, _) = train(dir.path(), "f32", &["--steps", "4", "--batch-size", "8"]);
+    for q in ["int8", "int4"] {
+        let name = format!("quantized-{q}");
+        let args = train_args(dir.path(), &name, &["--lora-dropout", "0", "--steps", "4", "--batch-size", "8", "--quantize", q]);
+        let stdout = ok(&peft(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        assert!(stdout.contains(&format!("linear weights packed ({q})")), "{stdout}");
+        let run = read_safetensors(&dir.path().join(&name).join("adapter_model.safetensors")).expect("adapter");
+        assert_eq!(run.keys().collect::<Vec<_>>(), f32_run.keys().collect::<Vec<_>>());
+        assert!(max_diff(&run, &f32_run) > 0.0, "{q}: the quantized base changes the gradients a little");
+    }
+    let gguf = dir.path().join("model.gguf");
+    std::fs::write(&gguf, b"GGUF").expect("writes");
+    let data = data(dir.path());
+    let err = one_line_error(&peft(&["train", "--model", s(&gguf), "--data", s(&data), "--quantize", "int4"]));
+    assert!(err.contains("already quantized"), "{err}");
+}

@@ -10,6 +10,8 @@ use peft::models::auto::{AutoModel, Head};
 use peft::models::llama::LlamaForCausalLM;
 use peft::models::tokenizer::Tokenizer;
 use peft::io::card::TrainingSummary;
+use peft::core::adapted::packed::{BaseQuantization, quantize_base_weights};
+use peft::core::{AdapterSites, SiteMut};
 use peft::{TaskType, get_peft_model};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,10 @@ pub struct Args {
     /// block-quantized projections packed (faster steps, about 4-6x the memory for the weights).
     #[arg(long)]
     pub dequantize: bool,
+    /// Keep the base's linear weights quantized with Burn's own 8- or 4-bit blocks (QLoRA on a
+    /// safetensors model); the adapter and its optimizer state stay f32.
+    #[arg(long, value_enum)]
+    pub quantize: Option<Quantize>,
     /// The float type the base weights load in (each converted as it is read; f16/bf16 for
     /// backends that compute in them); the adapter and its optimizer state stay f32.
     #[arg(long, value_enum, default_value_t)]
@@ -179,6 +185,33 @@ enum Family {
     CausalLm,
 }
 
+/// `--quantize`: how the base's linear weights are kept.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantize {
+    /// 8-bit integers, an f32 scale per block of 32 weights.
+    Int8,
+    /// 4-bit integers, an f32 scale per block of 32 weights.
+    Int4,
+}
+
+impl Quantize {
+    fn base_quantization(self) -> BaseQuantization {
+        match self {
+            Quantize::Int8 => BaseQuantization::Int8,
+            Quantize::Int4 => BaseQuantization::Int4,
+        }
+    }
+}
+
+/// Keeps `model`'s linear weights quantized when `--quantize` asks, and says how much is packed.
+fn quantize_base<M: AdapterSites>(mut model: M, args: &Args) -> Result<M> {
+    if let Some(q) = args.quantize {
+        quantize_base_weights(&mut model, q.base_quantization())?;
+    }
+    report_packed(&model);
+    Ok(model)
+}
+
 /// Runs `peft train`.
 pub fn run(mut args: Args) -> Result<()> {
     let resolved = crate::hub::model(&args.model, args.revision.as_deref())?;
@@ -188,6 +221,9 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     // The config is checked before anything loads, so a wrong flag fails at once.
     method_config(&args, TaskType::CausalLm)?;
+    if args.quantize.is_some() && crate::models::is_gguf(&args.model) {
+        bail!("--quantize applies to safetensors models; a .gguf model is already quantized and trains packed (--dequantize loads it as f32)");
+    }
     let family = family(&args.model)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
@@ -279,9 +315,8 @@ fn schedule_summary(args: &Args) -> String {
     }
 }
 
-/// Says how much of the base stays packed (`peft train --model FILE.gguf`).
-fn report_packed(model: &LlamaForCausalLM) {
-    use peft::core::{AdapterSites, SiteMut};
+/// Says how much of the base stays packed (`--model FILE.gguf`, `--quantize`).
+fn report_packed(model: &impl AdapterSites) {
     let (mut layers, mut bytes, mut weights) = (0usize, 0usize, 0usize);
     let mut formats: Vec<String> = Vec::new();
     model.visit_sites(&mut |_, site| {
@@ -299,7 +334,7 @@ fn report_packed(model: &LlamaForCausalLM) {
     });
     if layers > 0 {
         println!(
-            "kept {layers} projections packed ({}): {:.1} MB instead of {:.1} MB in f32 (--dequantize loads them as f32)",
+            "kept {layers} linear weights packed ({}): {:.1} MB instead of {:.1} MB in f32",
             formats.join(", "),
             bytes as f64 / 1e6,
             weights as f64 * 4.0 / 1e6
@@ -377,6 +412,7 @@ fn train_classifier(
     let method = method_config(args, TaskType::SeqCls)?;
     // The folder's head when it has one of this size, else a fresh one (a bare encoder).
     let base = args.dtype.load(|| AutoModel::from_pretrained_with_num_labels(&args.model, Some(Head::SequenceClassification), classes.len(), device))?;
+    let base = quantize_base(base, args)?;
     let model = get_peft_model(base, method)?;
     model.print_trainable_parameters();
     let start = crate::train::save::Start::remember(&model)?;
@@ -415,7 +451,7 @@ fn train_causal(
             LlamaForCausalLM::from_gguf_packed(&args.model, device)
         }
     })?;
-    report_packed(&base);
+    let base = quantize_base(base, args)?;
     let eos = base.config().eos_token_ids().first().copied();
     let pad_id = tokenizer.pad_token_id().or(eos).unwrap_or(0);
     let pairs = train_rows.first().is_some_and(|r| r.contains_key("prompt") && r.contains_key("completion"));

@@ -11,9 +11,13 @@
 //! frozen; adapters beside it learn).
 //!
 //! The packed form comes from the file reader (`peft-io` implements [`PackedWeight`] for GGUF
-//! blocks); this module only needs "dequantize to f32".
+//! blocks) or from Burn's own quantization ([`quantize_base_weights`], for a model loaded from
+//! safetensors); this module only needs "dequantize to f32".
 
+mod burn_quant;
 mod op;
+
+pub use burn_quant::{BLOCK, BaseQuantization, BurnQuantized, quantize_base_weights};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use std::fmt::Debug;
