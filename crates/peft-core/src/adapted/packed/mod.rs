@@ -17,7 +17,7 @@
 mod burn_quant;
 mod op;
 
-pub use burn_quant::{BLOCK, BaseQuantization, BurnQuantized, quantize_base_weights};
+pub use burn_quant::{BLOCK, BaseQuantization, BurnQuantized, Int4Blocks, quantize_base_weights};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use std::fmt::Debug;

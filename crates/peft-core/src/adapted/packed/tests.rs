@@ -76,16 +76,20 @@ fn burn_quantized_weights_dequantize_close_to_the_original_in_a_fraction_of_the_
     let weight = Tensor::<2>::random([d_output, d_input], Distribution::Normal(0.0, 0.05), &device);
     let original = weight.clone().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
     let largest = original.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    for (quantization, bits) in [(BaseQuantization::Int8, 8.0), (BaseQuantization::Int4, 4.0)] {
-        let packed = BurnQuantized::new(weight.clone(), quantization);
+    let int4 = || -> Box<dyn PackedWeight> { Box::new(Int4Blocks::new(&original, d_output, d_input)) };
+    let int8 = || -> Box<dyn PackedWeight> { Box::new(BurnQuantized::new(weight.clone(), BaseQuantization::Int8)) };
+    for (packed, bits, bytes_per_weight) in [(int8(), 8.0, 1.0), (int4(), 4.0, 0.5)] {
+        let quantization = packed.format().to_string();
+        let scales = 4.0 * (d_output * d_input) as f64 / f64::from(BLOCK);
+        assert_eq!(packed.packed_bytes() as f64, (d_output * d_input) as f64 * bytes_per_weight + scales, "{quantization}");
         assert_eq!(packed.dims(), [d_input, d_output]);
         let f32_bytes = d_output * d_input * 4;
-        assert!(packed.packed_bytes() * 3 < f32_bytes, "{quantization:?}: {} bytes", packed.packed_bytes());
+        assert!(packed.packed_bytes() * 3 < f32_bytes, "{quantization}: {} bytes", packed.packed_bytes());
         let back = packed.dequantize();
         assert_eq!(back.len(), original.len());
         // Symmetric rounding: at most half a step of the block's largest value / (2^(bits-1) - 1).
         let step = largest / (2f32.powf(bits - 1.0) - 1.0);
         let worst = back.iter().zip(&original).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst > 0.0 && worst <= 0.51 * step, "{quantization:?}: off by {worst}, step {step}");
+        assert!(worst > 0.0 && worst <= 0.51 * step, "{quantization}: off by {worst}, step {step}");
     }
 }
