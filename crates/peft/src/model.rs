@@ -340,7 +340,7 @@ impl<M: AdapterSites> PeftModel<M> {
     /// adapted layer then runs its base in `dtype` and its adapters in f32; merging rounds once
     /// and unmerging restores the weights exactly (see [`peft_core::adapted::precision`]).
     pub fn cast_base_weights(mut self, dtype: burn::tensor::FloatDType) -> Self {
-        self.base_model = peft_core::adapted::precision::cast_base_weights(self.base_model, dtype);
+        self.base_model = peft_core::adapted::precision::cast_site_base_weights(self.base_model, dtype);
         self
     }
 

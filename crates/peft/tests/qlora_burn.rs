@@ -60,5 +60,15 @@ fn a_quantized_llama_computes_close_to_f32_and_trains_an_f32_adapter() {
         assert_eq!(packed(&merged), 1, "merged layers are stored dequantized; the head, with no adapter, stays quantized");
     }
     assert!(offs[0] * 4.0 < offs[1], "int8 is closer to f32 than int4: {offs:?}");
+
+    // A bf16 cast of a packed model leaves the packed layers' placeholders alone and still runs.
+    let mut model = base.clone();
+    quantize_base_weights(&mut model, BaseQuantization::Int4).expect("quantizes");
+    let peft = get_peft_model(model, LoraConfig::new(4).with_target_modules(["q_proj"])).expect("attaches");
+    let cast = peft.cast_base_weights(burn::tensor::FloatDType::BF16);
+    let layer = &cast.model().model.layers[0].self_attn.q_proj;
+    assert_eq!(layer.base_layer.weight.val().dtype(), burn::tensor::DType::F32, "the placeholder is not cast");
+    assert_eq!(cast.model().model.norm.weight.val().dtype(), burn::tensor::DType::BF16);
+    assert_eq!(cast.model().forward(ids(&device), None).dims(), [2, 4, 96]);
     assert_eq!(base.num_params(), llama(&device).num_params());
 }

@@ -20,7 +20,8 @@
 //! keep nothing and subtract, as the Python library does (their rounding, 2^-24 relative per cycle,
 //! does not matter at any realistic count).
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use std::collections::HashSet;
 use burn::tensor::{DType, FloatDType, Tensor};
 
 /// The float type adapters hold their parameters and compute in, whatever the base's type.
@@ -85,7 +86,22 @@ impl KeptBase {
 /// For serving or training a model in f16/bf16 on a backend that computes in them: the frozen
 /// weights take half the memory, the adapters keep full precision.
 pub fn cast_base_weights<M: Module>(module: M, dtype: FloatDType) -> M {
-    module.map(&mut CastOutsideAdapters { dtype, adapter_depth: 0 })
+    module.map(&mut CastOutsideAdapters { dtype, adapter_depth: 0, skip: HashSet::new() })
+}
+
+/// [`cast_base_weights`] for a model with adapter sites: the placeholder weights of packed
+/// layers (see [`super::packed`]) are left alone, since casting a broadcast placeholder would
+/// allocate the whole weight in `dtype` for nothing.
+pub fn cast_site_base_weights<M: crate::AdapterSites>(module: M, dtype: FloatDType) -> M {
+    let mut skip = HashSet::new();
+    module.visit_sites(&mut |_, site| {
+        if let crate::SiteMut::Linear(layer) = site
+            && layer.packed.is_some()
+        {
+            skip.insert(layer.base_layer.weight.id);
+        }
+    });
+    module.map(&mut CastOutsideAdapters { dtype, adapter_depth: 0, skip })
 }
 
 /// The mapper behind [`cast_base_weights`]: [`super::AdapterSet`] enters its entries as
@@ -93,6 +109,8 @@ pub fn cast_base_weights<M: Module>(module: M, dtype: FloatDType) -> M {
 struct CastOutsideAdapters {
     dtype: FloatDType,
     adapter_depth: usize,
+    /// Parameters left as they are.
+    skip: HashSet<ParamId>,
 }
 
 impl ModuleMapper for CastOutsideAdapters {
@@ -109,7 +127,7 @@ impl ModuleMapper for CastOutsideAdapters {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.adapter_depth > 0 {
+        if self.adapter_depth > 0 || self.skip.contains(&param.id) {
             return param;
         }
         let dtype = self.dtype;
