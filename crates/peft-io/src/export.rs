@@ -20,16 +20,18 @@ pub fn model_tensors<M: AdapterSites>(model: &M) -> Result<Vec<(String, TensorDa
     let sites = SiteParams::collect(model);
     let mut params = ParamCollector::default();
     model.visit(&mut params);
-    let mut values = Values::default();
-    model.visit(&mut values);
-    // A packed layer's parameter is a placeholder; its values are the dequantized blocks.
+    // A packed layer's parameter is a placeholder (never read: reading it would allocate the
+    // whole weight); its values are the dequantized blocks, taken when the loop below needs them.
+    let mut packed = HashMap::new();
     model.visit_sites(&mut |_, site| {
         if let SiteMut::Linear(l) = site
             && l.packed.is_some()
         {
-            values.0.insert(l.base_layer.weight.id, l.base_weight().into_data());
+            packed.insert(l.base_layer.weight.id, l.clone());
         }
     });
+    let mut values = Values(HashMap::new(), packed.keys().copied().collect());
+    model.visit(&mut values);
     let tied: Vec<String> = model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
 
     let mut out = Vec::new();
@@ -45,7 +47,13 @@ pub fn model_tensors<M: AdapterSites>(model: &M) -> Result<Vec<(String, TensorDa
         if tied.contains(&key) {
             continue;
         }
-        let Some(data) = values.0.remove(&param.id) else { continue };
+        let data = match packed.remove(&param.id) {
+            Some(layer) => layer.base_weight().into_data(),
+            None => match values.0.remove(&param.id) {
+                Some(data) => data,
+                None => continue,
+            },
+        };
         let data = match param.shape[..] {
             [rows, cols] if transpose => transpose_2d(data, rows, cols, &key)?,
             _ => data.convert::<f32>(),
@@ -67,11 +75,14 @@ pub fn write_model<M: AdapterSites>(model: &M, dir: &Path) -> Result<()> {
     crate::tensors::write_safetensors(&dir.join(crate::weights::MODEL_FILE), model_tensors(model)?)
 }
 
+/// Every parameter's values by id, except those in `skip`.
 #[derive(Default)]
-struct Values(HashMap<ParamId, TensorData>);
+struct Values(HashMap<ParamId, TensorData>, std::collections::HashSet<ParamId>);
 
 impl ModuleVisitor for Values {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.insert(param.id, param.val().into_data());
+        if !self.1.contains(&param.id) {
+            self.0.insert(param.id, param.val().into_data());
+        }
     }
 }

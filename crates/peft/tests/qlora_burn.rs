@@ -72,3 +72,22 @@ fn a_quantized_llama_computes_close_to_f32_and_trains_an_f32_adapter() {
     assert_eq!(cast.model().forward(ids(&device), None).dims(), [2, 4, 96]);
     assert_eq!(base.num_params(), llama(&device).num_params());
 }
+
+#[test]
+fn dora_over_a_quantized_base_reads_the_dequantized_weights() {
+    // DoRA normalises by the base's column norms: over a packed base it must see the dequantized
+    // weights (a placeholder would give zero norms and non-finite outputs).
+    let device = Device::flex();
+    let config = || LoraConfig::new(4).with_target_modules(["q_proj", "v_proj"]).with_use_dora(true).with_init_lora_weights(peft::InitLoraWeights::Random);
+    let base = llama(&device);
+    device.seed(3);
+    let dense = get_peft_model(base.clone(), config()).expect("attaches");
+    let mut quantized = base;
+    quantize_base_weights(&mut quantized, BaseQuantization::Int8).expect("quantizes");
+    device.seed(3);
+    let packed_dora = get_peft_model(quantized, config()).expect("attaches");
+    let (want, got) = (dense.model().forward(ids(&device), None), packed_dora.model().forward(ids(&device), None));
+    assert!(got.clone().is_finite().all().into_scalar::<bool>());
+    let off = relative_diff(got, want);
+    assert!(off < 0.06, "DoRA over int8 is {off} off DoRA over f32 (relative)");
+}

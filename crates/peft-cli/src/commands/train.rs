@@ -30,8 +30,8 @@ pub struct Args {
     /// LM; its block-quantized projections stay packed while training: QLoRA).
     #[arg(long)]
     pub model: PathBuf,
-    /// With a `.gguf` model: dequantize every weight to f32 at load instead of keeping the
-    /// block-quantized projections packed (faster steps, about 4-6x the memory for the weights).
+    /// With a `.gguf` model: dequantize every weight at load (to f32, or --dtype) instead of
+    /// keeping the block-quantized projections packed (faster steps, 4-6x the weights' memory).
     #[arg(long)]
     pub dequantize: bool,
     /// Keep the base's linear weights quantized with Burn's own 8- or 4-bit blocks (QLoRA on a
@@ -221,6 +221,9 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     // The config is checked before anything loads, so a wrong flag fails at once.
     method_config(&args, TaskType::CausalLm)?;
+    if args.dequantize && !crate::models::is_gguf(&args.model) {
+        bail!("--dequantize applies to a .gguf --model (its blocks load as f32); {} is not one", args.model.display());
+    }
     if args.quantize.is_some() && crate::models::is_gguf(&args.model) {
         bail!("--quantize applies to safetensors models; a .gguf model is already quantized and trains packed (--dequantize loads it as f32)");
     }

@@ -56,6 +56,13 @@ pub trait LinearAdapter: super::erased::AdapterObject {
         self.adapt_output(x, y)
     }
 
+    /// Whether [`adapt_output_with_base`](Self::adapt_output_with_base) reads the base layer's
+    /// weight (DoRA). Over a packed (quantized) base, the layer dequantizes a float copy for the
+    /// call only when an active adapter says so; others get the layer with its placeholder weight.
+    fn reads_base_weight(&self) -> bool {
+        false
+    }
+
     /// The update as low-rank factors, for adapters that have that form (mixed-adapter batches).
     fn low_rank(&self) -> Option<LowRank> {
         None
@@ -156,15 +163,15 @@ impl AdaptedLinear {
         }
     }
 
-    /// The base layer as adapters that read it see it (DoRA's column norms): itself, or for a
-    /// packed layer a float copy made for the call.
-    fn base_for_adapters(&self) -> std::borrow::Cow<'_, Linear> {
+    /// The base layer as `adapters` see it: itself, or for a packed layer that one of them reads
+    /// (DoRA's column norms), a float copy made for the call.
+    fn base_for<'a>(&'a self, adapters: &[&dyn LinearAdapter]) -> std::borrow::Cow<'a, Linear> {
         match &self.packed {
-            None => std::borrow::Cow::Borrowed(&self.base_layer),
-            Some(_) => std::borrow::Cow::Owned(Linear {
+            Some(_) if adapters.iter().any(|a| a.reads_base_weight()) => std::borrow::Cow::Owned(Linear {
                 weight: burn::module::Param::from_tensor(self.base_weight()),
                 bias: self.base_layer.bias.clone(),
             }),
+            _ => std::borrow::Cow::Borrowed(&self.base_layer),
         }
     }
 
@@ -254,7 +261,7 @@ impl AdaptedLinear {
         let adapters: Vec<&dyn LinearAdapter> = self.adapters.forward_adapters().collect();
         let base_input = adapters.iter().fold(x.clone(), |x, a| a.adapt_input(x));
         let y = self.base_forward(base_input);
-        let base = self.base_for_adapters();
+        let base = self.base_for(&adapters);
         adapters.iter().fold(y, |y, a| a.adapt_output_with_base(&base, &x, y))
     }
 
@@ -289,7 +296,7 @@ impl AdaptedLinear {
             let full_rows: Vec<Option<usize>> = rows.iter().map(|r| r.filter(|i| full.contains(i))).collect();
             y = select_rows(y, &full_rows, |i, _| match self.adapters.at(i) {
                 // The adapter's whole forward, as if it were the only active one.
-                Some((_, a)) => a.adapt_output_with_base(&self.base_for_adapters(), &x, self.base_forward(a.adapt_input(x.clone()))),
+                Some((_, a)) => a.adapt_output_with_base(&self.base_for(&[a]), &x, self.base_forward(a.adapt_input(x.clone()))),
                 None => self.base_forward(x.clone()),
             });
         }

@@ -61,7 +61,14 @@ impl AdaptedLinear {
         let weight = weight.cast(self.base_layer.weight.val().dtype());
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
         // The new value is a float weight; packed blocks no longer describe it.
-        self.packed = None;
+        if let Some(packed) = self.packed.take() {
+            log::warn!(
+                "a {} layer ({} -> {}) was kept packed; its new base weight (PiSSA/OLoRA's residual) is stored in f32",
+                packed.0.format(),
+                packed.dims()[0],
+                packed.dims()[1]
+            );
+        }
         self.adapters.forget_kept_base();
     }
 

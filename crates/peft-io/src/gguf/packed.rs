@@ -68,6 +68,9 @@ impl PackedWeight for GgufPacked {
 
     /// Rows are dequantized on every core: this runs twice per layer and training step.
     fn dequantize(&self) -> Vec<f32> {
+        if self.d_output == 0 || self.d_input == 0 {
+            return Vec::new();
+        }
         let threads = std::thread::available_parallelism().map_or(1, usize::from).min(self.d_output.max(1));
         let row = self.bytes.len() / self.d_output.max(1);
         let rows_per_thread = self.d_output.div_ceil(threads.max(1)).max(1);

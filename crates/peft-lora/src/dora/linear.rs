@@ -57,6 +57,10 @@ impl LinearAdapter for DoraLinear {
 
     /// # Shapes
     /// - `x`: `[batch, tokens, d_input]`, `y` and output: `[batch, tokens, d_output]`
+    fn reads_base_weight(&self) -> bool {
+        true
+    }
+
     fn adapt_output_with_base(&self, base: &Linear, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
         // In f32 whatever the base's type, as the adapter (see `peft_core::adapted::precision`).
         let weight = to_adapter_dtype(base.weight.val());

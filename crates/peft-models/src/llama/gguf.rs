@@ -158,10 +158,10 @@ impl LlamaForCausalLM {
         }
         let options = LoadOptions { prefixes: Vec::new(), optional };
         let mut model = load_into(Self::build(&config, false, device), &tensors, &options).map_err(|e| match e {
-            Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: path, fix },
+            Error::MissingTensor { key, fix, .. } => Error::MissingTensor { key, file: path.clone(), fix },
             other => other,
         })?;
-        set_packed(&mut model, packed)?;
+        set_packed(&mut model, packed, &path)?;
         if config.tie_word_embeddings {
             tie(&mut model.lm_head, &model.model.embed_tokens);
         }
@@ -170,7 +170,7 @@ impl LlamaForCausalLM {
 }
 
 /// Puts each packed weight into the linear layer its key names.
-fn set_packed(model: &mut LlamaForCausalLM, packed: Vec<(String, GgufPacked)>) -> Result<()> {
+fn set_packed(model: &mut LlamaForCausalLM, packed: Vec<(String, GgufPacked)>, path: &Path) -> Result<()> {
     if packed.is_empty() {
         return Ok(());
     }
@@ -182,9 +182,13 @@ fn set_packed(model: &mut LlamaForCausalLM, packed: Vec<(String, GgufPacked)>) -
             && let Err(e) = layer.set_packed(PackedBase::new(p))
         {
             let e = match e {
-                Error::ShapeMismatch { expected, actual, .. } => {
-                    Error::ShapeMismatch { path: path.to_string(), tensor: format!("{path}.weight"), expected, actual }
-                }
+                // In the file's `[d_output, d_input]` order, as the other loader errors.
+                Error::ShapeMismatch { expected, actual, .. } => Error::ShapeMismatch {
+                    path: path.to_string(),
+                    tensor: format!("{path}.weight"),
+                    expected: expected.into_iter().rev().collect(),
+                    actual: actual.into_iter().rev().collect(),
+                },
                 other => other,
             };
             error.get_or_insert(e);
@@ -194,7 +198,11 @@ fn set_packed(model: &mut LlamaForCausalLM, packed: Vec<(String, GgufPacked)>) -
         return Err(e);
     }
     match by_module.keys().next() {
-        Some(module) => Err(Error::InvalidState(format!("packed weight `{module}.weight` has no linear layer in the model"))),
+        Some(module) => Err(Error::Format {
+            path: path.to_path_buf(),
+            format: "GGUF",
+            message: format!("tensor `{module}.weight` has no layer in the model its metadata describes (more blocks than `llama.block_count`?); the file is inconsistent"),
+        }),
         None => Ok(()),
     }
 }

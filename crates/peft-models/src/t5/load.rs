@@ -67,6 +67,8 @@ pub(crate) fn tie(head: AdaptedLinear, table: &AdaptedEmbedding) -> AdaptedLinea
     let device = weight.lazy_device();
     let data = table.base_layer.weight.val().detach().transpose().into_data();
     let id = weight.id;
-    head.base_layer.weight = weight.transform_for_load(Tensor::from_data(data, &device), id);
+    // In the table's float type (a bf16 load stays bf16).
+    let dtype = data.dtype();
+    head.base_layer.weight = weight.transform_for_load(Tensor::from_data(data, (&device, dtype)), id);
     head
 }

@@ -69,7 +69,8 @@ impl WhisperForConditionalGeneration {
         // Embedding `[vocab, d_model]` is Burn linear `[d_model, vocab]`; copied, not shared.
         let table = model.decoder.embed_tokens.base_layer.weight.val().detach().transpose().into_data();
         let id = weight.id;
-        proj_out.base_layer.weight = weight.transform_for_load(Tensor::from_data(table, &device), id);
+        let dtype = table.dtype();
+        proj_out.base_layer.weight = weight.transform_for_load(Tensor::from_data(table, (&device, dtype)), id);
         WhisperForConditionalGeneration { model, proj_out, config }
     }
 

@@ -143,7 +143,8 @@ impl PackedWeight for BurnQuantized {
 ///
 /// # Errors
 /// [`crate::Error::InvalidState`] when an adapter is merged into a site (quantizing the merged
-/// weight would bake the adapter in).
+/// weight would bake the adapter in); [`crate::Error::Unsupported`] for int8 on a layer whose
+/// input width is not a multiple of [`BLOCK`].
 pub fn quantize_base_weights<M: AdapterSites>(model: &mut M, quantization: BaseQuantization) -> Result<usize> {
     let tied: Vec<String> = model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
     let mut error = None;
@@ -155,6 +156,15 @@ pub fn quantize_base_weights<M: AdapterSites>(model: &mut M, quantization: BaseQ
         }
         if !layer.adapters.merged().is_empty() {
             error = Some(crate::Error::InvalidState(format!("`{path}` has a merged adapter; unmerge it before quantizing the base")));
+            return;
+        }
+        let [d_input, d_output] = layer.dims();
+        if quantization == BaseQuantization::Int8 && !d_input.is_multiple_of(usize::from(BLOCK)) {
+            // Burn's block quantization needs whole blocks along each row.
+            error = Some(crate::Error::Unsupported {
+                what: format!("int8 quantization of `{path}` ({d_input} inputs -> {d_output})"),
+                supported: format!("layers whose input width is a multiple of {BLOCK}; int4 takes any width"),
+            });
             return;
         }
         let weight = layer.base_layer.weight.val().transpose();

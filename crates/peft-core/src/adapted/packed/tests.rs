@@ -93,3 +93,43 @@ fn burn_quantized_weights_dequantize_close_to_the_original_in_a_fraction_of_the_
         assert!(worst > 0.0 && worst <= 0.51 * step, "{quantization}: off by {worst}, step {step}");
     }
 }
+
+#[test]
+fn int4_blocks_round_trip_rows_that_are_not_whole_blocks() {
+    // 37 inputs: a block of 32 and one of 5 per row; 3 rows, so 111 values (an odd count).
+    let (d_output, d_input) = (3, 37);
+    let values: Vec<f32> = (0..d_output * d_input).map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1).collect();
+    let packed = Int4Blocks::new(&values, d_output, d_input);
+    assert_eq!(packed.packed_bytes(), 56 + 4 * 6, "ceil(111 / 2) bytes and two scales per row");
+    let back = packed.dequantize();
+    for (row, (got, want)) in back.chunks(d_input).zip(values.chunks(d_input)).enumerate() {
+        for (block, (g, w)) in got.chunks(32).zip(want.chunks(32)).enumerate() {
+            let step = w.iter().fold(0.0f32, |m, x| m.max(x.abs())) / 7.0;
+            let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 0.5 * step + 1e-6, "row {row}, block {block}: off by {worst}, step {step}");
+        }
+    }
+}
+
+#[derive(burn::module::Module, Debug)]
+struct OddWidth {
+    proj: crate::AdaptedLinear,
+}
+
+impl crate::AdapterSites for OddWidth {
+    fn visit_sites_mut(&mut self, f: &mut dyn FnMut(&str, crate::SiteMut<'_>)) {
+        f("proj", crate::SiteMut::Linear(&mut self.proj));
+    }
+}
+
+#[test]
+fn int8_refuses_a_layer_whose_width_is_not_whole_blocks_and_int4_takes_it() {
+    let device = Device::flex();
+    let mut model = OddWidth { proj: crate::AdaptedLinear::new(37, 5, true, &device) };
+    let err = quantize_base_weights(&mut model, BaseQuantization::Int8).expect_err("37 is not a multiple of 32");
+    assert!(matches!(&err, crate::Error::Unsupported { what, .. } if what.contains("`proj`")), "{err}");
+    assert!(model.proj.packed.is_none(), "a refused quantization changes nothing");
+    assert_eq!(quantize_base_weights(&mut model, BaseQuantization::Int4).expect("int4 takes any width"), 1);
+    let x = Tensor::<3>::ones([1, 2, 37], &device);
+    assert_eq!(model.proj.forward(x).dims(), [1, 2, 5]);
+}
