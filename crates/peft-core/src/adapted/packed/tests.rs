@@ -1,3 +1,6 @@
+//! The packed matmul, its backward, and the quantized weight formats.
+
+#[cfg(test)] // (tidy: everything below is test code)
 use super::*;
 use burn::tensor::{Distribution, Tolerance};
 
