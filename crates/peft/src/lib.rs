@@ -110,6 +110,8 @@ mod guide {
     mod performance {}
     #[doc = include_str!("../../../docs/half-precision.md")]
     mod half_precision {}
+    #[doc = include_str!("../../../docs/qlora.md")]
+    mod qlora {}
     #[doc = include_str!("../../../docs/limits.md")]
     mod limits {}
     #[doc = include_str!("../../../docs/errors.md")]
