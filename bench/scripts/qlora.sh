@@ -19,17 +19,13 @@ with open(sys.argv[1], "w") as f:
         c, city = rows[i % len(rows)]
         f.write(json.dumps({"text": f"Question {i}: what is the capital of {c}? It is {city}, a city that many people visit every year, and it has a long history."}) + "\n")
 PY
-run() { # name steps extra...
-  local name=$1 steps=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$work/$name-$steps.time" "$peft" train --model "$gguf" --data "$work/data.jsonl" \
-    --r 16 --lora-alpha 32 --target-modules all-linear --steps "$steps" --batch-size 4 --max-length 64 \
-    --eval-fraction 0.125 --output "$work/$name-$steps" "$@" > "$work/$name-$steps.log" 2>&1
-  cat "$work/$name-$steps.time"
-}
+source "$root/bench/scripts/train-timing.sh"
+train_args=(--model "$gguf" --data "$work/data.jsonl" --r 16 --lora-alpha 32 --target-modules all-linear
+  --batch-size 4 --max-length 64 --eval-fraction 0.125)
 {
   echo "# QLoRA on SmolLM2-135M-Instruct Q4_1 (\`peft train --model FILE.gguf\`)"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)."
+  machine_line
   echo "LoRA r 16 on all linear layers, batch 4 x 64 tokens, AdamW; step time = (12-step run - 2-step run) / 10;"
   echo "peak = the process's maximum resident set (12-step run). The f32 weights alone are 540 MB."
   echo
@@ -37,10 +33,6 @@ run() { # name steps extra...
   echo "|---|---|---|---|"
   for config in packed dequantized; do
     extra=(); [ "$config" = dequantized ] && extra=(--dequantize)
-    read -r short _ < <(run "$config" 2 "${extra[@]}")
-    read -r long peak < <(run "$config" 12 "${extra[@]}")
-    step=$(python3 -c "print(f'{($long - $short) / 10:.2f} s')")
-    kept=$(grep -o 'kept [0-9]* linear weights packed ([^)]*): [0-9.]* MB' "$work/$config-12.log" || echo "none")
-    echo "| $config | $((peak / 1024)) MB | $step | $kept |"
+    timing_row "$config" 2 "${extra[@]}"
   done
 } | tee "$root/bench/results/QLORA.md"

@@ -18,17 +18,13 @@ with open(sys.argv[1], "w", newline="") as f:
         t = " ".join(words[(i * k + 3) % len(words)] for k in range(1, 24))
         w.writerow([t, ["business", "sport", "politics"][i % 3]])
 PY
-run() { # name steps extra...
-  local name=$1 steps=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$work/$name-$steps.time" "$peft" train --model "$model" --data "$work/data.csv" \
-    --r 16 --lora-alpha 32 --target-modules all-linear --steps "$steps" --batch-size 16 --max-length 64 \
-    --eval-fraction 0.125 --output "$work/$name-$steps" "$@" > "$work/$name-$steps.log" 2>&1
-  cat "$work/$name-$steps.time"
-}
+source "$root/bench/scripts/train-timing.sh"
+train_args=(--model "$model" --data "$work/data.csv" --r 16 --lora-alpha 32 --target-modules all-linear
+  --batch-size 16 --max-length 64 --eval-fraction 0.125)
 {
   echo "# \`peft train --quantize\` on MiniLM-L6 (BERT, 22.7M parameters, 87 MB in f32)"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)."
+  machine_line
   echo "Sequence classification, LoRA r 16 on all linear layers, batch 16 x 64 tokens, AdamW;"
   echo "step time = (12-step run - 2-step run) / 10; peak = the process's maximum resident set (12-step run)."
   echo
@@ -41,10 +37,6 @@ run() { # name steps extra...
       int4) extra=(--quantize int4) ;;
       bf16-int4) extra=(--dtype bf16 --quantize int4) ;;
     esac
-    read -r short _ < <(run "$config" 2 "${extra[@]}")
-    read -r long peak < <(run "$config" 12 "${extra[@]}")
-    step=$(python3 -c "print(f'{($long - $short) / 10:.3f} s')")
-    kept=$(grep -o 'kept [0-9]* linear weights packed ([^)]*): [0-9.]* MB' "$work/$config-12.log" || echo "none")
-    echo "| $config | $((peak / 1024)) MB | $step | $kept |"
+    timing_row "$config" 3 "${extra[@]}"
   done
 } | tee "$root/bench/results/QUANTIZE.md"

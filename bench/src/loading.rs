@@ -6,12 +6,11 @@
 //! load in): a ratio of 1.0 means nothing beyond the model itself was held at any point.
 
 use anyhow::{Context, Result};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use peft::AdapterSites;
 use peft::io::export::model_tensors;
 use peft::io::tensors::write_safetensors;
-use peft::io::weights::is_variant;
+use peft::io::weights::parameter_keys;
 use peft::models::auto::AutoModel;
 use peft::models::llama::{LlamaConfig, LlamaForCausalLM};
 use serde::{Deserialize, Serialize};
@@ -61,9 +60,10 @@ pub fn measure(path: &Path, bf16: bool) -> Result<LoadMeasure> {
     let seconds = start.elapsed().as_secs_f64();
     let after = rss()?;
     anyhow::ensure!(exact, "this kernel cannot reset VmHWM; the peak would include what came before the load");
-    let mut unique = UniqueParams { tied_copies: model.tied_weights().into_iter().map(|(copy, _)| copy).collect(), ..Default::default() };
-    model.visit(&mut unique);
-    let param_bytes = unique.count as u64 * if bf16 { 2 } else { 4 };
+    // A tied copy (`lm_head` sharing the embedding's storage) is counted once.
+    let tied: Vec<String> = model.tied_weights().into_iter().map(|(copy, _)| copy).collect();
+    let count: usize = parameter_keys(&model).into_iter().filter(|(key, _)| !tied.contains(key)).map(|(_, shape)| shape.iter().product::<usize>()).sum();
+    let param_bytes = count as u64 * if bf16 { 2 } else { 4 };
     drop(model);
     Ok(LoadMeasure { file_bytes, param_bytes, peak_growth: after.peak.saturating_sub(before.current), seconds })
 }
@@ -123,32 +123,4 @@ pub fn generate(dir: &Path, layers: usize, bf16: bool) -> Result<()> {
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
     std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)?)?;
     Ok(())
-}
-
-/// Counts parameter elements, leaving out tied copies (by transformers key).
-#[derive(Default)]
-struct UniqueParams {
-    path: Vec<String>,
-    tied_copies: Vec<String>,
-    count: usize,
-}
-
-impl ModuleVisitor for UniqueParams {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        // An enum variant (`AutoModel::Llama`) is no level of transformers' keys.
-        if !is_variant(container_type) {
-            self.path.push(name.to_string());
-        }
-    }
-    fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !is_variant(container_type) {
-            self.path.pop();
-        }
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let key = self.path.iter().filter(|s| *s != "base_layer").cloned().collect::<Vec<_>>().join(".");
-        if !self.tied_copies.contains(&key) {
-            self.count += param.lazy_shape().num_elements();
-        }
-    }
 }

@@ -10,7 +10,8 @@ use peft_core::{AdapterSites, Result, SiteMut};
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::weights::{ParamCollector, SiteParams, file_key, join, split_key, transpose_2d};
+use crate::stored::transpose_bytes;
+use crate::weights::{ParamCollector, SiteParams, file_key, join, split_key};
 
 /// Every base parameter of `model` as `(transformers key, value)`, in visiting order.
 ///
@@ -55,7 +56,7 @@ pub fn model_tensors<M: AdapterSites>(model: &M) -> Result<Vec<(String, TensorDa
             },
         };
         let data = match param.shape[..] {
-            [rows, cols] if transpose => transpose_2d(data, rows, cols, &key)?,
+            [rows, cols] if transpose => transpose_bytes(data.convert::<f32>(), rows, cols),
             _ => data.convert::<f32>(),
         };
         out.push((key, data));

@@ -160,7 +160,7 @@ fn as_target(data: TensorData, target: Option<Target>) -> TensorData {
 }
 
 /// `[rows, cols]` to `[cols, rows]` in the data's own element type, moving bytes.
-fn transpose_bytes(data: TensorData, rows: usize, cols: usize) -> TensorData {
+pub(crate) fn transpose_bytes(data: TensorData, rows: usize, cols: usize) -> TensorData {
     let dtype = data.dtype();
     let size = dtype.size();
     let bytes = data.as_bytes();

@@ -15,7 +15,7 @@
 //! # }
 //! ```
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use std::cell::Cell;
 use peft_core::{AdapterSites, Error, Result, SiteMut};
@@ -249,6 +249,14 @@ pub fn is_variant(container_type: &str) -> bool {
     container_type.starts_with("Enum:")
 }
 
+/// Every float parameter of `module` as `(file key, shape)`, in visiting order, without
+/// initialising lazy ones (file keys as [`load_into`] matches them outside adapter sites).
+pub fn parameter_keys<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
+    let mut params = ParamCollector::default();
+    module.visit(&mut params);
+    params.found.into_iter().map(|p| (file_key(&p.path), p.shape)).collect()
+}
+
 /// The file key of a Burn module path: `base_layer` segments dropped.
 pub(crate) fn file_key(path: &[String]) -> String {
     path.iter().map(String::as_str).filter(|s| *s != "base_layer").collect::<Vec<_>>().join(".")
@@ -264,22 +272,6 @@ pub(crate) fn split_key(key: &str) -> (String, String, bool) {
 
 pub(crate) fn join(module: &str, name: &str) -> String {
     if module.is_empty() { name.to_string() } else { format!("{module}.{name}") }
-}
-
-/// `[rows, cols]` to `[cols, rows]`, on the host so the loaded weight is contiguous.
-pub(crate) fn transpose_2d(data: TensorData, rows: usize, cols: usize, key: &str) -> Result<TensorData> {
-    let v = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Format {
-        path: PathBuf::from(key),
-        format: "f32 tensor",
-        message: format!("{e:?}"),
-    })?;
-    let mut out = vec![0f32; v.len()];
-    for (r, row) in v.chunks_exact(cols.max(1)).enumerate().take(rows) {
-        for (c, x) in row.iter().enumerate() {
-            out[c * rows + r] = *x;
-        }
-    }
-    Ok(TensorData::new(out, [cols, rows]))
 }
 
 /// What the sites say about their parameters: file keys, and which ids belong to adapters.
@@ -341,8 +333,6 @@ impl SiteParams {
         SiteParams { keys, adapter_ids: ids.0 }
     }
 }
-
-use burn::module::Module as _;
 
 #[derive(Default)]
 struct IdCollector(HashSet<ParamId>);

@@ -154,15 +154,6 @@ impl AdaptedLinear {
         }
     }
 
-    /// Replaces packed blocks by the dequantized f32 weight (for merging, or initialisations
-    /// that rewrite the base); a layer already in float is left as it is.
-    pub fn unpack(&mut self) {
-        if let Some(packed) = self.packed.take() {
-            let weight = packed.dequantized(&self.base_layer.weight.lazy_device());
-            self.base_layer.weight = super::linear_merge::replace(&self.base_layer.weight, weight);
-        }
-    }
-
     /// The base layer as `adapters` see it: itself, or for a packed layer that one of them reads
     /// (DoRA's column norms), a float copy made for the call.
     fn base_for<'a>(&'a self, adapters: &[&dyn LinearAdapter]) -> std::borrow::Cow<'a, Linear> {

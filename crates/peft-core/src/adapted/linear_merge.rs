@@ -60,30 +60,24 @@ impl AdaptedLinear {
     pub fn replace_base_weight(&mut self, weight: Tensor<2>) {
         let weight = weight.cast(self.base_layer.weight.val().dtype());
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
-        // The new value is a float weight; packed blocks no longer describe it.
-        if let Some(packed) = self.packed.take() {
-            log::warn!(
-                "a {} layer ({} -> {}) was kept packed; its new base weight (PiSSA/OLoRA's residual) is stored in f32",
-                packed.0.format(),
-                packed.dims()[0],
-                packed.dims()[1]
-            );
-        }
+        self.leave_packed_form("its new base weight (PiSSA/OLoRA's residual) is stored in f32");
         self.adapters.forget_kept_base();
+    }
+
+    /// Forgets the packed blocks once the weight parameter holds a float value they no longer
+    /// describe, warning with `what_now`; a float layer is left as it is.
+    fn leave_packed_form(&mut self, what_now: &str) {
+        if let Some(packed) = self.packed.take() {
+            let [d_input, d_output] = packed.dims();
+            log::warn!("a {} layer ({d_input} -> {d_output}) was kept packed; {what_now}", packed.0.format());
+        }
     }
 
     /// Replaces the base values, keeping parameter ids and whether they train.
     fn set_base(&mut self, weight: Tensor<2>, bias: Option<Tensor<1>>) {
         self.base_layer.weight = replace(&self.base_layer.weight, weight);
-        if let Some(packed) = self.packed.take() {
-            // Merging into 4-bit blocks would round the update away; the layer becomes f32.
-            log::warn!(
-                "a {} layer ({} -> {}) was kept packed; merging stores it dequantized (f32), so a saved merged model is not quantized",
-                packed.0.format(),
-                packed.dims()[0],
-                packed.dims()[1]
-            );
-        }
+        // Merging into 4-bit blocks would round the update away; the layer becomes f32.
+        self.leave_packed_form("merging stores it dequantized (f32), so a saved merged model is not quantized");
         if let (Some(old), Some(new)) = (self.base_layer.bias.as_ref(), bias) {
             self.base_layer.bias = Some(replace(old, new));
         }
