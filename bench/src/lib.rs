@@ -22,3 +22,13 @@ pub fn use_threads() -> anyhow::Result<()> {
         .build_global()
         .map_err(|e| anyhow::anyhow!("cannot size the thread pool: {e}"))
 }
+
+/// The backend the benches run on: `PEFT_DEVICE` when set, else the first compiled in (`flex`).
+pub fn backend() -> anyhow::Result<peft::device::Backend> {
+    Ok(peft::device::Backend::selected()?)
+}
+
+/// The default device of [`backend`].
+pub fn device() -> anyhow::Result<burn::tensor::Device> {
+    Ok(backend()?.device()?)
+}

@@ -7,7 +7,6 @@
 //! `xtask/python/bench.py` merges into the table.
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use peft_bench::attach;
 use peft_bench::child::{print_json, run_self};
 use peft_bench::memory::{mib, reset_peak, rss};
@@ -73,7 +72,7 @@ fn main() -> Result<()> {
     match args.mode {
         Mode::Parent(folder) => parent(&folder, &workload, args.quick),
         Mode::Variant(variant) => print_json(&run_variant(variant, &workload)?),
-        Mode::Attach(layers) => print_json(&attach::run(layers, &Device::flex())?),
+        Mode::Attach(layers) => print_json(&attach::run(layers, &peft_bench::device()?)?),
         Mode::Interleaved => print_json(&run_interleaved(&workload)?),
     }
 }
@@ -98,7 +97,7 @@ struct VariantReport {
 }
 
 fn run_variant(variant: Variant, workload: &Workload) -> Result<VariantReport> {
-    let device = Device::flex().autodiff();
+    let device = peft_bench::device()?.autodiff();
     let mut trainer = Trainer::new(variant, workload, &device)?;
     trainer.materialize();
     let (trainable_params, total_params) = trainer.parameters();
@@ -131,7 +130,7 @@ fn run_variant(variant: Variant, workload: &Workload) -> Result<VariantReport> {
 /// Times every variant in one process, one step of each in turn, so that whatever else the
 /// machine does slows them alike and their ratios stay fair (the machine is shared).
 fn run_interleaved(workload: &Workload) -> Result<serde_json::Map<String, Value>> {
-    let device = Device::flex().autodiff();
+    let device = peft_bench::device()?.autodiff();
     let mut trainers = Variant::ALL.into_iter().map(|v| Trainer::new(v, workload, &device)).collect::<Result<Vec<_>>>()?;
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(workload.steps); trainers.len()];
     for i in 0..workload.warmup + workload.steps {
@@ -196,7 +195,7 @@ fn parent(folder: &Path, workload: &Workload, quick: bool) -> Result<()> {
     );
     let report = json!({
         "implementation": "rust",
-        "backend": "flex",
+        "backend": peft_bench::backend()?.name(),
         "threads": peft_bench::THREADS,
         "quick": quick,
         "loadavg_start": loadavg,

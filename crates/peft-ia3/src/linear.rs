@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn merging_gives_the_adapted_output_and_unmerging_the_base() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         for feedforward in [false, true] {
             let (mut layer, x) = layer(feedforward, &device);
             let adapted = layer.forward(x.clone());
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn ones_leave_the_layer_unchanged_and_export_python_s_shapes() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let layer = AdaptedLinear::new(4, 3, true, &device);
         let x = Tensor::<3>::random([2, 5, 4], Distribution::Default, &device);
         for (feedforward, shape) in [(false, [3, 1]), (true, [1, 4])] {

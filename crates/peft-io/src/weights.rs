@@ -457,7 +457,7 @@ mod tests {
     }
 
     fn device() -> Device {
-        Device::flex()
+        peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
     }
 
     fn tiny(device: &Device) -> Tiny {

@@ -1,6 +1,6 @@
 //! LoRA factors start as the Python library starts them.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use peft_core::{AdaptedLinear, AdapterSites, InitLoraWeights, LoraConfig, SiteMut};
 use peft_lora::{LoraLinear, inject};
 
@@ -16,7 +16,7 @@ impl AdapterSites for One {
 }
 
 fn factors(init: InitLoraWeights, r: usize) -> (Vec<f32>, Vec<f32>) {
-    let device = Device::flex();
+    let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
     let mut model = One { proj: AdaptedLinear::new(256, 64, false, &device) };
     let config = LoraConfig::new(r).with_target_modules(["proj"]).with_init_lora_weights(init);
     inject(&mut model, &config, "default", None).expect("attaches");

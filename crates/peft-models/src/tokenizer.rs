@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(right.attention_mask, vec![vec![1, 1], vec![1, 0]]);
         let left = t.encode_batch(&["hello world", "world"], false, 0, PaddingSide::Left).expect("succeeds");
         assert_eq!(left.input_ids, vec![vec![2, 3], vec![0, 3]]);
-        let (ids, mask) = left.to_tensors(&Device::flex());
+        let (ids, mask) = left.to_tensors(&peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in"));
         assert_eq!(ids.dims(), [2, 2]);
         assert_eq!(mask.into_data().convert::<i64>().try_to_vec::<i64>().expect("succeeds"), vec![1, 1, 0, 1]);
     }

@@ -50,7 +50,9 @@ fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0]
 }
 
-const TOLERANCE: f32 = 1e-4;
+/// How far from the Python reference outputs may lie on the run's backend (one table:
+/// `Backend::tolerance`, per backend and dtype).
+static TOLERANCE: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| peft_core::backend::tolerance(burn::tensor::DType::F32));
 
 #[test]
 fn bert_sequence_classification_matches_transformers() {
@@ -59,7 +61,7 @@ fn bert_sequence_classification_matches_transformers() {
     let (expected, ids, mask) = case("bert_seq_cls", &device);
     let diff = max_diff(model.forward(ids, Some(mask), None), Tensor::from_data(expected["base"].clone(), &device));
     println!("bert_seq_cls base logits: max abs diff {diff:e}");
-    assert!(diff < TOLERANCE, "{diff}");
+    assert!(diff < *TOLERANCE, "{diff}");
 }
 
 #[test]
@@ -69,7 +71,7 @@ fn roberta_sequence_classification_matches_transformers() {
     let (expected, ids, mask) = case("roberta_seq_cls", &device);
     let diff = max_diff(model.forward(ids, Some(mask), None), Tensor::from_data(expected["base"].clone(), &device));
     println!("roberta_seq_cls base logits: max abs diff {diff:e}");
-    assert!(diff < TOLERANCE, "{diff}");
+    assert!(diff < *TOLERANCE, "{diff}");
 }
 
 #[test]
@@ -83,7 +85,7 @@ fn bert_features_match_transformers_on_real_tokens() {
     let keep = mask.float().unsqueeze_dim::<3>(2);
     let diff = max_diff(hidden * keep.clone(), Tensor::<3>::from_data(expected["base"].clone(), &device) * keep);
     println!("bert_features last_hidden_state (mask 1): max abs diff {diff:e}");
-    assert!(diff < TOLERANCE, "{diff}");
+    assert!(diff < *TOLERANCE, "{diff}");
 
     // RoBERTa's classifier checkpoint has no pooler, so its base model is loaded without one.
     let roberta = BertModel::from_pretrained(fixtures().join("models/roberta"), &device).expect("loads");

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn device() -> Device {
-    Device::flex()
+    peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
 }
 
 fn fixtures() -> PathBuf {

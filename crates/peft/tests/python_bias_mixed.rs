@@ -109,7 +109,7 @@ fn bias_all_trains_every_bias_with_python_gradients() {
     let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
     let (_, loss) =
         model.model().forward_with_loss(case.ints("input_ids", &device), Some(case.ints("attention_mask", &device)), None, labels);
-    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "loss");
+    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < *TOL, "loss");
     let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
     let all = params(model.model());
     let mut compared = 0;
@@ -117,7 +117,7 @@ fn bias_all_trains_every_bias_with_python_gradients() {
         let (_, id, _, trains) = all.iter().find(|(p, ..)| same_param(p, key)).unwrap_or_else(|| panic!("no parameter {key}"));
         assert!(trains, "{key} trains under bias=all");
         let grad = grads.get::<1>(*id).unwrap_or_else(|| panic!("no gradient for {key}"));
-        assert!(max_abs_diff(grad.into_data(), expected) < TOL, "gradient of {key}");
+        assert!(max_abs_diff(grad.into_data(), expected) < *TOL, "gradient of {key}");
         compared += 1;
     }
     assert_eq!(compared, 18, "embeddings LayerNorm, 8 per layer (q, k, v, 2 dense, intermediate, 2 LayerNorm), pooler");

@@ -92,7 +92,7 @@ fn bloom_gradients_match_python() {
         let bias = block.self_attention.query_key_value.base_layer.bias.as_ref().expect("a bias");
         let grad = bias.grad(&grads).expect("the bias is trained");
         let key = format!("grad.base_model.model.transformer.h.{i}.self_attention.query_key_value.base_layer.bias");
-        assert!(max_abs_diff(grad.into_data(), &case.expected[&key]) < common::cases::TOL, "{key}");
+        assert!(max_abs_diff(grad.into_data(), &case.expected[&key]) < *common::cases::TOL, "{key}");
     }
 
     let base = BloomForTokenClassification::from_pretrained(model("bloom_token_cls"), &device).expect("bloom");

@@ -144,15 +144,15 @@ fn toy_conv2d_linear_and_conv1d_layers_match_python() {
     model.set_trainable("default", true).expect("trainable");
     assert_eq!(model.trainable_parameters_line(), case.meta["print_trainable_parameters"].as_str().expect("line"));
     model.load_adapter(case.adapter().join("ff"), "ff").expect("ff");
-    assert!(max_abs_diff(run(model.model()), &case.expected["adapted"]) < TOL, "adapted");
-    assert!(max_abs_diff(model.with_adapters_disabled(|m| run(m)), &case.expected["base"]) < TOL, "disabled");
+    assert!(max_abs_diff(run(model.model()), &case.expected["adapted"]) < *TOL, "adapted");
+    assert!(max_abs_diff(model.with_adapters_disabled(|m| run(m)), &case.expected["base"]) < *TOL, "disabled");
     model.set_adapter("ff").expect("ff");
-    assert!(max_abs_diff(run(model.model()), &case.expected["adapted_ff"]) < TOL, "conv2d and lin feed-forward");
+    assert!(max_abs_diff(run(model.model()), &case.expected["adapted_ff"]) < *TOL, "conv2d and lin feed-forward");
     let merged_ff = model.clone().merge_and_unload().expect("merges");
-    assert!(max_abs_diff(run(&merged_ff), &case.expected["merged_ff"]) < TOL, "ff merged");
+    assert!(max_abs_diff(run(&merged_ff), &case.expected["merged_ff"]) < *TOL, "ff merged");
     model.set_adapter("default").expect("default");
     let merged = model.merge_and_unload().expect("merges");
-    assert!(max_abs_diff(run(&merged), &case.expected["merged"]) < TOL, "merged");
+    assert!(max_abs_diff(run(&merged), &case.expected["merged"]) < *TOL, "merged");
 
     let device = device.autodiff();
     let mut model = PeftModel::from_pretrained(toy(&device), case.adapter()).expect("loads");
@@ -195,7 +195,7 @@ fn several_adapters_combinations_and_mixed_batches() {
         0,
     );
     let on_tokens = |t: Tensor<3>| masked(t.into_data(), case.expected.get("attention_mask"));
-    assert!(max_abs_diff(on_tokens(mixed), &on_tokens(expected)) < TOL, "row 0: other, row 1: the base model");
+    assert!(max_abs_diff(on_tokens(mixed), &on_tokens(expected)) < *TOL, "row 0: other, row 1: the base model");
 
     peft.add_weighted_adapter(&[("default", 0.7), ("other", 0.3)], "combo", Combination::Linear).expect("combines");
     peft.set_adapter("combo").expect("combo");

@@ -36,14 +36,14 @@ fn check_against_python(name: &str) {
     assert_eq!(logits.dims(), [2, virtual_positions + 7, 96], "logits keep the virtual positions as Python does");
     let logits_mask = case.expected.get("logits_mask");
     let diff = max_abs_diff(masked(logits.into_data(), logits_mask), &masked(case.expected["adapted"].clone(), logits_mask));
-    assert!(diff < TOL, "{name}: logits differ from Python's by {diff}");
+    assert!(diff < *TOL, "{name}: logits differ from Python's by {diff}");
     let loss = out.loss.expect("loss").into_data();
-    assert!(max_abs_diff(loss, &case.expected["loss"]) < TOL, "{name}: loss");
+    assert!(max_abs_diff(loss, &case.expected["loss"]) < *TOL, "{name}: loss");
 
     // The adapter changes the output; disabled it is the base model.
     let base = peft.model().forward(ids.clone(), Some(mask.clone())).into_data();
     let base_diff = max_abs_diff(masked(base, Some(&case.expected["attention_mask"])), &masked(case.expected["base"].clone(), Some(&case.expected["attention_mask"])));
-    assert!(base_diff < TOL, "{name}: the base model stays as it was");
+    assert!(base_diff < *TOL, "{name}: the base model stays as it was");
 
     // Saving writes Python's keys, values and config sizes.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -64,7 +64,7 @@ fn check_against_python(name: &str) {
     let reloaded = PeftModel::from_pretrained(llama(&case, &device), dir.path()).expect("reloads ours");
     let again = reloaded.logits(ids, Some(mask)).expect("forward").into_data();
     let diff = max_abs_diff(masked(again, logits_mask), &masked(case.expected["adapted"].clone(), logits_mask));
-    assert!(diff < TOL, "{name}: reloaded logits");
+    assert!(diff < *TOL, "{name}: reloaded logits");
 }
 
 /// `get_peft_model` with the Python config (sizes left unset) gives Python's trainable line and

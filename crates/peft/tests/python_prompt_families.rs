@@ -73,9 +73,9 @@ fn check_against_python(name: &str) {
     assert_eq!(out.logits.dims(), expected.shape().to_vec(), "{name}: output shape (virtual positions as Python returns them)");
     let logits_mask = &case.expected["logits_mask"];
     let diff = max_abs_diff(compared(out.logits, logits_mask), &masked(expected.clone(), (expected.shape().len() == 3).then_some(logits_mask)));
-    assert!(diff < TOL, "{name}: outputs differ from Python's by {diff}");
+    assert!(diff < *TOL, "{name}: outputs differ from Python's by {diff}");
     match (out.loss, case.expected.get("loss")) {
-        (Some(loss), Some(python)) => assert!(max_abs_diff(loss.into_data(), python) < TOL, "{name}: loss"),
+        (Some(loss), Some(python)) => assert!(max_abs_diff(loss.into_data(), python) < *TOL, "{name}: loss"),
         (None, None) => {}
         (ours, python) => panic!("{name}: loss {ours:?} where Python has {python:?}"),
     }
@@ -85,7 +85,7 @@ fn check_against_python(name: &str) {
     let mask = &case.expected["attention_mask"];
     let python_base = &case.expected["base"];
     let diff = max_abs_diff(compared(fresh, mask), &masked(python_base.clone(), (python_base.shape().len() == 3).then_some(mask)));
-    assert!(diff < TOL, "{name}: base outputs by {diff}");
+    assert!(diff < *TOL, "{name}: base outputs by {diff}");
 
     // Saving writes Python's keys and values.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -99,7 +99,7 @@ fn check_against_python(name: &str) {
     let reloaded = PeftModel::from_pretrained(base(&case, &device), dir.path()).expect("reloads ours");
     let again = reloaded.forward(inputs(&case, &device)).expect("forward").logits;
     let diff = max_abs_diff(compared(again, logits_mask), &masked(expected.clone(), (expected.shape().len() == 3).then_some(logits_mask)));
-    assert!(diff < TOL, "{name}: reloaded outputs");
+    assert!(diff < *TOL, "{name}: reloaded outputs");
 }
 
 /// Switches every dropout off: the fixture's gradients were taken with every dropout at 0.
@@ -119,14 +119,14 @@ fn check_gradients(name: &str) {
     peft.set_trainable("default", true).expect("trainable");
     let peft = peft.map(&mut DropoutOff);
     let loss = peft.forward(inputs(&case, &device)).expect("forward").loss.expect("loss");
-    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "{name}: loss");
+    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < *TOL, "{name}: loss");
     let grads = GradientsParams::from_grads(loss.backward(), &peft);
     let mut compared = Vec::new();
     for (key, grad) in peft.adapter_gradients(&grads, "default").expect("grads") {
         let file_key = if key == "prompt_embeddings" { format!("grad.{key}") } else { format!("grad.base_model.{key}") };
         let expected = case.expected.get(&file_key).unwrap_or_else(|| panic!("{name}: Python has no {file_key}"));
         let diff = max_abs_diff(grad, expected);
-        assert!(diff < TOL, "{name}: {file_key} differs by {diff}");
+        assert!(diff < *TOL, "{name}: {file_key} differs by {diff}");
         compared.push(file_key);
     }
     let python: Vec<&String> = case.expected.keys().filter(|k| k.starts_with("grad.")).collect();

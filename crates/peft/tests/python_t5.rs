@@ -86,7 +86,7 @@ fn gradients(case_name: &str, model: &str, expected_count: usize) {
     let mask = case.ints("attention_mask", &device);
     let labels: Tensor<2, Int> = case.ints("labels", &device);
     let (_, loss) = peft.model().forward_with_loss(ids, Some(mask), labels);
-    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < TOL, "loss");
+    assert!(max_abs_diff(loss.clone().into_data(), &case.expected["loss"]) < *TOL, "loss");
     let grads = GradientsParams::from_grads(loss.backward(), &peft);
     let mut compared = 0;
     for (key, grad) in peft.adapter_gradients(&grads, "default").expect("grads") {
@@ -97,7 +97,7 @@ fn gradients(case_name: &str, model: &str, expected_count: usize) {
         let values: Vec<f32> = expected.clone().convert::<f32>().try_into_vec().expect("f32");
         let scale = values.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         let diff = max_abs_diff(grad, expected);
-        assert!(diff < 2.0 * TOL * scale, "{key}: max abs diff {diff}, largest gradient {scale}");
+        assert!(diff < 2.0 * *TOL * scale, "{key}: max abs diff {diff}, largest gradient {scale}");
         compared += 1;
     }
     assert_eq!(compared, expected_count, "{case_name}");

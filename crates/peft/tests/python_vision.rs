@@ -33,7 +33,7 @@ fn vit_pooler_with_the_adapter() {
     let hidden = model.model().forward(case.floats("pixel_values", &device)).expect("forward");
     let pooled = model.model().pooled_output(hidden).expect("pooler");
     let diff = common::fixtures::max_abs_diff(pooled.into_data(), &case.expected["pooler_adapted"]);
-    assert!(diff < common::cases::TOL, "pooler differs by {diff}");
+    assert!(diff < *common::cases::TOL, "pooler differs by {diff}");
 }
 
 #[test]

@@ -45,9 +45,10 @@ pub struct Args {
     /// Held-out tweets to measure accuracy on.
     #[arg(long, default_value_t = 600)]
     pub eval_size: usize,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in (default:
+    /// `PEFT_DEVICE` when set, else the first compiled in, flex in a default build).
+    #[arg(long)]
+    pub device: Option<peft::device::Backend>,
     /// Seed of the run: the fresh head, LoRA's initialisation, dropout and the batch order (the
     /// tweets held out stay the same, so runs with other seeds are measured on the same rows).
     #[arg(long, default_value_t = 0)]
@@ -61,7 +62,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let assets = assets_dir(args.assets.as_deref())?;
-    let device = peft::device::device(&args.device)?.autodiff();
+    let device = peft::device::Backend::chosen(args.device)?.device()?.autodiff();
     // The backend's generator draws the fresh head, LoRA's A matrices and the dropout masks.
     device.seed(args.seed);
     // Inference copies (`valid()`) run on the plain device: inputs made on the autodiff device

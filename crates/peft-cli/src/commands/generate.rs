@@ -39,7 +39,7 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.prompt.is_empty() && args.input_features.is_none() {
         bail!("nothing to generate from: pass --prompt TEXT (repeatable) or --input-features FILE for Whisper");
     }
-    let device = peft::device::device(&args.model.device)?;
+    let device = peft::device::Backend::chosen(args.model.device)?.device()?;
     args.model.resolve_hub()?;
     let gguf = is_gguf(&args.model.model);
     let tokenizer = match &args.tokenizer {

@@ -36,7 +36,7 @@ pub fn run(mut args: Args) -> Result<()> {
     args.model.resolve_hub()?;
     let ids = args.input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
     let decoder_ids = args.decoder_input_ids.as_deref().map(|t| crate::input::parse_ids(t, 0)).transpose()?;
-    let device = peft::device::device(&args.model.device)?;
+    let device = peft::device::Backend::chosen(args.model.device)?.device()?;
     let head = args.head.as_deref().map(parse_head).transpose()?;
     let model = args.model.load(head, &device)?;
     let inputs = inputs(ids.as_ref(), decoder_ids.as_ref(), args.pixel_values.as_deref(), args.input_features.as_deref(), &device)?;

@@ -23,9 +23,10 @@ pub struct Args {
     /// The merged model folder to write (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in (default:
+    /// `PEFT_DEVICE` when set, else the first compiled in, flex in a default build).
+    #[arg(long)]
+    pub device: Option<peft::device::Backend>,
 }
 
 /// Runs `peft merge`.
@@ -33,7 +34,7 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty: pick a new --out folder", args.out.display());
     }
-    let device = peft::device::device(&args.device)?;
+    let device = peft::device::Backend::chosen(args.device)?.device()?;
     let (given_base, given_adapter) = (args.base.clone(), args.adapter.clone());
     args.base = crate::hub::model(&args.base, args.revision.as_deref())?;
     args.adapter = crate::hub::adapter(&args.adapter, args.adapter_revision.as_deref())?;

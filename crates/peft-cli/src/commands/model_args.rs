@@ -25,9 +25,10 @@ pub struct ModelArgs {
     /// Merge the active adapter into the weights before running.
     #[arg(long)]
     pub merge: bool,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in (default:
+    /// `PEFT_DEVICE` when set, else the first compiled in, flex in a default build).
+    #[arg(long)]
+    pub device: Option<peft::device::Backend>,
     /// The float type the base weights load in (each converted as it is read); adapters stay f32.
     #[arg(long, value_enum, default_value_t)]
     pub dtype: crate::dtype::BaseDtype,

@@ -154,9 +154,10 @@ pub struct Args {
     /// dropout (two runs with the same seed write the same adapter on one backend).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in (default:
+    /// `PEFT_DEVICE` when set, else the first compiled in, flex in a default build).
+    #[arg(long)]
+    pub device: Option<peft::device::Backend>,
     /// Evaluation data (same columns as --data); without it, --eval-fraction of --data is held out.
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
@@ -244,7 +245,7 @@ pub fn run(mut args: Args) -> Result<()> {
         resume: args.resume.clone(),
         ..TrainOptions::new(args.steps, args.batch_size, args.lr, args.seed)
     };
-    let mut device = peft::device::device(&args.device)?.autodiff();
+    let mut device = peft::device::Backend::chosen(args.device)?.device()?.autodiff();
     if args.gradient_checkpointing {
         device = device.gradient_checkpointing();
     }

@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn normalises_with_running_statistics() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mut norm = BatchNorm2d::new(2, &device);
         norm.weight = Param::from_tensor(Tensor::from_floats([2.0, 1.0], &device));
         norm.bias = Param::from_tensor(Tensor::from_floats([0.5, -1.0], &device));
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_saved_copy_replaces_the_output_and_merges_in() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mut site = AdaptedBatchNorm2d::from_batch_norm(BatchNorm2d::new(1, &device));
         let mut copy = BatchNorm2d::new(1, &device);
         copy.running_mean = Tensor::from_floats([1.0], &device);

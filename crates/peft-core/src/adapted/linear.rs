@@ -353,8 +353,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "the input's last dimension is 5 but this layer takes 4 features (it maps 4 -> 3)")]
     fn a_wrong_input_width_panics_naming_both_widths() {
-        let layer = AdaptedLinear::new(4, 3, true, &Device::flex());
-        let _ = layer.forward(Tensor::<2>::zeros([2, 5], &Device::flex()));
+        let layer = AdaptedLinear::new(4, 3, true, &crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in"));
+        let _ = layer.forward(Tensor::<2>::zeros([2, 5], &crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")));
     }
 
     /// A layer with a `modules_to_save` copy (no low-rank form) named `copy`.
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn adapters_without_a_low_rank_form_act_per_row() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mut layer = with_copy(&device);
         let x = Tensor::<3>::random([3, 2, 4], burn::tensor::Distribution::Default, &device);
         let copied = values(layer.forward(x.clone()));
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn another_batch_size_is_recorded_for_the_caller() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mut layer = with_copy(&device);
         let batch = MixedBatch::new(&["copy", "copy"]);
         layer.adapters.set_rows(Some(&batch), "layer").expect("sets");
@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn rows_and_merges_exclude_each_other() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mut layer = with_copy(&device);
         let batch = MixedBatch::new(&["copy"]);
         layer.adapters.set_rows(Some(&batch), "layer").expect("sets");

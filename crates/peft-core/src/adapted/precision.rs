@@ -154,11 +154,11 @@ pub(crate) fn restored<const D: usize>(mut kept: Vec<Tensor<1>>, weight: &Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     #[test]
     fn only_half_precision_bases_are_kept_and_only_before_the_first_merge() {
-        let device = Device::flex();
+        let device = crate::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let w = Tensor::<2>::random([3, 4], Distribution::Default, &device);
         let mut kept = KeptBase::default();
         kept.keep(&[], &w, vec![]);

@@ -196,7 +196,7 @@ mod tests {
     /// every padding kind.
     #[test]
     fn forward_equals_the_delta_kernel_and_merge_round_trips() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         // (padding, stride, dilation); Burn's `Same` ignores dilation, so it gets none.
         let cases = [
             (PaddingConfig2d::Valid, [1, 1], [1, 1]),
@@ -226,7 +226,7 @@ mod tests {
     /// A fresh adapter (`E = 0`) leaves the output alone; a grouped convolution is refused.
     #[test]
     fn fresh_adapter_is_the_identity_and_groups_are_refused() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let base = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
         let layer = AdaLoraConv2d::init(&base, 2, 8.0, 0.0, true, &device).expect("groups = 1");
         assert_eq!(layer.svd.lora_a.shape().dims::<2>(), [2, 18]);
@@ -242,7 +242,7 @@ mod tests {
     /// Masked ranks are zeroed and cut from the export, rows of A and E, columns of B.
     #[test]
     fn masking_zeroes_and_export_cuts_the_dropped_ranks() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let base = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
         let mut layer = adapter(&base, 3, &device);
         layer.svd.mask_singular_values(&[true, false, true]);

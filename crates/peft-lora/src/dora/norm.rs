@@ -48,11 +48,11 @@ impl MergedNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     #[test]
     fn equal_the_norms_of_the_formed_weight() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let w = Tensor::<2>::random([7, 5], Distribution::Normal(0.0, 1.0), &device);
         let a = Tensor::<2>::random([7, 3], Distribution::Normal(0.0, 1.0), &device);
         let b = Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &device);

@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn pools_the_last_real_token() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         // logits[b, t, 0] = 10 b + t.
         let values: Vec<f32> = (0..2).flat_map(|b| (0..4).map(move |t| (10 * b + t) as f32)).collect();
         let logits = Tensor::<3>::from_data(TensorData::new(values, [2, 4, 1]), &device);

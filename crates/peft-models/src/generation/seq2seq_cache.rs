@@ -71,11 +71,11 @@ impl SelectRows for EncoderDecoderCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     #[test]
     fn cross_keys_are_made_once_and_follow_row_selection() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let kv = |rows: Vec<f32>| {
             let n = rows.len();
             let t = Tensor::<4>::from_data(TensorData::new(rows, [n, 1, 1, 1]), &device);

@@ -104,11 +104,11 @@ pub fn shift_right(labels: Tensor<2, Int>, start: u32, pad: u32) -> Tensor<2, In
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     #[test]
     fn matches_hand_computed_shifted_mean() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         // One row, three positions, vocab 2; position 1 predicts label 1, position 2 has no target.
         let logits = Tensor::<3>::from_floats([[[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]]], &device);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![7i64, 0, 1], [1, 3]), &device);
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn span_loss_ignores_positions_outside_the_input() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let logits = Tensor::<2>::from_floats([[0.0, 2.0, 0.0], [1.0, 1.0, 1.0]], &device);
         let start = Tensor::<1, Int>::from_ints([1, 7], &device);
         let end = Tensor::<1, Int>::from_ints([1, 2], &device);

@@ -85,12 +85,12 @@ mod tests {
 
     fn ints(v: Vec<i64>) -> Tensor<2, Int> {
         let n = v.len();
-        Tensor::from_data(TensorData::new(v, [1, n]), &Device::flex())
+        Tensor::from_data(TensorData::new(v, [1, n]), &peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in"))
     }
 
     fn bias_values(key_mask: Option<Vec<i64>>, seen: usize, len: usize) -> Vec<f32> {
         let mask = key_mask.map(ints);
-        let bias = causal_bias(mask.as_ref(), seen, len, &Device::flex()).expect("a mask");
+        let bias = causal_bias(mask.as_ref(), seen, len, &peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")).expect("a mask");
         bias.into_data().try_to_vec::<f32>().expect("f32")
     }
 
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(bias_values(Some(vec![1, 0, 1]), 1, 2), vec![0.0, inf, inf, 0.0, inf, 0.0]);
         // A padding query with no real key before it sees itself (no empty softmax row).
         assert_eq!(bias_values(Some(vec![0, 1]), 0, 2), vec![0.0, inf, inf, 0.0]);
-        assert!(causal_bias(None, 5, 1, &Device::flex()).is_none());
+        assert!(causal_bias(None, 5, 1, &peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")).is_none());
     }
 
     #[test]

@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn unit_rms_after_norm() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let norm = RmsNorm::new(4, 0.0, &device);
         let x = Tensor::<2>::from_floats([[1.0, -2.0, 3.0, -4.0], [2.0, 2.0, 2.0, 2.0]], &device);
         let y = norm.forward(x).into_data().try_to_vec::<f32>().expect("succeeds");

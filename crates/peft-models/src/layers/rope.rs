@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_norms() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let rope = RotaryEmbedding::new(4, 10000.0, &RopeScaling::Default);
         let (cos, sin) = rope.cos_sin(3, 2, &device);
         let x = Tensor::<4>::from_floats([[[[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]]]], &device);

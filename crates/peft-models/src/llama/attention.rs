@@ -153,7 +153,7 @@ mod tests {
     use super::*;
 
     fn bias_values(key_mask: Option<Vec<i64>>, seen: usize, len: usize, window: Option<usize>) -> Vec<f32> {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mask = key_mask.map(|m| {
             let n = m.len();
             Tensor::<2, Int>::from_data(TensorData::new(m, [1, n]), &device)

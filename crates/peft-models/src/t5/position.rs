@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn causal_with_cache_and_padding() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0, 1], [1, 3]), &device);
         let bias = causal_bias(Some(&mask), 1, 2, &device).into_data().try_to_vec::<f32>().expect("f32");
         let m = f32::MIN;

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn causal_with_cache_and_padding() {
-        let device = Device::flex();
+        let device = peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let m = BLOCKED;
         assert!(causal_bias(None, 3, 1, &device).is_none());
         let causal = causal_bias(None, 1, 2, &device).expect("masked");

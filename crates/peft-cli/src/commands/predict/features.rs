@@ -55,11 +55,11 @@ fn pool(hidden: Tensor<3>, mask: Tensor<2, Int>, pooling: Pooling) -> Tensor<2> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peft::burn::tensor::{Device, TensorData};
+    use peft::burn::tensor::TensorData;
 
     #[test]
     fn mean_pooling_leaves_padding_out() {
-        let device = Device::flex();
+        let device = peft::device::default_device().expect("PEFT_DEVICE names a backend compiled in");
         let hidden = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 100.0, 100.0], [1, 3, 2]), &device);
         let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 0], [1, 3]), &device);
         let mean = pool(hidden.clone(), mask.clone(), Pooling::Mean).into_data().try_to_vec::<f32>().expect("f32");

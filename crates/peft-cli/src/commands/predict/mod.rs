@@ -101,9 +101,10 @@ pub struct Args {
     /// How to generate (causal and seq2seq LMs).
     #[command(flatten)]
     pub generation: GenerationArgs,
-    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// The backend: flex, cpu, wgpu, vulkan, metal, cuda or tch, where compiled in (default:
+    /// `PEFT_DEVICE` when set, else the first compiled in, flex in a default build).
+    #[arg(long)]
+    pub device: Option<peft::device::Backend>,
 }
 
 /// Runs `peft predict`.
@@ -123,7 +124,7 @@ pub fn run(mut args: Args) -> Result<()> {
         None => Tokenizer::from_dir(&model_dir)
             .with_context(|| format!("neither {} nor {} has a tokenizer.json: pass --tokenizer FILE", model_dir.display(), args.adapter.display()))?,
     };
-    let device = peft::device::device(&args.device)?;
+    let device = peft::device::Backend::chosen(args.device)?.device()?;
     let adapters = [args.adapter.clone()];
     let spec = LoadSpec { model: &model_dir, adapters: &adapters, adapter_name: None, head: None };
     let model = crate::models::load(&spec, &device)?;
