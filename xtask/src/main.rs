@@ -82,7 +82,13 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
 /// backend features `build` (beside the default `flex`), after installing what `backend` needs.
 fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subset: bool) -> Result<()> {
     eprintln!("== tests on `{backend}`{}", if subset { " (the CI subset)" } else { "" });
-    let mut env: Vec<(String, String)> = vec![("PEFT_ASSETS".into(), assets.display().to_string()), ("PEFT_DEVICE".into(), backend.into())];
+    // `BURN_DEVICE` too: Burn's `Device::default()` (in doc examples) would otherwise pick the
+    // GPU backend whenever one is compiled in.
+    let mut env: Vec<(String, String)> = vec![
+        ("PEFT_ASSETS".into(), assets.display().to_string()),
+        ("PEFT_DEVICE".into(), backend.into()),
+        ("BURN_DEVICE".into(), backend.into()),
+    ];
     env.extend(backends::prepare(root, backend)?);
     let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
     let mut tests = Command::new("cargo");
