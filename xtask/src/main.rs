@@ -72,9 +72,13 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         None => {
             let build = ["wgpu"];
             test_backend(root, &assets, "flex", &build, false)?;
-            test_backend(root, &assets, "wgpu", &build, true)
+            test_backend(root, &assets, "wgpu", &build, true)?;
+            doc_tests(&assets, "flex", &[])
         }
-        Some(name) => test_backend(root, &assets, name, &[name], subset),
+        Some(name) => {
+            test_backend(root, &assets, name, &[name], subset)?;
+            if subset { Ok(()) } else { doc_tests(&assets, name, &[name]) }
+        }
     }
 }
 
@@ -103,11 +107,20 @@ fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subse
         tests.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     }
     tests.args(&features).envs(env.iter().cloned());
-    run(&mut tests)?;
-    if subset {
-        return Ok(());
-    }
-    run(Command::new("cargo").args(["test", "--workspace", "--doc"]).args(&features).envs(env.iter().cloned()))
+    run(&mut tests)
+}
+
+/// The doc tests (guide pages and rustdoc examples) on `backend`, built with the backend
+/// features `build`. CI runs them on flex with flex alone: with `wgpu` on too, `cargo test --doc`
+/// resolves other features than nextest's build and compiles Burn's GPU stack a second time.
+fn doc_tests(assets: &Path, backend: &str, build: &[&str]) -> Result<()> {
+    let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--doc"])
+        .args(&features)
+        .env("PEFT_ASSETS", assets)
+        .env("PEFT_DEVICE", backend)
+        .env("BURN_DEVICE", backend))
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
