@@ -94,7 +94,7 @@ fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subse
         ("BURN_DEVICE".into(), backend.into()),
     ];
     env.extend(backends::prepare(root, backend)?);
-    let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
+    let features = feature_args(build);
     let mut tests = Command::new("cargo");
     if has_nextest() {
         tests.args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"]);
@@ -110,11 +110,16 @@ fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subse
     run(&mut tests)
 }
 
+/// `--features=peft/NAME` for each backend of `build` but flex (a default feature).
+fn feature_args(build: &[&str]) -> Vec<String> {
+    build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect()
+}
+
 /// The doc tests (guide pages and rustdoc examples) on `backend`, built with the backend
 /// features `build`. CI runs them on flex with flex alone: with `wgpu` on too, `cargo test --doc`
 /// resolves other features than nextest's build and compiles Burn's GPU stack a second time.
 fn doc_tests(assets: &Path, backend: &str, build: &[&str]) -> Result<()> {
-    let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
+    let features = feature_args(build);
     run(Command::new("cargo")
         .args(["test", "--workspace", "--doc"])
         .args(&features)
