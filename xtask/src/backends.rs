@@ -20,7 +20,8 @@ const TORCH_FOR_TCH: &str = "torch==2.9.0";
 
 /// The tests CI runs on a second backend (needs nextest): adapter sites and LoRA on the toy model against the
 /// Python library, every method's layers, one model family end to end (Llama: logits, generation,
-/// training), merge, save and load. As `(package, test target)`; `None` is the library's unit tests.
+/// training), merge, save and load. As `(package, module)`: `None` is the library's unit tests,
+/// `Some(module)` one file of the package's `tests/integration/` binary.
 pub const CI_SUBSET: &[(&str, Option<&str>)] = &[
     ("peft-core", None),
     ("peft-lora", None),
@@ -128,8 +129,8 @@ fn site_packages(venv: &Path) -> Result<PathBuf> {
 pub fn subset_filter() -> String {
     CI_SUBSET
         .iter()
-        .map(|(package, target)| match target {
-            Some(test) => format!("binary_id({package}::{test})"),
+        .map(|(package, module)| match module {
+            Some(module) => format!("(binary_id({package}::integration) & test(/^{module}::/))"),
             None => format!("binary_id({package})"),
         })
         .collect::<Vec<_>>()

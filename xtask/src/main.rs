@@ -73,7 +73,7 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
             let build = ["wgpu"];
             test_backend(root, &assets, "flex", &build, false)?;
             test_backend(root, &assets, "wgpu", &build, true)?;
-            doc_tests(&assets, "flex", &[])
+            doc_tests(&assets, "flex", &build)
         }
         Some(name) => {
             test_backend(root, &assets, name, &[name], subset)?;
@@ -116,8 +116,7 @@ fn feature_args(build: &[&str]) -> Vec<String> {
 }
 
 /// The doc tests (guide pages and rustdoc examples) on `backend`, built with the backend
-/// features `build`. CI runs them on flex with flex alone: with `wgpu` on too, `cargo test --doc`
-/// resolves other features than nextest's build and compiles Burn's GPU stack a second time.
+/// features `build`: the same features as the test build, so they reuse its compiled crates.
 fn doc_tests(assets: &Path, backend: &str, build: &[&str]) -> Result<()> {
     let features = feature_args(build);
     run(Command::new("cargo")

@@ -1,4 +1,7 @@
-#![doc = include_str!("../README.md")]
+// The README's example needs Burn, which this proc-macro crate must not take as a dev-dependency
+// (it would be built a second time, for the host): the facade runs the example as its doc test
+// (`crates/peft/src/lib.rs`, `mod guide`).
+#![cfg_attr(not(doctest), doc = include_str!("../README.md"))]
 #![deny(missing_docs)]
 
 use proc_macro::TokenStream;
