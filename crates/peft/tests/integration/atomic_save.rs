@@ -15,6 +15,10 @@ use peft::{InitLoraWeights, LoraConfig, PeftModel, get_peft_model};
 
 /// Set in the child: the folder to save into, over and over.
 const CHILD_DIR: &str = "PEFT_TEST_SAVE_LOOP_DIR";
+/// Set in the child: a file it creates when its save loop starts. Kill delays count from there,
+/// not from the spawn: starting a backend (wgpu's, say) can take longer than the delays, and a
+/// kill before the first save tests nothing.
+const CHILD_READY: &str = "PEFT_TEST_SAVE_LOOP_READY";
 
 /// Eight 256-wide layers: adapters of about a megabyte, so a save takes long enough to be
 /// interrupted.
@@ -50,6 +54,9 @@ fn contents(dir: &Path) -> (Vec<u8>, Vec<u8>) {
 fn save_forever(dir: &Path) -> ! {
     let device = device();
     let models = [adapter(0, &device), adapter(1, &device)];
+    if let Some(ready) = std::env::var_os(CHILD_READY) {
+        std::fs::write(ready, b"").expect("ready marker");
+    }
     for i in 0.. {
         models[i % 2].save_pretrained(dir).expect("saves");
     }
@@ -78,21 +85,24 @@ fn a_save_killed_at_any_point_leaves_the_old_or_the_new_adapter() {
     let mut state = 0x2545_f491_u64;
     for round in 0..24 {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = 150 + (state >> 33) % 400;
+        let delay = 20 + (state >> 33) % 400;
+        let ready = root.path().join(format!("ready-{round}"));
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args(["--exact", "atomic_save::a_save_killed_at_any_point_leaves_the_old_or_the_new_adapter", "--nocapture"])
             .env(CHILD_DIR, &target)
+            .env(CHILD_READY, &ready)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("child starts");
+        wait_until_ready(&mut child, &ready);
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
 
         let now = contents(&target);
         let which = references.iter().position(|r| *r == now);
-        assert!(which.is_some(), "round {round} (killed after {delay} ms): the folder holds a mix or a partial adapter");
+        assert!(which.is_some(), "round {round} (killed {delay} ms into the save loop): the folder holds a mix or a partial adapter");
         seen_new += usize::from(which == Some(1));
         // A staging folder left beside the target means the kill landed inside a save.
         let staging = std::fs::read_dir(root.path()).expect("list").flatten().any(|e| e.file_name().to_string_lossy().contains("peft-staging"));
@@ -104,4 +114,16 @@ fn a_save_killed_at_any_point_leaves_the_old_or_the_new_adapter() {
     eprintln!("24 kills: {mid_save} inside a save, the new adapter seen after {seen_new}");
     assert!(mid_save > 0, "no kill landed inside a save: the test did not test anything");
     assert!(seen_new > 0, "the child never completed a save");
+}
+
+/// Waits for the child's ready marker (at most two minutes), failing if the child exits first.
+fn wait_until_ready(child: &mut std::process::Child, ready: &Path) {
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        if let Some(status) = child.try_wait().expect("child status") {
+            panic!("the saving child exited ({status}) before its save loop started");
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the saving child did not start its save loop within two minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -68,3 +68,20 @@ fn library_code_does_not_unwrap() {
     }
     assert!(offenders.is_empty(), "library code must return typed errors, not panic: {offenders:?}");
 }
+
+/// Each test binary links all of Burn: one per crate (more tests go in as modules of
+/// `tests/integration/`), or CI spends its time and disk linking.
+#[test]
+fn one_integration_test_binary_per_crate() {
+    let mut packages: Vec<PathBuf> = std::fs::read_dir(root().join("crates")).expect("crates/").flatten().map(|e| e.path()).collect();
+    packages.extend(["examples", "bench", "xtask"].map(|p| root().join(p)));
+    for package in packages {
+        let Ok(entries) = std::fs::read_dir(package.join("tests")) else { continue };
+        let binaries: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "rs") || e.path().join("main.rs").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(binaries.len() <= 1, "{} has test binaries {binaries:?}: make them modules of one `tests/integration/main.rs`", package.display());
+    }
+}
