@@ -1,15 +1,6 @@
 //! The `peft` command as a user runs it, on the committed fixtures.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn peft(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_peft")).args(args).output().expect("the peft binary runs")
-}
+use crate::common::{fixtures, peft};
 
 /// Token ids of a case as the `--input-ids` text, and the expected tensor, flattened.
 fn case(name: &str, key: &str) -> (String, Vec<usize>, Vec<f32>) {

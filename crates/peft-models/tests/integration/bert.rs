@@ -7,11 +7,7 @@ use peft_core::AdapterSites;
 use peft_core::Error;
 use peft_io::tensors::{TensorMap, read_safetensors, write_safetensors};
 use peft_models::bert::{BertConfig, BertForSequenceClassification, BertModel, ModelType, RobertaForSequenceClassification, cross_entropy};
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+use crate::common::fixtures;
 
 /// `expected.safetensors` of a case, and its inputs on the device.
 fn case(name: &str, device: &Device) -> (TensorMap, Tensor<2, Int>, Tensor<2, Int>) {

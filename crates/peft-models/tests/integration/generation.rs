@@ -7,14 +7,10 @@ use peft_io::tensors::read_safetensors;
 use peft_models::generation::{CausalLm, GenerationConfig, generate};
 use peft_models::llama::LlamaForCausalLM;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use crate::common::fixtures;
 
 fn device() -> Device {
     peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 fn load(model: &str, device: &Device) -> LlamaForCausalLM {

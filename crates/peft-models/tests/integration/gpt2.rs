@@ -9,7 +9,8 @@ use peft_io::tensors::{TensorMap, read_safetensors};
 use peft_models::bloom::{BloomConfig, BloomForCausalLM, BloomForQuestionAnswering, BloomForSequenceClassification, BloomForTokenClassification, BloomModel};
 use peft_models::generation::greedy;
 use peft_models::gpt2::{Gpt2Config, Gpt2ForQuestionAnswering, Gpt2ForSequenceClassification, Gpt2ForTokenClassification, Gpt2LMHeadModel, Gpt2Model};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use crate::common::fixtures;
 
 /// How far from the Python reference outputs may lie on the run's backend (one table:
 /// `Backend::tolerance`, per backend and dtype).
@@ -17,10 +18,6 @@ static TOLERANCE: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| peft_co
 
 fn device() -> Device {
     peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 fn model_dir(name: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft_core::{AdapterSites, Error, SiteKind};
 use peft_io::tensors::{TensorMap, read_safetensors, write_safetensors};
 use peft_models::llama::{KvCache, LayerKv, LlamaConfig, LlamaForCausalLM};
-use std::path::{Path, PathBuf};
+use crate::common::fixtures;
 
 /// How far from the Python reference outputs may lie on the run's backend (one table:
 /// `Backend::tolerance`, per backend and dtype).
@@ -16,10 +16,6 @@ static TOLERANCE: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| peft_co
 /// Every test picks its device here.
 fn device() -> Device {
     peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 fn load(model: &str, device: &Device) -> LlamaForCausalLM {

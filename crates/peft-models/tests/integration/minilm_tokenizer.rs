@@ -1,14 +1,12 @@
 //! The real MiniLM `tokenizer.json` (`cargo xtask assets`) encodes as transformers' tokenizer does.
 
 use peft_models::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use crate::common::assets;
 
 /// `$PEFT_ASSETS/<dir>`, else `<workspace>/target/assets/<dir>`; a missing asset fails the test.
 fn asset(dir: &str) -> PathBuf {
-    let root = std::env::var_os("PEFT_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"));
-    let path = root.join(dir);
+    let path = assets().join(dir);
     assert!(path.join("tokenizer.json").is_file(), "{} is missing: run `cargo xtask assets`", path.display());
     path
 }

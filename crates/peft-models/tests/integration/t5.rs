@@ -8,7 +8,7 @@ use peft_io::tensors::{TensorMap, read_safetensors};
 use peft_models::cache::{KvCache, LayerKv};
 use peft_models::generation::Seq2SeqLm;
 use peft_models::t5::{T5Cache, T5EncoderModel, T5ForConditionalGeneration, T5ForTokenClassification, shift_right};
-use std::path::{Path, PathBuf};
+use crate::common::fixtures;
 
 /// How far from the Python reference outputs may lie on the run's backend (one table:
 /// `Backend::tolerance`, per backend and dtype).
@@ -16,10 +16,6 @@ static TOLERANCE: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| peft_co
 
 fn device() -> Device {
     peft_core::backend::default_device().expect("PEFT_DEVICE names a backend compiled in")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 fn load(model: &str) -> T5ForConditionalGeneration {

@@ -6,11 +6,7 @@ use peft_core::{AdapterSites, Error, SiteKind};
 use peft_io::tensors::{TensorMap, read_safetensors};
 use peft_models::segformer::{SegformerForImageClassification, SegformerForSemanticSegmentation, SegformerModel, resize_bilinear};
 use peft_models::vit::{ViTForImageClassification, ViTModel};
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+use crate::common::fixtures;
 
 /// `expected.safetensors` of a case and its `pixel_values` on the device.
 fn case(name: &str, device: &Device) -> (TensorMap, Tensor<4>) {

@@ -9,6 +9,7 @@ use peft_models::generation::{EncoderOutput, Seq2SeqLm, SelectRows};
 use peft_models::cache::KvCache;
 use peft_models::whisper::{WhisperCache, WhisperConfig, WhisperForConditionalGeneration, WhisperModel, sinusoids};
 use std::path::PathBuf;
+use crate::common::fixtures;
 
 /// How far from the Python reference outputs may lie on the run's backend (one table:
 /// `Backend::tolerance`, per backend and dtype).
@@ -19,7 +20,7 @@ fn device() -> Device {
 }
 
 fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/whisper")
+    fixtures().join("models/whisper")
 }
 
 fn load(device: &Device) -> WhisperForConditionalGeneration {
@@ -27,7 +28,7 @@ fn load(device: &Device) -> WhisperForConditionalGeneration {
 }
 
 fn expected() -> TensorMap {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cases/whisper_qv/expected.safetensors");
+    let path = fixtures().join("cases/whisper_qv/expected.safetensors");
     read_safetensors(&path).expect("fixture case")
 }
 

@@ -1,8 +1,5 @@
-//! What the `peft` command's tests share: the fixtures, running the binary, and a word-level
-//! tokenizer for the tiny fixture models.
-
-// Each test binary uses its own part of this module.
-#![allow(dead_code)]
+//! What the `peft` command's tests share: the fixtures and assets, running the binary, and a
+//! word-level tokenizer for the tiny fixture models.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,6 +7,12 @@ use std::process::{Command, Output};
 /// The committed fixtures.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// The real models and data: `$PEFT_ASSETS` (set by `cargo xtask test`), else the workspace's
+/// `target/assets` (`cargo xtask assets`).
+pub fn assets() -> PathBuf {
+    std::env::var_os("PEFT_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/assets"))
 }
 
 /// `p` as a command-line argument.

@@ -1,5 +1,4 @@
 //! Runs one Python fixture case against a model: outputs, merge, counts, targets, file round trip.
-#![allow(dead_code)]
 
 use burn::tensor::{Int, Tensor, TensorData};
 use peft::{AdapterSites, PeftConfig, PeftModel, get_peft_model};

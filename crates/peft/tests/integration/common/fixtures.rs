@@ -1,5 +1,4 @@
 //! Reading the committed Python fixtures (`fixtures/`).
-#![allow(dead_code)]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peft::io::tensors::{TensorMap, read_safetensors};

@@ -1,5 +1,4 @@
 //! A tiny model built for adapters, and helpers shared by the facade's tests.
-#![allow(dead_code)]
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};

@@ -1,6 +1,5 @@
 //! The fixtures' `toy` model in Burn: an embedding, a 1-D and a 2-D convolution, a linear layer
 //! and a GPT-2 style `Conv1D` (fan-in/fan-out), exactly as `fixtures/generate.py` defines it.
-#![allow(dead_code)]
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1dConfig, Conv2dConfig};
